@@ -1,0 +1,1 @@
+"""Corpora: documents, frozen corpus files, synthetic generation, and real-dataset loaders."""

@@ -1,0 +1,156 @@
+"""Frozen corpora: JSON-lines files plus a manifest of sha256 hashes, checked at load.
+
+Layout of ``corpora/<name>/``: ``manifest.json`` (knobs, file hashes, content hash, filter
+statistics), ``documents.jsonl`` and one ``tasks-<split>.jsonl`` per split. The files are the
+exact bytes :func:`write_frozen` produces, so regenerating from the manifest's knobs must give
+identical hashes.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from gather_envs.corpus.corpus import Corpus, canonical_jsonl
+from gather_envs.corpus.documents import Document
+from gather_envs.corpus.synthetic import generate_corpus
+from gather_envs.errors import CorpusError
+from gather_envs.tasks.builder import FamilyStats
+from gather_envs.tasks.task import Task
+from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
+
+MANIFEST = "manifest.json"
+DOCUMENTS = "documents.jsonl"
+MANIFEST_SCHEMA_VERSION = 1
+DEFAULT_CORPUS = "default"
+
+
+def corpora_root() -> Path:
+    """Where frozen corpora live: inside the installed wheel, else the source tree's corpora/."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "_corpora"
+    return installed if installed.is_dir() else package.parent / "corpora"
+
+
+def available_corpora() -> list[str]:
+    root = corpora_root()
+    return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}")) if root.is_dir() else []
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_frozen(corpus: Corpus, stats: list[FamilyStats], directory: Path) -> dict[str, Any]:
+    """Write ``corpus`` as a frozen corpus into ``directory`` and return its manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {DOCUMENTS: canonical_jsonl(d.to_json() for d in corpus.documents)}
+    for split, tasks in sorted(corpus.splits.items()):
+        files[f"tasks-{split}.jsonl"] = canonical_jsonl(t.to_json() for t in tasks)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA_VERSION,
+        "name": corpus.name,
+        "knobs": corpus.knobs,
+        "content_hash": corpus.content_hash,
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        "counts": {
+            split: {
+                family: sum(t.family == family for t in tasks) for family in sorted({t.family for t in tasks})
+            }
+            for split, tasks in sorted(corpus.splits.items())
+        },
+        "filter_stats": [{**asdict(s), "shortcut_rate": round(s.shortcut_rate, 6)} for s in stats],
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise CorpusError(f"{path}: missing manifest; is {directory.name!r} a frozen corpus?")
+    try:
+        manifest = json.loads(path.read_text())
+        missing = [key for key in ("name", "files", "knobs", "content_hash") if key not in manifest]
+    except (ValueError, TypeError) as exc:
+        raise CorpusError(f"{path}: unreadable manifest ({exc})") from exc
+    if missing:
+        raise CorpusError(f"{path}: manifest lacks {missing}")
+    return manifest
+
+
+def _read_jsonl(path: Path, parse) -> list:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            rows.append(parse(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorpusError(f"{path}:{number}: malformed row ({exc})") from exc
+    return rows
+
+
+def load_directory(directory: Path) -> Corpus:
+    """Load and verify a frozen corpus directory; any mismatch is a CorpusError naming the file."""
+    manifest = read_manifest(directory)
+    for name, expected in sorted(manifest["files"].items()):
+        path = directory / name
+        if not path.is_file():
+            raise CorpusError(f"{path}: listed in {MANIFEST} but missing")
+        actual = _sha256(path)
+        if actual != expected:
+            raise CorpusError(
+                f"{path}: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…; "
+                f"the file is corrupted or was edited (regenerate with `gather-envs generate`)"
+            )
+    documents = _read_jsonl(directory / DOCUMENTS, Document.from_json)
+    splits = {
+        name[len("tasks-") : -len(".jsonl")]: _read_jsonl(directory / name, Task.from_json)
+        for name in sorted(manifest["files"])
+        if name.startswith("tasks-")
+    }
+    corpus = Corpus(manifest["name"], documents, splits, manifest["knobs"], manifest["content_hash"])
+    return corpus
+
+
+@functools.lru_cache(maxsize=8)
+def load_frozen(name: str = DEFAULT_CORPUS) -> Corpus:
+    """A frozen corpus shipped with the package, verified against its manifest (cached)."""
+    directory = corpora_root() / name
+    if not directory.is_dir():
+        raise CorpusError(
+            f"no frozen corpus {name!r} under {corpora_root()}; available: {available_corpora()}"
+        )
+    return load_directory(directory)
+
+
+def config_from_knobs(knobs: dict[str, Any]) -> WorldConfig:
+    knobs = dict(knobs)
+    version = knobs.pop("generator_version", GENERATOR_VERSION)
+    if version != GENERATOR_VERSION:
+        raise CorpusError(
+            f"corpus was made by generator version {version}; this is version {GENERATOR_VERSION}"
+        )
+    return WorldConfig.from_json(knobs)
+
+
+def regenerate(directory: Path, out: Path) -> dict[str, Any]:
+    """Regenerate a frozen corpus from its manifest's knobs into ``out``; returns the new manifest."""
+    manifest = read_manifest(directory)
+    corpus, stats = generate_corpus(config_from_knobs(manifest["knobs"]), manifest["name"])
+    return write_frozen(corpus, stats, out)
+
+
+@functools.lru_cache(maxsize=8)
+def _procedural(knobs_json: str) -> Corpus:
+    return generate_corpus(WorldConfig.from_json(json.loads(knobs_json)))[0]
+
+
+def procedural_corpus(knobs: dict[str, Any]) -> Corpus:
+    """A fresh world built from knobs (cached per process, so env copies share it)."""
+    return _procedural(json.dumps(knobs, sort_keys=True))

@@ -1,0 +1,1 @@
+"""The Gymnasium environments: the env, its action parser, spaces, prompts and registration."""

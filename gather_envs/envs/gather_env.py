@@ -1,0 +1,290 @@
+"""The Gather environment: answer a question by searching a corpus within a tool-call budget T."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from gather_envs.corpus.corpus import Corpus
+from gather_envs.corpus.datasets.checkers import answer_is_correct
+from gather_envs.corpus.documents import Document
+from gather_envs.envs import prompts
+from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
+from gather_envs.envs.sources import resolve_corpus
+from gather_envs.envs.spaces import action_space, charset_for, fit, observation_space
+from gather_envs.errors import ConfigError, EnvStateError
+from gather_envs.retrieval import BM25Index, get_index, tokenize
+from gather_envs.tasks.normalize import f1_score
+from gather_envs.tasks.task import FAMILIES, FAMILY_STATIC, Task
+
+REWARD_CORRECT = 1.0
+REWARD_WRONG = 0.0
+DEFAULT_MAX_TOOL_CALLS = 5
+DEFAULT_TOP_K = 3
+DEFAULT_MAX_INVALID_ACTIONS = 2
+SCOPES = ("world", "distractor")
+
+TERMINATION_ANSWERED = "answered"
+TERMINATION_INVALID = "invalid_actions"
+
+
+class GatherEnv(gym.Env[str, str]):
+    """Search a corpus with text actions and answer one question; reward 1 for a correct answer.
+
+    Each ``search`` uses one of ``max_tool_calls`` (T) calls and returns the ``top_k`` best BM25
+    matches; ``answer`` ends the episode. Invalid actions (malformed, unknown, or a search with
+    no calls left) use no call but count toward ``max_invalid_actions``; past it the episode is
+    truncated with reward 0. See the README for the kwargs that pick the corpus or build a world.
+    """
+
+    metadata = {"render_modes": ["ansi", "human"]}
+
+    def __init__(
+        self,
+        family: str = "bridge",
+        split: str = "test",
+        max_tool_calls: int | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        scope: str = "world",
+        dialect: str = "react",
+        max_invalid_actions: int = DEFAULT_MAX_INVALID_ACTIONS,
+        show_budget: bool = True,
+        corpus: str | None = None,
+        world: dict[str, Any] | None = None,
+        dataset: dict[str, Any] | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if family not in FAMILIES:
+            raise ConfigError(f"unknown family {family!r}; choose one of {FAMILIES}")
+        if max_tool_calls is None:
+            max_tool_calls = 0 if family == FAMILY_STATIC else DEFAULT_MAX_TOOL_CALLS
+        _check_budget(family, max_tool_calls)
+        if top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {top_k}")
+        if scope not in SCOPES:
+            raise ConfigError(f"unknown scope {scope!r}; choose one of {SCOPES}")
+        if dialect not in DIALECTS:
+            raise ConfigError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
+        if max_invalid_actions < 0:
+            raise ConfigError(f"max_invalid_actions must be >= 0, got {max_invalid_actions}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"unknown render_mode {render_mode!r}")
+        self.family = family
+        self.split = split
+        self.max_tool_calls = max_tool_calls
+        self.top_k = top_k
+        self.scope = scope
+        self.dialect = dialect
+        self.max_invalid_actions = max_invalid_actions
+        self.show_budget = show_budget
+        self.render_mode = render_mode
+        self._source = {"corpus": corpus, "world": world, "dataset": dataset}
+        self._attach()
+        self.action_space = action_space()
+        self._reset_episode_state()
+
+    # -- corpus and spaces -------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        """Resolve the shared corpus and build the spaces (also after unpickling)."""
+        self.corpus: Corpus = resolve_corpus(**self._source)
+        self.tasks: tuple[Task, ...] = self.corpus.tasks(self.split, self.family)
+        if not self.tasks:
+            raise ConfigError(
+                f"corpus {self.corpus.name!r} has no {self.family!r} tasks in split {self.split!r}"
+            )
+        self._charset = _corpus_charset(self.corpus)
+        self.observation_space = observation_space(self._charset)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for shared in ("corpus", "tasks", "_charset", "observation_space"):
+            state.pop(shared, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._attach()
+
+    # -- episode -----------------------------------------------------------------------------
+
+    def _reset_episode_state(self) -> None:
+        self.task: Task | None = None
+        self.budget = self.max_tool_calls
+        self.tool_calls_used = 0
+        self.invalid_actions = 0
+        self.queries: list[str] = []
+        self._done = False
+        self._last_observation = ""
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """Start an episode on a drawn task, or on ``options["task_id"]`` / ``["task_index"]``.
+
+        ``options["max_tool_calls"]`` overrides T for this episode only.
+        """
+        super().reset(seed=seed)
+        options = dict(options or {})
+        self._reset_episode_state()
+        self.task = self._choose_task(options)
+        budget = options.get("max_tool_calls", self.max_tool_calls)
+        if not isinstance(budget, int) or isinstance(budget, bool):
+            raise ConfigError(f"max_tool_calls must be an int, got {budget!r}")
+        _check_budget(self.family, budget)
+        self.budget = budget
+        context = self._context_documents() if self.family == FAMILY_STATIC else ()
+        text = prompts.task_prompt(self.task.question, self.dialect, budget, self.show_budget, context)
+        return self._observe(text), self._info()
+
+    def _choose_task(self, options: dict[str, Any]) -> Task:
+        unknown = sorted(set(options) - {"task_id", "task_index", "max_tool_calls"})
+        if unknown:
+            raise ConfigError(f"unknown reset option(s) {unknown}")
+        if "task_id" in options:
+            task = self.corpus.task(str(options["task_id"]))
+            if task.family != self.family:
+                raise ConfigError(f"task {task.task_id!r} is {task.family!r}, not {self.family!r}")
+            return task
+        if "task_index" in options:
+            index = options["task_index"]
+            if not isinstance(index, int) or not 0 <= index < len(self.tasks):
+                raise ConfigError(f"task_index must be an int in [0, {len(self.tasks)}), got {index!r}")
+            return self.tasks[index]
+        return self.tasks[int(self.np_random.integers(len(self.tasks)))]
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Apply one text action; never raises on any string."""
+        if self.task is None:
+            raise EnvStateError("step() called before reset()")
+        if self._done:
+            raise EnvStateError("step() called after the episode ended; call reset()")
+        parsed = parse_action(action) if isinstance(action, str) else parse_action(str(action))
+        if parsed.kind == SEARCH:
+            if self.tool_calls_used >= self.budget:
+                problem = "no searches left (the budget is used up); give your answer"
+                if self.budget == 0:
+                    problem = "searching is not available in this episode; give your answer"
+                return self._invalid(problem)
+            if not tokenize(parsed.argument):
+                return self._invalid("the query has no searchable words")
+            return self._search(parsed.argument)
+        if parsed.kind == ANSWER:
+            return self._answer(parsed.argument)
+        assert parsed.kind == INVALID
+        return self._invalid(parsed.error)
+
+    def _search(self, query: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        self.tool_calls_used += 1
+        self.queries.append(query)
+        documents = self._retrieve(query)
+        left = self.budget - self.tool_calls_used
+        text = prompts.search_result(query, documents, left, self.show_budget)
+        info = self._info(action_type=SEARCH, query=query)
+        return self._observe(text), REWARD_WRONG, False, False, info
+
+    def _answer(self, answer: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        assert self.task is not None
+        correct = answer_is_correct(answer, self.task)
+        reward = REWARD_CORRECT if correct else REWARD_WRONG
+        self._done = True
+        text = f"Episode over: your answer was {'correct' if correct else 'wrong'}."
+        info = self._final_info(answer, TERMINATION_ANSWERED, correct, action_type=ANSWER)
+        return self._observe(text), reward, True, False, info
+
+    def _invalid(self, problem: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        self.invalid_actions += 1
+        left = self.max_invalid_actions - self.invalid_actions
+        if left < 0:
+            self._done = True
+            text = f"Invalid action: {problem}. Too many invalid actions: the episode is over."
+            info = self._final_info(None, TERMINATION_INVALID, False, action_type=INVALID, error=problem)
+            return self._observe(text), REWARD_WRONG, False, True, info
+        text = prompts.error_message(problem, self.dialect, self.budget > 0, left)
+        return self._observe(text), REWARD_WRONG, False, False, self._info(action_type=INVALID, error=problem)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _retrieve(self, query: str) -> list[Document]:
+        hits = self._index().search(query, self.top_k)
+        if self.scope == "world":
+            return [self.corpus.documents[i] for i, _ in hits]
+        assert self.task is not None
+        return [self.corpus.doc(self.task.context_doc_ids[i]) for i, _ in hits]
+
+    def _index(self) -> BM25Index:
+        world = self.corpus.index()
+        if self.scope == "world":
+            return world
+        task = self.task
+        assert task is not None
+        positions = [self.corpus.position[d] for d in task.context_doc_ids]
+        return get_index(
+            f"context:{self.corpus.content_hash}:{task.task_id}", lambda: world.subset(positions)
+        )
+
+    def _context_documents(self) -> list[Document]:
+        assert self.task is not None
+        return [self.corpus.doc(d) for d in self.task.context_doc_ids]
+
+    def _observe(self, text: str) -> str:
+        self._last_observation = fit(text, self._charset)
+        if self.render_mode == "human":
+            print(self._last_observation)
+        return self._last_observation
+
+    def _info(self, **extra: Any) -> dict[str, Any]:
+        assert self.task is not None
+        return {
+            "task_id": self.task.task_id,
+            "family": self.task.family,
+            "hops": self.task.hops,
+            "max_tool_calls": self.budget,
+            "tool_calls_used": self.tool_calls_used,
+            "tool_calls_left": self.budget - self.tool_calls_used,
+            "invalid_actions": self.invalid_actions,
+            "corpus_hash": self.corpus.content_hash,
+            **extra,
+        }
+
+    def _final_info(
+        self, answer: str | None, termination: str, correct: bool, **extra: Any
+    ) -> dict[str, Any]:
+        assert self.task is not None
+        golds = self.task.answers
+        return self._info(
+            answer=answer,
+            gold_answer=self.task.answer,
+            em=float(correct),
+            f1=f1_score(answer, golds) if answer is not None else 0.0,
+            success=correct,
+            termination=termination,
+            queries=list(self.queries),
+            **extra,
+        )
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self._last_observation
+        return None
+
+
+def _check_budget(family: str, budget: int) -> None:
+    if budget < 0:
+        raise ConfigError(f"max_tool_calls must be >= 0, got {budget}")
+    if family == FAMILY_STATIC and budget != 0:
+        raise ConfigError("the static family is closed-book: max_tool_calls must be 0")
+
+
+_CHARSETS: dict[str, frozenset[str]] = {}
+
+
+def _corpus_charset(corpus: Corpus) -> frozenset[str]:
+    """Characters of every document, question and prompt of a corpus (cached per corpus)."""
+    if corpus.content_hash not in _CHARSETS:
+        texts = [d.title + d.text for d in corpus.documents]
+        texts += [t.question for tasks in corpus.splits.values() for t in tasks]
+        texts += ["".join(s) for s in prompts.SYNTAX.values()]
+        _CHARSETS[corpus.content_hash] = charset_for(texts)
+    return _CHARSETS[corpus.content_hash]

@@ -1,0 +1,32 @@
+"""Resolve an env's corpus kwargs (a frozen name, world knobs, or a dataset file) to a Corpus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gather_envs.corpus.corpus import Corpus
+from gather_envs.corpus.datasets import load_dataset
+from gather_envs.corpus.frozen import DEFAULT_CORPUS, load_frozen, procedural_corpus
+from gather_envs.errors import ConfigError
+
+
+def resolve_corpus(
+    corpus: str | None = None, world: dict[str, Any] | None = None, dataset: dict[str, Any] | None = None
+) -> Corpus:
+    """Exactly one source: ``world`` knobs, a ``dataset`` file (``load_dataset``), else a frozen corpus."""
+    given = [
+        name
+        for name, value in (("corpus", corpus), ("world", world), ("dataset", dataset))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ConfigError(f"pass only one of corpus=, world=, dataset= (got {', '.join(given)})")
+    if world is not None:
+        if not isinstance(world, dict):
+            raise ConfigError(f"world= takes a dict of knobs, got {type(world).__name__}")
+        return procedural_corpus(world)
+    if dataset is not None:
+        if not isinstance(dataset, dict):
+            raise ConfigError(f"dataset= takes a dict (format, path, filters), got {type(dataset).__name__}")
+        return load_dataset(dataset)
+    return load_frozen(corpus or DEFAULT_CORPUS)

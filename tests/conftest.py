@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny real worlds that build in well under a second."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+
+import gather_envs  # noqa: F401  (registers the ids)
+
+SMALL_WORLD = {
+    "seed": 7,
+    "num_entities": 400,
+    "tasks_per_family": 12,
+    "train_tasks_per_family": 6,
+}
+SYNTHETIC_IDS = tuple(gather_envs.ENV_IDS)
+ALL_IDS = tuple(sorted(env_id for env_id in gym.registry if env_id.startswith("Gather-")))
+
+
+@pytest.fixture(params=SYNTHETIC_IDS)
+def env_id(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def small_env(family: str = "bridge", **kwargs) -> gym.Env:
+    """A GatherEnv on a 400-entity procedural world."""
+    return gym.make("Gather-MultiHop-v0", family=family, world=SMALL_WORLD, **kwargs)

@@ -1,0 +1,127 @@
+"""The Gymnasium contract, parametrized over every registered id."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import gymnasium as gym
+import pytest
+from conftest import ALL_IDS, SYNTHETIC_IDS
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.utils.env_checker import check_env
+
+ACTIONS = ["search[capital city]", "bogus", "search[founder]", "answer[no]"]
+
+
+def rollout(env: gym.Env, seed: int, actions=ACTIONS) -> list:
+    trace = [env.reset(seed=seed)]
+    for action in actions:
+        observation, reward, terminated, truncated, info = env.step(action)
+        trace.append((observation, reward, terminated, truncated, info))
+        if terminated or truncated:
+            break
+    return trace
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_check_env_passes(env_id: str) -> None:
+    check_env(gym.make(env_id).unwrapped, skip_render_check=True)
+
+
+def test_make_by_module_prefix_works_from_any_directory(tmp_path) -> None:
+    """A fresh interpreter outside the source tree, without importing gather_envs first."""
+    code = (
+        "import gymnasium as gym\n"
+        f"for env_id in {list(ALL_IDS)!r}:\n"
+        "    env = gym.make('gather_envs:' + env_id)\n"
+        "    obs, info = env.reset(seed=0)\n"
+        "    assert 'Question:' in obs, obs\n"
+        "print('ok', len(gym.registry))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok")
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_same_seed_same_trajectory(env_id: str) -> None:
+    assert rollout(gym.make(env_id), 3) == rollout(gym.make(env_id), 3)
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_different_seeds_draw_different_tasks(env_id: str) -> None:
+    env = gym.make(env_id)
+    drawn = {env.reset(seed=seed)[1]["task_id"] for seed in range(8)}
+    assert len(drawn) > 1
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_pickled_env_continues_identically(env_id: str) -> None:
+    env = gym.make(env_id)
+    env.reset(seed=5)
+    env.step("search[Institute]")
+    clone = pickle.loads(pickle.dumps(env))
+    for action in ("search[born]", "answer[yes]"):
+        assert clone.step(action) == env.step(action)
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_spec_round_trips_through_json(env_id: str) -> None:
+    env = gym.make(env_id, max_tool_calls=0 if "Static" in env_id else 2, top_k=4, dialect="tags")
+    spec = EnvSpec.from_json(env.spec.to_json())
+    assert spec == env.spec
+    rebuilt = gym.make(spec)
+    assert rollout(rebuilt, 11) == rollout(env, 11)
+    assert rebuilt.unwrapped.top_k == 4 and rebuilt.unwrapped.dialect == "tags"
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_vector_envs_match_single_env(env_id: str, mode: str) -> None:
+    vector_kwargs = {"shared_memory": False} if mode == "async" else {}
+    vec = gym.make_vec(env_id, num_envs=2, vectorization_mode=mode, vector_kwargs=vector_kwargs)
+    try:
+        observations, infos = vec.reset(seed=[4, 9])
+        singles = [gym.make(env_id).reset(seed=seed)[0] for seed in (4, 9)]
+        assert list(observations) == singles
+        stepped = vec.step(["search[capital]", "answer[no]"])[0]
+        expected = []
+        for seed, action in ((4, "search[capital]"), (9, "answer[no]")):
+            env = gym.make(env_id)
+            env.reset(seed=seed)
+            expected.append(env.step(action)[0])
+        assert list(stepped) == expected
+    finally:
+        vec.close()
+
+
+def test_async_vector_env_with_shared_memory_fails_clearly() -> None:
+    with pytest.raises(Exception, match="shared_memory=False"):
+        vec = gym.make_vec("Gather-MultiHop-v0", num_envs=2, vectorization_mode="async")
+        vec.close()
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_spaces_contain_everything_emitted(env_id: str) -> None:
+    env = gym.make(env_id)
+    observation, _ = env.reset(seed=0)
+    assert env.observation_space.contains(observation)
+    for _ in range(5):
+        action = env.action_space.sample()
+        assert env.action_space.contains(action)
+        observation, *_rest, terminated, truncated, _info = env.step(action)
+        assert env.observation_space.contains(observation)
+        if terminated or truncated:
+            break
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_info_never_reveals_the_answer_before_the_end(env_id: str) -> None:
+    env = gym.make(env_id)
+    _, info = env.reset(seed=1)
+    task = env.unwrapped.task
+    assert "gold_answer" not in info and "answer" not in info
+    assert {"task_id", "family", "hops", "max_tool_calls"} <= set(info)
+    assert info["task_id"] == task.task_id
