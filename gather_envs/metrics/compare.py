@@ -1,0 +1,408 @@
+"""Comparing two agents on the same tasks: paired difference curves, crossing k*, boundary sets.
+
+Both runs must come from one corpus and cover the same tasks at each compared budget; pass
+``restrict_to_common=True`` to compare on the tasks (and budgets) both runs share instead. Runs on
+different corpora are always refused: equal task ids there name different questions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from gather_envs.errors import ConfigError, RecordsError
+from gather_envs.metrics.passk import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_SEED,
+    TaskCounts,
+    bootstrap_weights,
+    count_episodes,
+    default_ks,
+    per_task_pass_at_k,
+    percentile_interval,
+    resampled_means,
+    task_columns,
+    validate_bootstrap_args,
+)
+from gather_envs.records import EpisodeRecord
+
+# Differences smaller than this count as ties when looking for the crossing point.
+CROSSING_TOLERANCE = 1e-12
+
+_EXAMPLE_IDS = 5
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pair counts.
+
+    Under the null each discordant task is equally likely to favour A or B, so the smaller count
+    is Binomial(only_a + only_b, 1/2); the p-value doubles its lower tail, capped at 1.
+
+    >>> mcnemar_exact(5, 0)
+    0.0625
+    >>> mcnemar_exact(3, 3)
+    1.0
+    """
+    if only_a < 0 or only_b < 0:
+        raise ConfigError(f"mcnemar_exact: counts must be >= 0, got {only_a}, {only_b}")
+    total = only_a + only_b
+    if total == 0:
+        return 1.0
+    tail = sum(math.comb(total, i) for i in range(min(only_a, only_b) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2**total)))
+
+
+def crossing_point(
+    ks: Sequence[int], diff: Sequence[float], tolerance: float = CROSSING_TOLERANCE
+) -> tuple[float | None, tuple[int, int] | None]:
+    """Where the difference curve A - B first changes sign along k.
+
+    Returns ``(k_star, (k_before, k_after))``: ``k_before`` is the last k of the grid with the
+    sign the curve starts with, ``k_after`` the first with the opposite sign, and ``k_star`` the
+    zero of the straight line through those two points on a log2 k axis. Differences within
+    ``tolerance`` of 0 are ties and carry no sign. ``(None, None)`` when the sign never flips.
+
+    >>> crossing_point([1, 2, 4, 8], [-0.1, -0.05, 0.05, 0.1])
+    (2.8284271247461903, (2, 4))
+    """
+    values = [0.0 if abs(d) <= tolerance else float(d) for d in diff]
+    start_sign = 0.0
+    last_same = -1
+    for j, value in enumerate(values):
+        if value == 0.0:
+            continue
+        sign = math.copysign(1.0, value)
+        if start_sign == 0.0:
+            start_sign, last_same = sign, j
+        elif sign == start_sign:
+            last_same = j
+        else:
+            k_lo, k_hi = ks[last_same], ks[j]
+            d_lo, d_hi = values[last_same], value
+            x_lo, x_hi = math.log2(k_lo), math.log2(k_hi)
+            x = x_lo + (0.0 - d_lo) * (x_hi - x_lo) / (d_hi - d_lo)
+            return 2.0**x, (int(k_lo), int(k_hi))
+    return None, None
+
+
+@dataclass(frozen=True)
+class BudgetComparison:
+    """A against B at one budget T, on ``num_tasks`` shared tasks.
+
+    Curves are over ``ks``; ``diff`` = PASS_A - PASS_B with a paired bootstrap interval (the same
+    resampled tasks for both). Interval entries are None without bootstrap.
+    """
+
+    budget: int
+    num_tasks: int
+    ks: tuple[int, ...]
+    pass_a: tuple[float, ...]
+    pass_a_low: tuple[float | None, ...]
+    pass_a_high: tuple[float | None, ...]
+    pass_b: tuple[float, ...]
+    pass_b_low: tuple[float | None, ...]
+    pass_b_high: tuple[float | None, ...]
+    diff: tuple[float, ...]
+    diff_low: tuple[float | None, ...]
+    diff_high: tuple[float | None, ...]
+    k_star: float | None
+    k_star_interval: tuple[int, int] | None
+    only_a: tuple[str, ...]
+    only_b: tuple[str, ...]
+    both: tuple[str, ...]
+    neither: int
+    mcnemar_p: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "T": self.budget,
+            "num_tasks": self.num_tasks,
+            "ks": list(self.ks),
+            "pass_a": list(self.pass_a),
+            "pass_a_low": list(self.pass_a_low),
+            "pass_a_high": list(self.pass_a_high),
+            "pass_b": list(self.pass_b),
+            "pass_b_low": list(self.pass_b_low),
+            "pass_b_high": list(self.pass_b_high),
+            "diff": list(self.diff),
+            "diff_low": list(self.diff_low),
+            "diff_high": list(self.diff_high),
+            "k_star": self.k_star,
+            "k_star_interval": None if self.k_star_interval is None else list(self.k_star_interval),
+            "boundary": {
+                "only_a": list(self.only_a),
+                "only_b": list(self.only_b),
+                "both": list(self.both),
+                "neither": self.neither,
+                "mcnemar_p": self.mcnemar_p,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> BudgetComparison:
+        try:
+            bnd = data["boundary"]
+            interval = data["k_star_interval"]
+            return cls(
+                budget=int(data["T"]),
+                num_tasks=int(data["num_tasks"]),
+                ks=tuple(int(k) for k in data["ks"]),
+                pass_a=_floats(data["pass_a"]),
+                pass_a_low=_maybe_floats(data["pass_a_low"]),
+                pass_a_high=_maybe_floats(data["pass_a_high"]),
+                pass_b=_floats(data["pass_b"]),
+                pass_b_low=_maybe_floats(data["pass_b_low"]),
+                pass_b_high=_maybe_floats(data["pass_b_high"]),
+                diff=_floats(data["diff"]),
+                diff_low=_maybe_floats(data["diff_low"]),
+                diff_high=_maybe_floats(data["diff_high"]),
+                k_star=None if data["k_star"] is None else float(data["k_star"]),
+                k_star_interval=None if interval is None else (int(interval[0]), int(interval[1])),
+                only_a=tuple(str(i) for i in bnd["only_a"]),
+                only_b=tuple(str(i) for i in bnd["only_b"]),
+                both=tuple(str(i) for i in bnd["both"]),
+                neither=int(bnd["neither"]),
+                mcnemar_p=float(bnd["mcnemar_p"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise RecordsError(f"malformed comparison entry: missing or bad {exc!r}") from exc
+
+
+def _floats(values: Iterable[Any]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def _maybe_floats(values: Iterable[Any]) -> tuple[float | None, ...]:
+    return tuple(None if v is None else float(v) for v in values)
+
+
+COMPARISON_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Agent A against agent B, budget by budget.
+
+    ``excluded_tasks`` counts, per budget, the tasks left out because only one run had them
+    (always 0 unless ``restricted``).
+    """
+
+    agent_a: str
+    agent_b: str
+    corpus_hash: str
+    budgets: tuple[int, ...]
+    per_budget: tuple[BudgetComparison, ...]
+    restricted: bool
+    excluded_tasks: dict[int, int]
+    bootstrap: int
+    seed: int
+    confidence: float
+    schema_version: int = COMPARISON_SCHEMA_VERSION
+
+    def at(self, budget: int) -> BudgetComparison:
+        """The comparison at budget T."""
+        for entry in self.per_budget:
+            if entry.budget == budget:
+                return entry
+        raise ConfigError(f"no comparison at T={budget}; compared budgets: {self.budgets}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "agent_a": self.agent_a,
+            "agent_b": self.agent_b,
+            "corpus_hash": self.corpus_hash,
+            "budgets": list(self.budgets),
+            "restricted": self.restricted,
+            "excluded_tasks": {str(t): v for t, v in self.excluded_tasks.items()},
+            "bootstrap": self.bootstrap,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "per_budget": [entry.to_json() for entry in self.per_budget],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Comparison:
+        try:
+            return cls(
+                schema_version=int(data["schema_version"]),
+                agent_a=str(data["agent_a"]),
+                agent_b=str(data["agent_b"]),
+                corpus_hash=str(data["corpus_hash"]),
+                budgets=tuple(int(t) for t in data["budgets"]),
+                restricted=bool(data["restricted"]),
+                excluded_tasks={int(t): int(v) for t, v in data["excluded_tasks"].items()},
+                bootstrap=int(data["bootstrap"]),
+                seed=int(data["seed"]),
+                confidence=float(data["confidence"]),
+                per_budget=tuple(BudgetComparison.from_json(e) for e in data["per_budget"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RecordsError(f"malformed comparison JSON: missing or bad {exc!r}") from exc
+
+
+def _describe_ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:_EXAMPLE_IDS])
+    return f"{len(ids)} ({shown}{', ...' if len(ids) > _EXAMPLE_IDS else ''})"
+
+
+def _single(values: Iterable[str], what: str, run: str) -> str:
+    distinct = sorted(set(values))
+    if len(distinct) > 1:
+        raise RecordsError(f"run {run} mixes {len(distinct)} {what}s ({', '.join(distinct)})")
+    return distinct[0] if distinct else ""
+
+
+def compare_runs(
+    records_a: Sequence[EpisodeRecord],
+    records_b: Sequence[EpisodeRecord],
+    *,
+    ks: Sequence[int] | None = None,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    confidence: float = DEFAULT_CONFIDENCE,
+    restrict_to_common: bool = False,
+) -> Comparison:
+    """Compare run A with run B per budget on their shared tasks (see the module docstring).
+
+    Infrastructure errors are excluded from n, as in the table. The k grid at T stops at the
+    smallest n of either run. Bootstrap resamples are drawn once over all compared tasks from
+    ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets.
+    """
+    validate_bootstrap_args(bootstrap, confidence)
+    if not records_a or not records_b:
+        raise RecordsError("compare_runs needs records for both runs; one of them is empty")
+    corpus_a = _single((r.corpus_hash for r in records_a), "corpus hash", "A")
+    corpus_b = _single((r.corpus_hash for r in records_b), "corpus hash", "B")
+    if corpus_a != corpus_b:
+        raise RecordsError(
+            f"refusing to compare runs on different corpora (A: {corpus_a!r}, B: {corpus_b!r}); "
+            "the same task id names different questions there. Rerun both on one corpus"
+        )
+    agent_a = ",".join(sorted({r.agent_id for r in records_a}))
+    agent_b = ",".join(sorted({r.agent_id for r in records_b}))
+    counts_a, counts_b = count_episodes(records_a), count_episodes(records_b)
+
+    budgets = sorted(set(counts_a) & set(counts_b))
+    if set(counts_a) != set(counts_b) and not restrict_to_common:
+        raise RecordsError(
+            f"the runs cover different budgets (A: {sorted(counts_a)}, B: {sorted(counts_b)}); "
+            "pass restrict_to_common=True to compare on the shared budgets "
+            f"{budgets}"
+        )
+    shared: dict[int, list[str]] = {}
+    excluded: dict[int, int] = {}
+    for budget in budgets:
+        ids_a, ids_b = set(counts_a[budget].task_ids), set(counts_b[budget].task_ids)
+        shared[budget] = sorted(ids_a & ids_b)
+        excluded[budget] = len(ids_a ^ ids_b)
+        if ids_a != ids_b and not restrict_to_common:
+            raise RecordsError(
+                f"the runs cover different tasks at T={budget}: only in A "
+                f"{_describe_ids(sorted(ids_a - ids_b))}, only in B "
+                f"{_describe_ids(sorted(ids_b - ids_a))}; pass restrict_to_common=True to "
+                f"compare on the {len(shared[budget])} shared tasks"
+            )
+    budgets = [t for t in budgets if shared[t]]
+    if not budgets:
+        raise RecordsError("the runs share no task at any common budget; nothing to compare")
+
+    union = sorted({task for t in budgets for task in shared[t]})
+    position = {task: i for i, task in enumerate(union)}
+    weights = bootstrap_weights(len(union), bootstrap, np.random.default_rng(seed))
+    entries = [
+        _compare_budget(
+            budget,
+            shared[budget],
+            counts_a[budget],
+            counts_b[budget],
+            ks,
+            task_columns(weights, np.array([position[t] for t in shared[budget]]), len(union)),
+            confidence,
+        )
+        for budget in budgets
+    ]
+    return Comparison(
+        agent_a=agent_a,
+        agent_b=agent_b,
+        corpus_hash=corpus_a,
+        budgets=tuple(budgets),
+        per_budget=tuple(entries),
+        restricted=restrict_to_common,
+        excluded_tasks={t: excluded[t] for t in budgets},
+        bootstrap=bootstrap,
+        seed=seed,
+        confidence=confidence,
+    )
+
+
+def _aligned(counts: TaskCounts, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, c) of ``counts`` in the order of ``ids``."""
+    where = {task: i for i, task in enumerate(counts.task_ids)}
+    rows = [where[task] for task in ids]
+    return np.asarray(counts.n)[rows], np.asarray(counts.c)[rows]
+
+
+def _compare_budget(
+    budget: int,
+    ids: Sequence[str],
+    counts_a: TaskCounts,
+    counts_b: TaskCounts,
+    ks: Sequence[int] | None,
+    weights: np.ndarray,
+    confidence: float,
+) -> BudgetComparison:
+    n_a, c_a = _aligned(counts_a, ids)
+    n_b, c_b = _aligned(counts_b, ids)
+    n_min = int(min(n_a.min(), n_b.min()))
+    grid = default_ks(n_min) if ks is None else tuple(sorted({k for k in ks if 1 <= k <= n_min}))
+    if not grid:
+        raise ConfigError(f"compare_runs: no k in {list(ks or [])} fits n = {n_min} at T={budget}")
+    mat_a = per_task_pass_at_k(n_a, c_a, grid)
+    mat_b = per_task_pass_at_k(n_b, c_b, grid)
+    est_a, est_b = mat_a.mean(axis=0), mat_b.mean(axis=0)
+    diff = est_a - est_b
+
+    def interval(matrix: np.ndarray) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
+        if weights.shape[0] == 0:
+            none: tuple[float | None, ...] = (None,) * len(grid)
+            return none, none
+        low, high = percentile_interval(resampled_means(weights, matrix), confidence)
+        return tuple(low.tolist()), tuple(high.tolist())
+
+    a_low, a_high = interval(mat_a)
+    b_low, b_high = interval(mat_b)
+    d_low, d_high = interval(mat_a - mat_b)
+    k_star, k_interval = crossing_point(grid, diff.tolist())
+
+    solved_a, solved_b = c_a > 0, c_b > 0
+    only_a = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if a and not b)
+    only_b = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if b and not a)
+    both = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if a and b)
+    return BudgetComparison(
+        budget=budget,
+        num_tasks=len(ids),
+        ks=grid,
+        pass_a=tuple(est_a.tolist()),
+        pass_a_low=a_low,
+        pass_a_high=a_high,
+        pass_b=tuple(est_b.tolist()),
+        pass_b_low=b_low,
+        pass_b_high=b_high,
+        diff=tuple(diff.tolist()),
+        diff_low=d_low,
+        diff_high=d_high,
+        k_star=k_star,
+        k_star_interval=k_interval,
+        only_a=only_a,
+        only_b=only_b,
+        both=both,
+        neither=len(ids) - len(only_a) - len(only_b) - len(both),
+        mcnemar_p=mcnemar_exact(len(only_a), len(only_b)),
+    )

@@ -1,0 +1,395 @@
+"""The episode record and its JSON-lines file: the unit every metric and report reads.
+
+One finished episode becomes one :class:`EpisodeRecord`, one JSON object on one line. Several
+processes may append to one file: each batch of lines is written under an exclusive ``flock`` with
+one ``os.write`` per line on an ``O_APPEND`` descriptor, then fsynced, so lines never interleave and
+a crash loses at most the line being written. :func:`read_records` skips such a torn last line with
+a warning; the next append cuts it off before writing, so it never ends up in the middle of a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, overload
+
+from gather_envs.errors import RecordsError
+
+try:  # POSIX only; elsewhere appends rely on O_APPEND alone.
+    import fcntl
+except ImportError:  # pragma: no cover - exercised on Windows only
+    fcntl = None
+
+RECORD_SCHEMA_VERSION = 1
+
+TERMINATION_ANSWERED = "answered"
+TERMINATION_INVALID_ACTIONS = "invalid_actions"
+TERMINATION_INFRA_ERROR = "infra_error"
+TERMINATION_TRUNCATED = "truncated"
+
+AGENT_SETTINGS_KEY = "agent_settings"
+"""Key in :attr:`EpisodeRecord.extra` under which agents store their settings (model, sampling...)."""
+
+EPISODE_INDEX_UNKNOWN = -1
+
+PathLike = str | os.PathLike[str]
+
+_TAIL_PROBE_BYTES = 1 << 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpisodeRecord:
+    """One finished episode: what ran (env, corpus, task, budget, seed) and how it went.
+
+    ``infra_error`` holds a message when the episode failed for reasons outside the agent's
+    control (server refused, timed out...): such records are excluded from n and counted apart.
+    """
+
+    schema_version: int = RECORD_SCHEMA_VERSION
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    corpus_hash: str
+    task_id: str
+    family: str = ""
+    hops: int = 0
+    seed: int | None = None
+    budget: int
+    episode_index: int = EPISODE_INDEX_UNKNOWN
+    tool_calls: int = 0
+    invalid_actions: int = 0
+    success: bool
+    reward: float = 0.0
+    answer: str | None = None
+    gold_answer: str = ""
+    termination: str = ""
+    wall_time: float = 0.0
+    agent_id: str = ""
+    queries: tuple[str, ...] = ()
+    infra_error: str | None = None
+    trajectory: tuple[dict[str, Any], ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Callers often pass lists; store tuples so records stay immutable and compare equal.
+        if not isinstance(self.queries, tuple):
+            object.__setattr__(self, "queries", tuple(self.queries))
+        if self.trajectory is not None and not isinstance(self.trajectory, tuple):
+            object.__setattr__(self, "trajectory", tuple(self.trajectory))
+
+    @property
+    def is_infra_error(self) -> bool:
+        """Whether the episode failed for infrastructure reasons (excluded from n)."""
+        return self.infra_error is not None or self.termination == TERMINATION_INFRA_ERROR
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-serializable dict (field order is the schema's)."""
+        return {
+            "schema_version": self.schema_version,
+            "env_id": self.env_id,
+            "env_kwargs": dict(self.env_kwargs),
+            "corpus_hash": self.corpus_hash,
+            "task_id": self.task_id,
+            "family": self.family,
+            "hops": self.hops,
+            "seed": self.seed,
+            "budget": self.budget,
+            "episode_index": self.episode_index,
+            "tool_calls": self.tool_calls,
+            "invalid_actions": self.invalid_actions,
+            "success": self.success,
+            "reward": self.reward,
+            "answer": self.answer,
+            "gold_answer": self.gold_answer,
+            "termination": self.termination,
+            "wall_time": self.wall_time,
+            "agent_id": self.agent_id,
+            "queries": list(self.queries),
+            "infra_error": self.infra_error,
+            "trajectory": None if self.trajectory is None else [dict(s) for s in self.trajectory],
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EpisodeRecord:
+        """Rebuild a record; missing optional fields take defaults, missing required ones raise."""
+        if not isinstance(data, Mapping):
+            raise RecordsError(f"an episode record must be a JSON object, got {type(data).__name__}")
+        version = _get(data, "schema_version", int, required=True)
+        if version > RECORD_SCHEMA_VERSION:
+            raise RecordsError(
+                f"record schema_version {version} is newer than this gather-envs supports "
+                f"({RECORD_SCHEMA_VERSION}); upgrade gather-envs to read it"
+            )
+        queries = _get(data, "queries", list, default=[])
+        trajectory = _get(data, "trajectory", list, default=None, nullable=True)
+        return cls(
+            schema_version=version,
+            env_id=_get(data, "env_id", str, required=True),
+            env_kwargs=_get(data, "env_kwargs", dict, default={}),
+            corpus_hash=_get(data, "corpus_hash", str, required=True),
+            task_id=_get(data, "task_id", str, required=True),
+            family=_get(data, "family", str, default=""),
+            hops=_get(data, "hops", int, default=0),
+            seed=_get(data, "seed", int, default=None, nullable=True),
+            budget=_get(data, "budget", int, required=True),
+            episode_index=_get(data, "episode_index", int, default=EPISODE_INDEX_UNKNOWN),
+            tool_calls=_get(data, "tool_calls", int, default=0),
+            invalid_actions=_get(data, "invalid_actions", int, default=0),
+            success=_get(data, "success", bool, required=True),
+            reward=float(_get(data, "reward", float, default=0.0)),
+            answer=_get(data, "answer", str, default=None, nullable=True),
+            gold_answer=_get(data, "gold_answer", str, default=""),
+            termination=_get(data, "termination", str, default=""),
+            wall_time=float(_get(data, "wall_time", float, default=0.0)),
+            agent_id=_get(data, "agent_id", str, default=""),
+            queries=tuple(_check_items(queries, str, "queries")),
+            infra_error=_get(data, "infra_error", str, default=None, nullable=True),
+            trajectory=None if trajectory is None else tuple(_check_items(trajectory, dict, "trajectory")),
+            extra=_get(data, "extra", dict, default={}),
+        )
+
+    def to_line(self) -> bytes:
+        """The record as one UTF-8 JSON line, newline included."""
+        return (json.dumps(self.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _get(
+    data: Mapping[str, Any],
+    name: str,
+    kind: type,
+    *,
+    required: bool = False,
+    default: Any = None,
+    nullable: bool = False,
+) -> Any:
+    """Field ``name`` of ``data`` checked against ``kind``; RecordsError naming the field if wrong."""
+    if name not in data:
+        if required:
+            raise RecordsError(f"episode record is missing required field {name!r}")
+        return default
+    value = data[name]
+    if value is None and nullable:
+        return None
+    if kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise RecordsError(
+            f"episode record field {name!r} must be {kind.__name__}"
+            f"{' or null' if nullable else ''}, got {type(value).__name__} {value!r:.60}"
+        )
+    return value
+
+
+def _check_items(items: list[Any], kind: type, name: str) -> list[Any]:
+    """``items`` unchanged if every element is a ``kind``; RecordsError naming the field if not."""
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise RecordsError(
+                f"episode record field {name!r}[{i}] must be {kind.__name__}, got {type(item).__name__}"
+            )
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# Appending
+
+
+class RecordWriter:
+    """Appends records to a JSON-lines file, one locked, fsynced write per call.
+
+    Safe to share a file between processes (and between writers in one process). Use as a
+    context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path: PathLike, *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        # flock does not exclude threads sharing this descriptor; this lock does.
+        self._thread_lock = threading.Lock()
+
+    def write(self, record: EpisodeRecord) -> None:
+        """Append one record; it is on disk when this returns."""
+        self.write_many((record,))
+
+    def write_many(self, records: Iterable[EpisodeRecord]) -> None:
+        """Append records as consecutive lines under one lock; on disk when this returns."""
+        lines = [record.to_line() for record in records]
+        if not lines:
+            return
+        with self._thread_lock:
+            fd = self._fd
+            if fd is None:
+                raise RecordsError(f"record writer for {self.path} is closed")
+            _lock(fd)
+            try:
+                _repair_tail(fd, self.path)
+                for line in lines:
+                    _write_all(fd, line)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                _unlock(fd)
+
+    def close(self) -> None:
+        """Close the file; further writes raise."""
+        with self._thread_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            self.close()
+
+
+def append_records(path: PathLike, records: Iterable[EpisodeRecord], *, fsync: bool = True) -> int:
+    """Append records to a JSON-lines file atomically per line; returns how many were written."""
+    records = list(records)
+    with RecordWriter(path, fsync=fsync) as writer:
+        writer.write_many(records)
+    return len(records)
+
+
+def _lock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` fully; a regular file takes it in one call, the loop covers short writes."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _repair_tail(fd: int, path: Path) -> None:
+    """Make the file end on a line boundary before appending (the caller holds the lock).
+
+    A writer killed mid-line leaves a torn tail: appending after it would glue the next record
+    to it and bury a corrupt line mid-file. A tail that is valid JSON only lacks its newline and
+    gets one; anything else is cut off with a warning.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = size
+    tail = b""
+    while start > 0:
+        probe = min(_TAIL_PROBE_BYTES, start)
+        start -= probe
+        tail = os.pread(fd, probe, start) + tail
+        cut = tail.rfind(b"\n")
+        if cut >= 0:
+            start += cut + 1
+            tail = tail[cut + 1 :]
+            break
+    if _parses(tail):
+        _write_all(fd, b"\n")
+        return
+    warnings.warn(
+        f"{path}: dropping a torn last line ({len(tail)} bytes, from a writer that stopped "
+        "mid-record) before appending",
+        stacklevel=4,
+    )
+    os.ftruncate(fd, start)
+
+
+def _parses(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def iter_records(path: PathLike) -> Iterator[EpisodeRecord]:
+    """Records of one JSON-lines file in order, streamed; a torn last line is skipped with a warning.
+
+    Blank lines are ignored. A line that is not JSON raises RecordsError (file, line, reason)
+    unless it is the last non-blank line, which a writer may have left half-written.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise RecordsError(f"cannot read records file {path}: {exc}") from exc
+    with handle:
+        pending: tuple[int, bytes] | None = None
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            if pending is not None:
+                yield _parse_line(path, *pending, last=False)
+            pending = (lineno, raw)
+        if pending is not None:
+            record = _parse_line(path, *pending, last=True)
+            if record is not None:
+                yield record
+
+
+@overload
+def _parse_line(path: Path, lineno: int, raw: bytes, *, last: Literal[False]) -> EpisodeRecord: ...
+@overload
+def _parse_line(path: Path, lineno: int, raw: bytes, *, last: bool) -> EpisodeRecord | None: ...
+def _parse_line(path: Path, lineno: int, raw: bytes, *, last: bool) -> EpisodeRecord | None:
+    """One line as a record; None (with a warning) for a torn last line."""
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        if last:
+            warnings.warn(
+                f"{path}:{lineno}: skipping a torn last line ({len(raw)} bytes; the writer "
+                "probably stopped mid-record)",
+                stacklevel=4,
+            )
+            return None
+        raise RecordsError(
+            f"{path}:{lineno}: corrupt line in the middle of a records file ({exc}); fix or delete that line"
+        ) from exc
+    try:
+        return EpisodeRecord.from_json(obj)
+    except RecordsError as exc:
+        raise RecordsError(f"{path}:{lineno}: {exc}") from exc
+
+
+def read_records(paths: PathLike | Sequence[PathLike]) -> list[EpisodeRecord]:
+    """All records of one file or of several files, concatenated in the order given."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    records: list[EpisodeRecord] = []
+    for path in paths:
+        records.extend(iter_records(path))
+    return records
