@@ -1,0 +1,28 @@
+"""Evaluation: the seeded episode grid, the resumable concurrent runner behind ``gather-envs eval``."""
+
+from __future__ import annotations
+
+from gather_envs.evaluation.runner import (
+    DEFAULT_BUDGETS,
+    DEFAULT_N,
+    EpisodeKey,
+    EvaluationInterrupted,
+    RunPlan,
+    evaluate,
+    plan_run,
+    resolve_agent,
+)
+from gather_envs.evaluation.seeds import episode_seed, sample_tasks
+
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "DEFAULT_N",
+    "EpisodeKey",
+    "EvaluationInterrupted",
+    "RunPlan",
+    "episode_seed",
+    "evaluate",
+    "plan_run",
+    "resolve_agent",
+    "sample_tasks",
+]
