@@ -15,6 +15,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import gather_envs
+from gather_envs.corpus.datasets.cli_sample import add_sample_parser
 from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.errors import GatherError
 
@@ -342,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_stats_options(compare)
     compare.set_defaults(func=cmd_compare)
+    add_sample_parser(sub)
     return parser
 
 

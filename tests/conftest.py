@@ -14,7 +14,9 @@ SMALL_WORLD = {
     "train_tasks_per_family": 6,
 }
 SYNTHETIC_IDS = tuple(gather_envs.ENV_IDS)
-ALL_IDS = tuple(sorted(env_id for env_id in gym.registry if env_id.startswith("Gather-")))
+ALL_IDS = tuple(
+    sorted(e for e in gym.registry if e.startswith("Gather-") and e not in gather_envs.DATASET_IDS)
+)
 
 
 @pytest.fixture(params=SYNTHETIC_IDS)

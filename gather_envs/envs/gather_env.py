@@ -6,7 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from gather_envs.corpus.corpus import Corpus
+from gather_envs.corpus.corpus import Corpus, index_text
 from gather_envs.corpus.datasets.checkers import answer_is_correct
 from gather_envs.corpus.documents import Document
 from gather_envs.envs import prompts
@@ -214,15 +214,15 @@ class GatherEnv(gym.Env[str, str]):
         return [self.corpus.doc(self.task.context_doc_ids[i]) for i, _ in hits]
 
     def _index(self) -> BM25Index:
-        world = self.corpus.index()
         if self.scope == "world":
-            return world
+            return self.corpus.index()
         task = self.task
         assert task is not None
-        positions = [self.corpus.position[d] for d in task.context_doc_ids]
-        return get_index(
-            f"context:{self.corpus.content_hash}:{task.task_id}", lambda: world.subset(positions)
-        )
+        # Built from the task's own documents (same scores as a subset of the world index) so a
+        # large dataset never needs its whole-file index for per-question retrieval.
+        texts = [index_text(self.corpus.doc(d)) for d in task.context_doc_ids]
+        key = f"context:{self.corpus.content_hash}:{task.task_id}"
+        return get_index(key, lambda: BM25Index.from_texts(texts))
 
     def _context_documents(self) -> list[Document]:
         assert self.task is not None

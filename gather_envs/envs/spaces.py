@@ -51,6 +51,6 @@ def action_space() -> Text:
 
 def fit(text: str, charset: frozenset[str]) -> str:
     """Replace characters outside ``charset`` with '?' and cut to the observation length."""
-    if not all(ch in charset for ch in text):
+    if not charset.issuperset(text):
         text = "".join(ch if ch in charset else "?" for ch in text)
     return text[:MAX_OBSERVATION_LENGTH]
