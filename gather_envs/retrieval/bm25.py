@@ -88,9 +88,9 @@ SELECT_SAMPLE_SIZE = 1024
 """How many scores that strided sample holds."""
 WEIGHT_CHUNK = 1 << 20
 """Postings whose weights are computed together during the build (this bounds temporary memory)."""
-KEY_DOC_CHUNK = 1 << 16
+KEY_DOC_CHUNK = 1 << 14
 """Documents whose keys are offset together during the build (this bounds temporary memory)."""
-PAIR_CHUNK = 1 << 22
+PAIR_CHUNK = 1 << 20
 """Sorted keys counted together into postings during the build (this bounds temporary memory)."""
 
 IntArray = npt.NDArray[np.int64]
@@ -101,10 +101,11 @@ Hit = tuple[int, float]
 class BM25Index:
     """An immutable BM25 index over tokenized documents, scoring exactly like rank_bm25's BM25Okapi.
 
-    >>> index = BM25Index.from_texts(["red fox", "blue fox", "red red hen", "green sky"])
-    >>> [doc for doc, _ in index.search("red fox", k=2)]
-    [0, 2]
-    >>> index.subset([3, 1]).search("fox", k=1)[0][0]
+    >>> texts = ["red fox", "blue fox", "red red hen", "green sky", "grey cloud", "blue sea"]
+    >>> index = BM25Index.from_texts(texts)
+    >>> [doc for doc, _ in index.search("red fox", k=3)]
+    [0, 2, 1]
+    >>> index.subset([3, 1, 4]).search("fox", k=1)[0][0]
     1
     """
 
@@ -314,8 +315,9 @@ class BM25Index:
     def subset(self, doc_indices: Sequence[int]) -> BM25Index:
         """An index over just these documents, renumbered ``0..m-1`` in the order given.
 
-        Its scores equal rank_bm25 built on that sub-corpus. It is built from this index's token ids,
-        so it costs tens of microseconds for a handful of documents.
+        Its scores equal rank_bm25 built on that sub-corpus. It is built from this index's token
+        ids and shares its vocabulary, so ten documents take about 0.1 ms (rank_bm25: about 0.3).
+        Duplicate indices are allowed and count as separate documents.
         """
         indices = np.asarray(doc_indices)
         if indices.size == 0:
@@ -389,8 +391,10 @@ class BM25Index:
             raise ConfigError("query_tokens is a str; pass a token list, or call search(query, k)")
         lookup = self._root_vocab.get
         terms = [term for term in map(lookup, query_tokens) if term is not None]
-        if self._root_ids is None or not terms:
+        if self._root_ids is None:
             return terms
+        if not (terms and len(self._root_ids)):
+            return []
         where = np.searchsorted(self._root_ids, terms)
         np.minimum(where, len(self._root_ids) - 1, out=where)
         return where[self._root_ids[where] == terms].tolist()
@@ -537,9 +541,7 @@ class BM25Index:
     def _scan_whole(self, df: dict[int, int]) -> bool:
         """Whether the exhaustive top k should read the whole score buffer, not a union."""
         covered = sum(df.values())
-        return COST_SCAN * len(self) < COST_UNION * covered or any(
-            term in self._dense_slot for term in df
-        )
+        return COST_SCAN * len(self) < COST_UNION * covered or any(term in self._dense_slot for term in df)
 
     def _pruned_cost(
         self, terms: list[int], df: dict[int, int], lookup: set[int], n_candidates: int
@@ -555,9 +557,7 @@ class BM25Index:
                 cost += min(COST_MARK_FILTER * df[term], COST_SEARCH * n_candidates)
         return cost
 
-    def _seed_floor(
-        self, distinct: list[int], df: dict[int, int], terms: list[int], k: int
-    ) -> float | None:
+    def _seed_floor(self, distinct: list[int], df: dict[int, int], terms: list[int], k: int) -> float | None:
         """A positive lower bound on the k-th best score, from documents holding rare terms."""
         wanted = max(SEED_DOCS, 2 * k)
         parts: list[npt.NDArray[np.int32]] = []
@@ -615,7 +615,7 @@ class _Buffers:
     @staticmethod
     def of(index: BM25Index) -> _Buffers:
         """The calling thread's buffers for ``index``, created on first use."""
-        local = index._local  # noqa: SLF001 (a helper of BM25Index)
+        local = index._local
         buffers = getattr(local, "buffers", None)
         if buffers is None:
             buffers = _Buffers(len(index))
@@ -678,6 +678,7 @@ def _pairs_from_keys(keys: IntArray, n_docs: int, n_terms: int) -> _Pairs:
     docs = np.empty(n_pairs, dtype=np.int32)
     terms = np.empty(n_pairs, dtype=np.int32)
     tf = np.empty(n_pairs, dtype=np.int32)
+    df = np.zeros(n_terms, dtype=np.int64)
     written = 0
     for lo in range(0, total, PAIR_CHUNK):
         chunk = keys[lo : lo + PAIR_CHUNK]
@@ -691,15 +692,15 @@ def _pairs_from_keys(keys: IntArray, n_docs: int, n_terms: int) -> _Pairs:
         end = written + len(starts)
         first_keys = chunk[starts]
         docs[written:end] = first_keys % n_docs
-        terms[written:end] = first_keys // n_docs
+        first_keys //= n_docs
+        terms[written:end] = first_keys
+        df += np.bincount(first_keys, minlength=n_terms)
         np.subtract(np.append(starts[1:], len(chunk)), starts, out=tf[written:end], casting="unsafe")
         written = end
-    return _Pairs(docs, terms, tf, np.bincount(terms, minlength=n_terms))
+    return _Pairs(docs, terms, tf, df)
 
 
-def _idf(
-    df: IntArray, n_docs: int, epsilon: float, first_seen: IntArray | None
-) -> tuple[FloatArray, float]:
+def _idf(df: IntArray, n_docs: int, epsilon: float, first_seen: IntArray | None) -> tuple[FloatArray, float]:
     """Per-term idf with rank_bm25's floor, and the raw average idf.
 
     ``first_seen`` orders the terms for the sum (None: id order), as rank_bm25 adds them in the
@@ -791,9 +792,7 @@ def _top_of_dense(scores: FloatArray, k: int) -> list[Hit] | None:
     return _best(docs, scores.take(docs), k)
 
 
-def _rank_with_zeros(
-    docs: npt.NDArray[Any], scores: FloatArray, k: int, n_docs: int
-) -> list[Hit]:
+def _rank_with_zeros(docs: npt.NDArray[Any], scores: FloatArray, k: int, n_docs: int) -> list[Hit]:
     """Top k when ``docs``/``scores`` list the scored documents and every other one scores 0.0."""
     positive = scores > 0
     hits = _best(docs[positive], scores[positive], k)

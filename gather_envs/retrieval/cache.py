@@ -4,6 +4,11 @@ An index over a large corpus takes seconds and hundreds of megabytes to build; m
 (vector envs, evaluation threads) in one process should pay that once. Entries are keyed by the
 caller, typically with :func:`corpus_key` of the corpus's texts plus the BM25 parameters.
 
+Size: the cache keeps the MAX_CACHED_INDEXES most recently used indexes and drops older ones. An
+env that holds an index keeps it alive regardless; a dropped key is rebuilt on its next use. So
+per-question indexes (one per task, built many times over a dataset) cannot grow without bound,
+while a corpus index that every search touches stays cached.
+
 Processes: the cache lives in one process. Worker processes started with ``spawn`` or
 ``forkserver`` each build their own index once. With ``fork``, a child inherits whatever the parent
 had already cached; the index's big numpy arrays are never written after the build, so their
@@ -14,12 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from gather_envs.retrieval.bm25 import BM25Index
 
+MAX_CACHED_INDEXES = 1024
+"""Most indexes kept at once; the least recently used beyond this are dropped."""
+
 _lock = threading.Lock()
-_indexes: dict[str, BM25Index] = {}
+_indexes: OrderedDict[str, BM25Index] = OrderedDict()
 _build_locks: dict[str, threading.Lock] = {}
 
 
@@ -30,18 +39,28 @@ def get_index(key: str, build: Callable[[], BM25Index]) -> BM25Index:
     keys are not blocked. If ``build`` raises, nothing is cached and the next call tries again.
     """
     with _lock:
-        index = _indexes.get(key)
+        index = _lookup(key)
         if index is not None:
             return index
         build_lock = _build_locks.setdefault(key, threading.Lock())
     with build_lock:
         with _lock:
-            index = _indexes.get(key)
+            index = _lookup(key)
         if index is None:
             index = build()
             with _lock:
                 _indexes[key] = index
+                while len(_indexes) > MAX_CACHED_INDEXES:
+                    _indexes.popitem(last=False)
                 _build_locks.pop(key, None)
+    return index
+
+
+def _lookup(key: str) -> BM25Index | None:
+    """The cached index for ``key``, marked as just used; call with ``_lock`` held."""
+    index = _indexes.get(key)
+    if index is not None:
+        _indexes.move_to_end(key)
     return index
 
 
