@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -15,7 +15,7 @@ class Document:
     text: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"doc_id": self.doc_id, "title": self.title, "text": self.text}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Document:
