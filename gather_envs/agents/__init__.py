@@ -1,5 +1,10 @@
-"""Agents: the protocol, scripted baselines, LLM agents and their backends."""
+"""Agents: the protocol, scripted baselines, LLM agents and their backends.
 
+Importing this package registers every built-in agent (``oracle``, ``random``, ``heuristic``,
+``react``, ``search-r1``, ``direct``, ``tools``); LLM libraries are imported only when used.
+"""
+
+from gather_envs.agents import llm, scripted
 from gather_envs.agents.base import Agent, EpisodePolicy, agent_names, make_agent, register_agent
 
-__all__ = ["Agent", "EpisodePolicy", "agent_names", "make_agent", "register_agent"]
+__all__ = ["Agent", "EpisodePolicy", "agent_names", "llm", "make_agent", "register_agent", "scripted"]

@@ -28,7 +28,6 @@ JSON-lines file as soon as the episode ends.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import os
 import queue
@@ -70,9 +69,6 @@ DEFAULT_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
 STATIC_FAMILY = "static"
 STATIC_BUDGET = 0
-AGENT_MODULES = ("gather_envs.agents.scripted", "gather_envs.agents.llm")
-"""Modules imported on demand (those that exist) so their agents register before a name is resolved."""
-
 USAGE_KEY = "usage"
 """Key in ``EpisodeRecord.extra`` for the policy's resource use (tokens, requests)."""
 ATTEMPTS_KEY = "attempts"
@@ -110,13 +106,6 @@ class EvaluationInterrupted(KeyboardInterrupt):
 # Agents
 
 
-def _register_agents() -> None:
-    """Import the agent modules the package has, so their names resolve."""
-    for module in AGENT_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
-
-
 def resolve_agent(agent: AgentSpec, env: gym.Env, options: Mapping[str, Any] | None = None) -> Agent:
     """An Agent from an instance, a factory, a registered name, or a ``module:attr`` path.
 
@@ -132,7 +121,6 @@ def resolve_agent(agent: AgentSpec, env: gym.Env, options: Mapping[str, Any] | N
     if not isinstance(agent, str) or not agent:
         raise ConfigError(f"agent must be a name, a module:attr path, an Agent or a factory, got {agent!r}")
     if ":" not in agent:
-        _register_agents()
         try:
             return make_agent(agent, env, **options)
         except TypeError as exc:

