@@ -125,3 +125,14 @@ def test_info_never_reveals_the_answer_before_the_end(env_id: str) -> None:
     assert "gold_answer" not in info and "answer" not in info
     assert {"task_id", "family", "hops", "max_tool_calls"} <= set(info)
     assert info["task_id"] == task.task_id
+
+
+def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
+    from conftest import SMALL_WORLD
+
+    env = gym.make("Gather-MultiHop-v0", world=SMALL_WORLD, split="train", scope="distractor")
+    rebuilt = gym.make(EnvSpec.from_json(env.spec.to_json()))
+    assert rollout(rebuilt, 2) == rollout(env, 2)
+    clone = pickle.loads(pickle.dumps(env))
+    assert rollout(clone, 6) == rollout(env, 6)
+    assert clone.unwrapped.corpus.content_hash == env.unwrapped.corpus.content_hash
