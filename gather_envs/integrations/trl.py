@@ -1,0 +1,464 @@
+"""TRL adapter: an ``environment_factory`` for ``GRPOTrainer`` (JSON tool calls) and a ``rollout_func``
+for the text dialects (``search[...]``, ``<search>...</search>``).
+
+**environment_factory** (TRL >= 0.29; checked against TRL 1.16's ``GRPOTrainer``):
+``GRPOTrainer(environment_factory=GatherToolEnv.factory(...))``. TRL builds one instance per
+rollout (pooled and reused), calls ``reset(**row)`` with the whole dataset row, exposes every
+public method with type hints and a Google-style docstring as a tool (here :meth:`search` and
+:meth:`answer`), sends ``str(result)`` back as a tool message, and calls :meth:`get_reward` once
+per finished rollout. Each tool call becomes the env's JSON action, so reward, budget T and the end
+after ``answer`` (or after too many invalid actions) are the env's own. TRL knows no episode end:
+a tool call after it gets :data:`~gather_envs.integrations.episodes.EPISODE_OVER` back and changes
+nothing. A rollout that stops without answering (no further tool call, length limit) is recorded
+as ``truncated`` with reward 0 when TRL asks for its reward. Set ``GRPOConfig.
+max_tool_calling_iterations`` to at least ``T + max_invalid_actions + 1`` so the env, not TRL,
+ends episodes. Known TRL pitfalls: a partial last batch crashes ``environment_factory``
+(huggingface/trl#6137: use a dataset whose size is a multiple of the generation batch); the
+whole multi-turn episode is one training sample (huggingface/trl#4543).
+
+**rollout_func** (experimental in TRL): :func:`make_rollout_func` returns ``rollout_func(prompts,
+trainer)`` that plays each prompt's episode turn by turn: generate, step the env with the text,
+append the observation as the style's user turn, until the env ends it or ``max_turns`` or
+``trainer.max_completion_length`` stops it. It returns what TRL 1.16 requires (``prompt_ids``,
+``completion_ids``, ``logprobs``), the optional ``env_mask`` (1 for model tokens, 0 for the
+observation tokens the env inserted; TRL masks them out of the loss) and ``env_reward``, which
+TRL forwards to reward functions: pass :func:`env_reward` as ``reward_funcs``. TRL hands the
+rollout function only the prompts, so the function maps each prompt back to its dataset row (the
+rows you give it); questions are unique within a split, so prompts identify rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gather_envs.envs.actions import ANSWER, SEARCH
+from gather_envs.errors import ConfigError
+from gather_envs.integrations import chat
+from gather_envs.integrations._optional import require
+from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, parse_env_kwargs, row_value
+
+EXTRA = "trl"
+TOOLS_STYLE = "tools"
+DEFAULT_AGENT_ID = "trl-grpo"
+DEFAULT_ROLLOUT_AGENT_ID = "trl-rollout"
+DEFAULT_TURN_TOKENS = 64  # new tokens per turn in the rollout function
+ENV_REWARD_FIELD = "env_reward"
+ENV_MASK_FIELD = "env_mask"
+MODEL_TOKEN, ENV_TOKEN = 1, 0
+
+
+def _tool_action(name: str, argument_key: str, value: Any) -> str:
+    return json.dumps({"name": name, "arguments": {argument_key: str(value)}}, ensure_ascii=False)
+
+
+class GatherToolEnv:
+    """A Gather episode as a TRL tool environment: ``search`` and ``answer`` tools, the env's reward.
+
+    Construct through :meth:`factory` to configure it; TRL calls the factory with no arguments.
+    ``env_id``/``env_kwargs`` are the defaults for rows that do not name their env (the JSON
+    dialect is forced, since TRL turns tool calls into JSON actions). ``records_path`` appends one
+    :class:`~gather_envs.records.EpisodeRecord` per finished episode.
+    """
+
+    def __init__(
+        self,
+        env_id: str = DEFAULT_ENV_ID,
+        env_kwargs: Mapping[str, Any] | None = None,
+        records_path: str | os.PathLike[str] | None = None,
+        agent_id: str = DEFAULT_AGENT_ID,
+        agent_settings: Mapping[str, Any] | None = None,
+        record_trajectory: bool = False,
+    ) -> None:
+        kwargs = {**dict(env_kwargs or {}), "dialect": "json"}
+        self._driver = EpisodeDriver(
+            env_id,
+            kwargs,
+            records_path=records_path,
+            agent_id=agent_id,
+            agent_settings=agent_settings,
+            record_trajectory=record_trajectory,
+        )
+
+    @classmethod
+    def factory(cls, **config: Any) -> Callable[[], GatherToolEnv]:
+        """A no-argument callable for ``GRPOTrainer(environment_factory=...)`` with this config."""
+        return functools.partial(cls, **config)
+
+    def reset(self, **row: Any) -> str | None:
+        """Start the row's episode; the observation to append to the prompt, or None if it is there.
+
+        A row exported by :mod:`gather_envs.integrations.dataset` already ends with the env's first
+        observation, so nothing is appended. A row whose last message is empty (or that has no
+        prompt, as when TRL trains without a dataset) gets the observation appended.
+        """
+        if row_value(row, "env_kwargs") is not None:  # TRL sends JSON tool calls: force that dialect
+            row = {**row, "env_kwargs": {**parse_env_kwargs(row_value(row, "env_kwargs")), "dialect": "json"}}
+        observation, _ = self._driver.reset(row)
+        last = _last_content(row.get("prompt"))
+        if not last:
+            return observation
+        if last.strip() == observation.strip():
+            return None
+        raise ConfigError(
+            "the row's prompt does not end with the env's first observation for its task and budget "
+            f"(task {row_value(row, 'task_id')!r}); rebuild the dataset with "
+            "gather_envs.integrations.dataset, or leave the last message empty to have it appended"
+        )
+
+    def search(self, query: str) -> str:
+        """Search the documents and return the best matches. Each search uses one of the limited searches.
+
+        Args:
+            query: Words to search for, such as the name of a person, place or thing.
+
+        Returns:
+            The best matching documents and the number of searches left.
+        """
+        return self._driver.step(_tool_action(SEARCH, "query", query)).observation
+
+    def answer(self, answer: str) -> str:
+        """Give the final answer. This ends the episode; a wrong answer is final.
+
+        Args:
+            answer: Only the name, number, yes or no that the question asks for.
+
+        Returns:
+            Whether the answer was correct.
+        """
+        return self._driver.step(_tool_action(ANSWER, "answer", answer)).observation
+
+    def get_reward(self) -> float:
+        """The env's reward for this episode (an unfinished episode is cut off first: reward 0)."""
+        self._driver.cut()
+        return self._driver.total_reward
+
+    @property
+    def driver(self) -> EpisodeDriver:
+        """The episode driver (env, info and records) behind the tools."""
+        return self._driver
+
+
+def _last_content(prompt: Any) -> str:
+    if not prompt:
+        return ""
+    last = prompt[-1]
+    content = last.get("content") if isinstance(last, Mapping) else None
+    return content if isinstance(content, str) else ""
+
+
+def env_reward(
+    completions: Sequence[Any], env_reward: Sequence[float] | None = None, **_: Any
+) -> list[float]:
+    """TRL reward function for :func:`make_rollout_func`: the env's reward of each rollout."""
+    if env_reward is None:
+        raise ConfigError(
+            "env_reward needs the 'env_reward' field that make_rollout_func returns; use it "
+            "together with GRPOTrainer(rollout_func=make_rollout_func(...))"
+        )
+    return [float(r) for r in env_reward]
+
+
+# -- rollout_func ------------------------------------------------------------------------------
+
+Generated = tuple[list[int], list[float] | None]
+"""One turn's generated token ids and (optionally) their sampling log-probabilities."""
+GenerateFn = Callable[[list[list[int]], Any, int], list[Generated]]
+"""``generate(prompt_ids_batch, trainer, max_new_tokens)``: one (ids, logprobs) per prompt."""
+
+
+def transformers_generate(prompt_ids: list[list[int]], trainer: Any, max_new_tokens: int) -> list[Generated]:
+    """Sample one turn per prompt with the trainer's own model and sampling settings (no logprobs).
+
+    Unwraps the model the way ``GRPOTrainer`` does for its own generation (DDP, DeepSpeed, FSDP,
+    gradient checkpointing switched off meanwhile); for vLLM, pass a ``generate`` of your own.
+    """
+    import copy
+
+    torch = require("torch", EXTRA)
+    model_utils = require("trl.models.utils", EXTRA)
+    tokenizer = _tokenizer(trainer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(len(ids) for ids in prompt_ids)
+    input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompt_ids])
+    attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids])
+    config = copy.deepcopy(trainer.generation_config)
+    config.max_new_tokens = max_new_tokens
+    config.min_new_tokens = None
+    args = trainer.args
+    with (
+        model_utils.unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gather_deepspeed3_params=args.ds3_gather_for_generation,
+            generation_kwargs=getattr(trainer, "generation_kwargs", None),
+            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+        ) as model,
+        torch.no_grad(),
+    ):
+        device = trainer.accelerator.device
+        output = model.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config
+        )
+    eos = set(_eos_ids(trainer))
+    results: list[Generated] = []
+    for row in output[:, width:].tolist():
+        cut = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+        results.append((row[:cut], None))
+    return results
+
+
+def vllm_generate(prompt_ids: list[list[int]], trainer: Any, max_new_tokens: int) -> list[Generated]:
+    """Sample one turn per prompt with TRL's vLLM backend (``use_vllm=True``), with log-probabilities.
+
+    Calls ``trainer.vllm_generation.generate`` (TRL 1.16's signature) with the per-turn token limit;
+    the trainer syncs the weights into vLLM before each rollout. Not exercised by the CPU tests.
+    """
+    generation = trainer.vllm_generation
+    saved = generation.max_completion_length
+    generation.max_completion_length = max_new_tokens
+    try:
+        _, completion_ids, logprobs, _ = generation.generate(
+            prompts=prompt_ids, images=None, num_generations=1
+        )
+    finally:
+        generation.max_completion_length = saved
+    return [
+        (list(ids), [float("nan") if top[0] is None else float(top[0]) for top in lps])
+        for ids, lps in zip(completion_ids, logprobs)
+    ]
+
+
+def _tokenizer(trainer: Any) -> Any:
+    processing = trainer.processing_class
+    return getattr(processing, "tokenizer", processing)
+
+
+def _eos_ids(trainer: Any) -> list[int]:
+    ids = getattr(trainer, "eos_token_ids", None)
+    if ids:
+        return list(ids)
+    return [_tokenizer(trainer).eos_token_id]
+
+
+def prompt_key(prompt: Any) -> str:
+    """A lookup key for a prompt: its messages' roles and contents, as canonical JSON."""
+    if isinstance(prompt, str):
+        return json.dumps(prompt)
+    return json.dumps([[m.get("role"), m.get("content")] for m in prompt], ensure_ascii=False)
+
+
+@dataclass
+class _Rollout:
+    """One prompt's episode in progress: its tokens, mask and log-probabilities."""
+
+    driver: EpisodeDriver
+    prompt_ids: list[int]
+    style: str
+    completion_ids: list[int] = field(default_factory=list)
+    env_mask: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    has_logprobs: bool = True
+    turns: int = 0
+    active: bool = True
+
+
+class RolloutFunction:
+    """TRL ``rollout_func`` playing multi-turn text-dialect episodes (see the module docstring).
+
+    ``rows``: the dataset rows the trainer samples from (train and eval), used to map each prompt
+    back to its episode. ``style`` wraps later observations (``Observation: ...`` for react,
+    ``<information>...`` for search-r1). ``generate`` defaults to :func:`transformers_generate`;
+    use :func:`vllm_generate` with ``use_vllm=True``, or your own with the same signature. ``max_turns`` defaults to the row's
+    ``T + max_invalid_actions + 1``, the most steps an env episode can take.
+    """
+
+    def __init__(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        generate: GenerateFn | None = None,
+        style: str | None = None,
+        env_id: str = DEFAULT_ENV_ID,
+        env_kwargs: Mapping[str, Any] | None = None,
+        turn_tokens: int = DEFAULT_TURN_TOKENS,
+        max_turns: int | None = None,
+        records_path: str | os.PathLike[str] | None = None,
+        agent_id: str = DEFAULT_ROLLOUT_AGENT_ID,
+        agent_settings: Mapping[str, Any] | None = None,
+        record_trajectory: bool = False,
+    ) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            key = prompt_key(row["prompt"])
+            if key in self.rows and self.rows[key].get("task_id") != row.get("task_id"):
+                raise ConfigError(
+                    f"two rows share one prompt (tasks {self.rows[key].get('task_id')!r} and "
+                    f"{row.get('task_id')!r}); the rollout function could not tell them apart"
+                )
+            self.rows[key] = dict(row)
+        self.generate = generate or transformers_generate
+        self.style = style
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+        self.turn_tokens = turn_tokens
+        self.max_turns = max_turns
+        self._driver_config = {
+            "records_path": records_path,
+            "agent_id": agent_id,
+            "agent_settings": agent_settings,
+            "record_trajectory": record_trajectory,
+        }
+        self._drivers: list[EpisodeDriver] = []
+
+    def _driver(self, index: int) -> EpisodeDriver:
+        while len(self._drivers) <= index:
+            self._drivers.append(EpisodeDriver(self.env_id, self.env_kwargs, **self._driver_config))
+        return self._drivers[index]
+
+    @property
+    def records(self) -> list[Any]:
+        """Records of every episode played so far (bounded per env; all on disk with a path)."""
+        return [record for driver in self._drivers for record in driver.records]
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        """Play one episode per prompt; TRL's rollout output plus ``env_mask`` and ``env_reward``."""
+        tokenizer = _tokenizer(trainer)
+        template_kwargs = dict(getattr(trainer, "chat_template_kwargs", None) or {})
+        rollouts: list[_Rollout] = []
+        for index, prompt in enumerate(prompts):
+            row = self.rows.get(prompt_key(prompt))
+            if row is None:
+                raise ConfigError(
+                    "a prompt is not among the rows given to make_rollout_func; pass the same "
+                    "rows (train and eval datasets) that the trainer samples from"
+                )
+            driver = self._driver(index)
+            driver.reset(row)
+            ids = tokenizer.apply_chat_template(
+                list(prompt), add_generation_prompt=True, tokenize=True, return_dict=False, **template_kwargs
+            )
+            style = self.style or str(row.get("style") or "") or _dialect_style(driver)
+            rollouts.append(_Rollout(driver, _flat_ids(ids), style))
+        limit = int(getattr(trainer, "max_completion_length", 0) or 0) or None
+        eos_id = _eos_ids(trainer)[0]
+        while True:
+            active = [r for r in rollouts if r.active]
+            if not active:
+                break
+            budgets = [self._room(r, limit) for r in active]
+            outputs = self.generate([r.prompt_ids + r.completion_ids for r in active], trainer, max(budgets))
+            for rollout, (ids, logprobs), room in zip(active, outputs, budgets):
+                self._advance(rollout, list(ids)[:room], logprobs, tokenizer, template_kwargs, limit, eos_id)
+        for rollout in rollouts:
+            rollout.driver.cut()
+        any_missing = any(not r.has_logprobs for r in rollouts)
+        return {
+            "prompt_ids": [r.prompt_ids for r in rollouts],
+            "completion_ids": [r.completion_ids for r in rollouts],
+            "logprobs": None if any_missing else [r.logprobs for r in rollouts],
+            ENV_MASK_FIELD: [r.env_mask for r in rollouts],
+            ENV_REWARD_FIELD: [r.driver.total_reward for r in rollouts],
+        }
+
+    def _room(self, rollout: _Rollout, limit: int | None) -> int:
+        if limit is None:
+            return self.turn_tokens
+        return max(1, min(self.turn_tokens, limit - len(rollout.completion_ids)))
+
+    def _advance(
+        self,
+        rollout: _Rollout,
+        ids: list[int],
+        logprobs: list[float] | None,
+        tokenizer: Any,
+        template_kwargs: dict[str, Any],
+        limit: int | None,
+        eos_id: int,
+    ) -> None:
+        """Append one generated turn, step the env, and append the observation turn if it goes on."""
+        rollout.completion_ids += ids
+        rollout.env_mask += [MODEL_TOKEN] * len(ids)
+        if logprobs is None or len(logprobs) != len(ids):
+            rollout.has_logprobs = False
+            rollout.logprobs += [0.0] * len(ids)
+        else:
+            rollout.logprobs += [float("nan") if x is None else float(x) for x in logprobs]
+        rollout.turns += 1
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        result = rollout.driver.step(text)
+        if result.done or rollout.turns >= self._max_turns(rollout):
+            rollout.active = False
+            return
+        closing = [] if ids and ids[-1] == eos_id else [eos_id]  # close a turn cut by the token limit
+        suffix = closing + self._observation_ids(result.observation, tokenizer, template_kwargs, rollout)
+        if limit is not None and len(rollout.completion_ids) + len(suffix) >= limit:
+            rollout.active = False  # no room for the observation and another turn
+            return
+        rollout.completion_ids += suffix
+        rollout.env_mask += [ENV_TOKEN] * len(suffix)
+        rollout.logprobs += [0.0] * len(suffix)
+
+    def _max_turns(self, rollout: _Rollout) -> int:
+        if self.max_turns is not None:
+            return self.max_turns
+        env = rollout.driver.env.unwrapped
+        return int(getattr(env, "budget", 0)) + int(getattr(env, "max_invalid_actions", 0)) + 1
+
+    def _observation_ids(
+        self, observation: str, tokenizer: Any, template_kwargs: dict[str, Any], rollout: _Rollout
+    ) -> list[int]:
+        """Tokens of the user turn with the observation plus the next assistant header.
+
+        Computed like TRL's tool suffix: render a dummy exchange with and without the new turn and
+        keep the difference after the end-of-turn token, so the model's own tokens are never
+        re-tokenized.
+        """
+        message = chat.observation_message(rollout.style, observation)
+        prefix_messages = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "x"}]
+        prefix = _flat_ids(
+            tokenizer.apply_chat_template(
+                prefix_messages, tokenize=True, return_dict=False, **template_kwargs
+            )
+        )
+        full = _flat_ids(
+            tokenizer.apply_chat_template(
+                [*prefix_messages, message],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
+                **template_kwargs,
+            )
+        )
+        eos = tokenizer.eos_token_id
+        ends = [i for i, token in enumerate(prefix) if token == eos]
+        if ends:
+            prefix = prefix[: ends[-1] + 1]
+        if full[: len(prefix)] != prefix:
+            raise ConfigError("the chat template is not prefix-preserving; cannot append observation turns")
+        return full[len(prefix) :]
+
+
+def _dialect_style(driver: EpisodeDriver) -> str:
+    """The agent style that speaks the env's dialect (react, search-r1 or tools)."""
+    dialect = getattr(driver.env.unwrapped, "dialect", "react")
+    return {"react": "react", "tags": "search-r1", "json": TOOLS_STYLE}.get(dialect, chat.DEFAULT_STYLE)
+
+
+def _flat_ids(ids: Any) -> list[int]:
+    """Token ids from ``apply_chat_template`` (a list, a nested list or a BatchEncoding)."""
+    if isinstance(ids, Mapping) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    ids = list(ids)
+    if ids and isinstance(ids[0], list):
+        ids = ids[0]
+    return [int(x) for x in ids]
+
+
+def make_rollout_func(rows: Iterable[Mapping[str, Any]], **options: Any) -> RolloutFunction:
+    """A TRL ``rollout_func`` for text-dialect episodes over ``rows``; see :class:`RolloutFunction`."""
+    return RolloutFunction(rows, **options)

@@ -1,0 +1,376 @@
+"""Recipe: GRPO through TRL on Gather-MultiHop-v0's train split, evaluated with PASS@(k,T) on test.
+
+Stages (``--stages``, default all, in this order):
+
+1. ``base``: evaluate the untrained model with ``gather-envs eval`` (the react agent on a
+   transformers checkpoint) on a seeded sample of test tasks, ``n`` episodes per task and budget.
+2. ``sft``: the control. Play the oracle (the gold path) on the training rows, record its
+   trajectories as chat transcripts in the react format, fine-tune on them with TRL's
+   ``SFTTrainer`` (loss on the assistant turns only), then evaluate like ``base``.
+3. ``grpo``: GRPO with ``GRPOTrainer(rollout_func=...)``: the policy speaks the react dialect
+   turn by turn, the env steps every reply and its reward is the only reward; every training
+   episode is appended to ``train_records.jsonl`` in the evaluation record format. Then evaluate.
+4. ``compare``: ``gather-envs report`` for each run and ``gather-envs compare`` of base against
+   GRPO and base against SFT (paired: the same tasks and episode seeds).
+
+Defaults are tiny and run on CPU in a few minutes (a 135M model cannot learn the task in a few
+steps; the point is that the pipeline runs end to end). ``--preset gpu`` switches to settings for
+one GPU; see recipes/README.md. Everything lands in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ENV_ID = "Gather-MultiHop-v0"
+STAGES = ("base", "sft", "grpo", "compare")
+AGENT = "gather_envs.integrations.transformers_agent:react"
+STYLE = "react"
+ORACLE_THOUGHT_SEARCH = "I need the document about {query}."
+ORACLE_THOUGHT_ANSWER = "The answer is {answer}."
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a run (written to ``settings.json`` in the output folder)."""
+
+    model: str | None = None  # a transformers checkpoint; None: SmolLM2-135M converted from its GGUF
+    train_tasks: int = 4
+    train_budgets: tuple[int, ...] = (4,)  # >= every task's hops, so the oracle's transcripts all answer
+    eval_tasks: int = 2
+    eval_n: int = 1
+    eval_budgets: tuple[int, ...] = (2,)
+    eval_max_tokens: int = 48
+    eval_concurrency: int = 1
+    grpo_steps: int = 2
+    grpo_generations: int = 2
+    grpo_batch: int = 2
+    grpo_learning_rate: float = 1e-5
+    grpo_max_completion: int = 256
+    grpo_turn_tokens: int = 48
+    grpo_temperature: float = 1.0
+    grpo_beta: float = 0.0
+    sft_epochs: float = 1.0
+    sft_batch: int = 2
+    sft_learning_rate: float = 2e-5
+    sft_max_length: int = 2048
+    use_vllm: bool = False  # needs `pip install vllm`; generation then goes through vllm_generate
+    vllm_mode: str = "colocate"
+    bf16: bool = False
+    use_cpu: bool = True
+    seed: int = 0
+
+
+PRESETS = {
+    "cpu": Settings(),
+    "gpu": Settings(
+        model="Qwen/Qwen2.5-1.5B-Instruct",
+        train_tasks=1000,
+        train_budgets=(1, 2, 3, 5),
+        eval_tasks=200,
+        eval_n=8,
+        eval_budgets=(1, 2, 3, 5),
+        eval_max_tokens=128,
+        eval_concurrency=8,
+        grpo_steps=300,
+        grpo_generations=8,
+        grpo_batch=8,
+        grpo_learning_rate=1e-6,
+        grpo_max_completion=2048,
+        grpo_turn_tokens=128,
+        sft_epochs=2.0,
+        sft_batch=8,
+        sft_max_length=4096,
+        use_vllm=False,  # --set use_vllm=true with vLLM installed: much faster rollouts
+        bf16=True,
+        use_cpu=False,
+    ),
+}
+
+
+def log(message: str) -> None:
+    print(f"[grpo_multihop {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def cli(*args: str, out: Path | None = None) -> str:
+    """Run ``gather-envs`` in this interpreter; its stdout (also saved to ``out``)."""
+    command = [sys.executable, "-m", "gather_envs.cli", *args]
+    log("$ gather-envs " + " ".join(args))
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    if out is not None:
+        out.write_text(result.stdout)
+    return result.stdout
+
+
+def base_model(settings: Settings) -> str:
+    if settings.model is not None:
+        return settings.model
+    from gather_envs.integrations.models import smollm2_checkpoint
+
+    return str(smollm2_checkpoint())
+
+
+def train_rows(settings: Settings) -> list[dict[str, Any]]:
+    """Training rows: the react prompt and the env's first observation, for each task and budget."""
+    from gather_envs.integrations.dataset import task_rows, to_layout
+
+    rows = task_rows(
+        ENV_ID,
+        "train",
+        style=STYLE,
+        budgets=list(settings.train_budgets),
+        limit=settings.train_tasks,
+        seed=settings.seed,
+    )
+    return to_layout(rows, "trl")
+
+
+def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
+    """PASS@(k,T) records of one model on the test sample (resumable: reruns play what is missing)."""
+    records = out / f"{name}.jsonl"
+    cli(
+        "eval",
+        ENV_ID,
+        "--agent",
+        AGENT,
+        "--agent-option",
+        f"model={model}",
+        "--agent-option",
+        f"max_tokens={settings.eval_max_tokens}",
+        "--agent-option",
+        f"seed={settings.seed}",
+        "--agent-option",
+        f"agent_id={name}",
+        "--n",
+        str(settings.eval_n),
+        "--budgets",
+        ",".join(str(b) for b in settings.eval_budgets),
+        "--tasks",
+        str(settings.eval_tasks),
+        "--seed",
+        str(settings.seed),
+        "--concurrency",
+        str(settings.eval_concurrency),
+        "--out",
+        str(records),
+        "--quiet",
+    )
+    return records
+
+
+# -- SFT on oracle trajectories ---------------------------------------------------------------
+
+
+def oracle_conversations(rows: list[dict[str, Any]], records: Path) -> list[dict[str, Any]]:
+    """The oracle's episodes on the training rows as react chat transcripts (and as records)."""
+    import gymnasium as gym
+
+    from gather_envs.agents.scripted import OracleAgent, action_text
+    from gather_envs.envs.actions import parse_action
+    from gather_envs.integrations import chat
+    from gather_envs.integrations.episodes import EpisodeDriver, parse_env_kwargs
+
+    driver = EpisodeDriver(records_path=records, agent_id="oracle")
+    examples = []
+    for row in rows:
+        observation, info = driver.reset(row)
+        env = gym.make(row["env_id"], **parse_env_kwargs(row["env_kwargs"]))
+        policy = OracleAgent(env.unwrapped).start(int(row["seed"]))
+        messages = list(row["prompt"])
+        while not driver.done:
+            action = parse_action(policy.act(observation, info))
+            thought = (ORACLE_THOUGHT_SEARCH if action.kind == "search" else ORACLE_THOUGHT_ANSWER).format(
+                query=action.argument, answer=action.argument
+            )
+            text = f"Thought: {thought}\nAction: {action_text('react', action.kind, action.argument)}"
+            messages.append({"role": "assistant", "content": text})
+            result = driver.step(text)
+            observation, info = result.observation, result.info
+            if not driver.done:
+                messages.append(chat.observation_message(STYLE, observation))
+        env.close()
+        examples.append({"messages": messages})
+    driver.close()
+    return examples
+
+
+def train_sft(model: str, settings: Settings, out: Path) -> Path:
+    """Fine-tune on the oracle transcripts (assistant turns only); the saved checkpoint's folder."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from gather_envs.integrations.models import tool_chat_template
+
+    examples = oracle_conversations(train_rows(settings), out / "oracle_train.jsonl")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    inference_template = tokenizer.chat_template
+    if tokenizer.chat_template == tool_chat_template():  # the training variant marks assistant turns
+        from importlib import resources
+
+        tokenizer.chat_template = (
+            resources.files("trl") / "chat_templates" / "qwen2_5_training.jinja"
+        ).read_text()
+    trainer = SFTTrainer(
+        model=model,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_list(examples),
+        args=SFTConfig(
+            output_dir=str(out / "sft-trainer"),
+            num_train_epochs=settings.sft_epochs,
+            per_device_train_batch_size=settings.sft_batch,
+            learning_rate=settings.sft_learning_rate,
+            max_length=settings.sft_max_length,
+            assistant_only_loss="{% generation %}" in (tokenizer.chat_template or ""),
+            gradient_checkpointing=False,
+            use_cpu=settings.use_cpu,
+            bf16=settings.bf16,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            seed=settings.seed,
+        ),
+    )
+    trainer.train()
+    folder = out / "sft-model"
+    trainer.save_model(str(folder))
+    tokenizer.chat_template = inference_template
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+# -- GRPO ---------------------------------------------------------------------------------------
+
+
+def train_grpo(model: str, settings: Settings, out: Path) -> Path:
+    """GRPO with the env's reward through the rollout function; the saved checkpoint's folder."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from gather_envs.integrations.trl import env_reward, make_rollout_func, vllm_generate
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    rows = train_rows(settings)
+    groups = settings.grpo_batch // settings.grpo_generations
+    rows = rows[: max(groups, len(rows) // groups * groups)]  # whole batches only (huggingface/trl#6137)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    config = GRPOConfig(
+        output_dir=str(out / "grpo-trainer"),
+        max_steps=settings.grpo_steps,
+        per_device_train_batch_size=settings.grpo_batch,
+        num_generations=settings.grpo_generations,
+        max_completion_length=settings.grpo_max_completion,
+        learning_rate=settings.grpo_learning_rate,
+        temperature=settings.grpo_temperature,
+        beta=settings.grpo_beta,
+        use_vllm=settings.use_vllm,
+        **({"vllm_mode": settings.vllm_mode} if settings.use_vllm else {}),
+        gradient_checkpointing=not settings.use_cpu,
+        use_cpu=settings.use_cpu,
+        bf16=settings.bf16,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        seed=settings.seed,
+    )
+    rollout = make_rollout_func(
+        rows,
+        records_path=out / "train_records.jsonl",
+        agent_id="grpo",
+        generate=vllm_generate if settings.use_vllm else None,
+        turn_tokens=settings.grpo_turn_tokens,
+        agent_settings={"recipe": "grpo_multihop", **asdict(settings)},
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[env_reward],
+        processing_class=tokenizer,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        rollout_func=rollout,
+    )
+    trainer.train()
+    (out / "grpo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    folder = out / "grpo-model"
+    trainer.save_model(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def compare(out: Path, runs: dict[str, Path]) -> None:
+    """Reports of each run and paired comparisons against the base model, saved next to them."""
+    for name, records in runs.items():
+        print(cli("report", str(records), out=out / f"report-{name}.md"))
+    for name in ("grpo", "sft"):
+        if name in runs and "base" in runs:
+            print(cli("compare", str(runs["base"]), str(runs[name]), out=out / f"compare-base-{name}.md"))
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/grpo-multihop"), help="output folder")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=VALUE",
+        help="override a setting, e.g. --set grpo_steps=10 (JSON values: --set eval_budgets=[1,3])",
+    )
+    args = parser.parse_args(argv)
+    settings = PRESETS[args.preset]
+    fields = Settings.__dataclass_fields__
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        if key not in fields:
+            parser.error(f"unknown setting {key!r}; known: {', '.join(fields)}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        settings = replace(settings, **{key: tuple(value) if isinstance(value, list) else value})
+    unknown = set(args.stages.split(",")) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+    return args, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings = parse_args(argv)
+    stages = [s for s in STAGES if s in args.stages.split(",")]
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
+    model = base_model(settings)
+    runs: dict[str, Path] = {}
+    started = time.perf_counter()
+    if "base" in stages:
+        log(f"evaluating the base model {model}")
+        runs["base"] = evaluate(model, "base", settings, out)
+    if "sft" in stages:
+        log("SFT control on oracle trajectories")
+        runs["sft"] = evaluate(str(train_sft(model, settings, out)), "sft", settings, out)
+    if "grpo" in stages:
+        log("GRPO on the train split")
+        runs["grpo"] = evaluate(str(train_grpo(model, settings, out)), "grpo", settings, out)
+    if "compare" in stages:
+        for name in ("base", "sft", "grpo"):
+            if name not in runs and (out / f"{name}.jsonl").exists():
+                runs[name] = out / f"{name}.jsonl"
+        compare(out, runs)
+    log(f"done in {time.perf_counter() - started:.0f} s; everything is in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
