@@ -21,6 +21,7 @@ duplicate id); importing this module does not require skyrl-gym.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -132,15 +133,10 @@ def _build_class() -> type:
     return GatherSkyRLEnv
 
 
-_CLASS: type | None = None
-
-
+@functools.cache
 def env_class() -> type:
     """The ``BaseTextEnv`` subclass, built on first use."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _build_class()
-    return _CLASS
+    return _build_class()
 
 
 def __getattr__(name: str) -> Any:

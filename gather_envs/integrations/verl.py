@@ -25,6 +25,7 @@ Importing this module does not need verl; the class is built on first access.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 from uuid import uuid4
@@ -146,15 +147,10 @@ def _build_class() -> type:
     return GatherAgentLoop
 
 
-_CLASS: type | None = None
-
-
+@functools.cache
 def agent_loop_class() -> type:
     """The ``GatherAgentLoop`` class, built (and registered as ``gather_agent``) on first use."""
-    global _CLASS
-    if _CLASS is None:
-        _CLASS = _build_class()
-    return _CLASS
+    return _build_class()
 
 
 def __getattr__(name: str) -> Any:
