@@ -136,3 +136,11 @@ def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
     clone = pickle.loads(pickle.dumps(env))
     assert rollout(clone, 6) == rollout(env, 6)
     assert clone.unwrapped.corpus.content_hash == env.unwrapped.corpus.content_hash
+
+
+def test_env_copies_share_one_corpus_and_one_index() -> None:
+    first, second = gym.make("Gather-MultiHop-v0").unwrapped, gym.make("Gather-Compare-v0").unwrapped
+    assert first.corpus is second.corpus
+    assert first.corpus.index() is second.corpus.index()
+    clone = pickle.loads(pickle.dumps(first))
+    assert clone.corpus is first.corpus
