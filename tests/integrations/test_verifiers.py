@@ -2,8 +2,8 @@
 
 The env's ``run()`` is driven with a stand-in player whose interaction has verifiers' own
 ``Segment`` shape (scripted replies instead of a model server), and scoring goes through
-``Task.score`` on a real ``vf.Trace``. ``vf-eval`` end to end (a model server, uv-launched chat
-program and MCP servers) is not run here; see docs/integrations.md.
+``Task.score`` on a real ``vf.Trace``. The last test runs ``vf-eval`` end to end (uv-launched chat
+program) against a real ``llama_cpp.server`` on 127.0.0.1; see docs/integrations.md.
 """
 
 from __future__ import annotations
@@ -166,3 +166,158 @@ def test_toolset_tools_play_the_episode_and_report_through_state(taskset_id, ora
     )
     asyncio.run(task.score(trace))
     assert trace.rewards["env_reward"].score == 1.0
+
+
+# --- vf-eval end to end: verifiers' own CLI against a real OpenAI-compatible server --------------
+#
+# `vf-eval` plays two tasks (one rollout each) of a two-line taskset module with SmolLM2 served by
+# `python -m llama_cpp.server` on 127.0.0.1, the results upload off (`--no-push`). verifiers'
+# default `null` harness runs its chat program as a PEP 723 script through `uv` (verifiers
+# v1/runtimes/base.py, `prepare_uv_script`: `uv sync --script` fetches the script's dependencies
+# from PyPI into ~/.cache/uv on first use, then reuses them), so uv must be on PATH:
+# `pip install uv` in this venv is enough.
+
+VF_SERVER_MODULES = (
+    "llama_cpp",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
+VF_SERVER_START_TIMEOUT_S = 90.0
+VF_RUN_TIMEOUT_S = 600
+
+
+def _missing_modules(names: tuple[str, ...]) -> list[str]:
+    import importlib.util
+
+    missing = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+VF_MISSING = _missing_modules(("verifiers.v1.cli.eval.main", *VF_SERVER_MODULES))
+
+
+@pytest.fixture(scope="module")
+def vf_llama_server(tmp_path_factory: pytest.TempPathFactory):
+    """``python -m llama_cpp.server`` serving SmolLM2 on 127.0.0.1 (as tests/test_llm_agents.py); its /v1 URL."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from gather_envs.agents.backends.llama_embedded import DEFAULT_THREADS, smollm2_model_path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("vf_llama") / "server.log"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_model_path())]
+    command += [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        str(DEFAULT_THREADS),
+    ]
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + VF_SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"llama_cpp.server did not answer within {VF_SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-2000:]}"
+                )
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.skipif(
+    bool(VF_MISSING),
+    reason=f"vf-eval end to end needs {', '.join(VF_MISSING)}: pip install 'gather-envs[verifiers,llm]' uv",
+)
+def test_vf_eval_runs_the_taskset_against_a_real_openai_compatible_server(vf_llama_server, tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+    if shutil.which("uv", path=path) is None:
+        pytest.fail(
+            "vf-eval's null harness runs its chat program with uv (verifiers v1/runtimes/base.py): pip install uv"
+        )
+    vf_eval = shutil.which("vf-eval", path=path)
+    assert vf_eval is not None, "verifiers is importable but its vf-eval script is not on PATH"
+    (tmp_path / "gather_taskset.py").write_text(SHIM)
+    records = tmp_path / "vf.jsonl"
+    out = tmp_path / "out"
+    pythonpath = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PATH": path, "PYTHONPATH": pythonpath, "GATHER_VF_TEST_KEY": "sk-local"}
+    command = [
+        vf_eval, "gather_taskset", "-m", "smollm2",
+        "--client.base-url", vf_llama_server, "--client.api-key-var", "GATHER_VF_TEST_KEY",
+        "--no-push", "-o", str(out), "--run.dir", "run", "-r", "1", "-c", "1",
+        "--env.taskset.split", "test", "--env.taskset.limit", "2", "--env.taskset.budgets", "1",
+        "--env.taskset.style", "react", "--env.records-path", str(records),
+        "--sampling.max-tokens", "48", "--sampling.temperature", "0",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=VF_RUN_TIMEOUT_S
+    )
+    log = (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, log
+
+    run_dir = out / "run"
+    assert (run_dir / "configs" / "resolved" / "eval.json").is_file(), log
+    rollouts = [
+        json.loads(line) for line in (run_dir / "traces.jsonl").read_text().splitlines() if line.strip()
+    ]
+    assert len(rollouts) == 2, log
+    by_task = {record.task_id: record for record in read_records(records)}
+    assert len(by_task) == 2 and all(r.agent_id == "verifiers" and r.budget == 1 for r in by_task.values())
+    for rollout in rollouts:
+        assert rollout["ok"] and not rollout["errors"], rollout["errors"]
+        (trace,) = rollout["traces"]
+        assert trace["is_completed"] and not trace["errors"], trace["errors"]
+        assert trace["calls"], "no request reached the model server"
+        assert all(call["model"] == "smollm2" for call in trace["calls"])
+        outcome = trace["info"][gather_vf.INFO_KEY]  # written by our env's run()
+        record = by_task[outcome["task_id"]]
+        assert set(trace["rewards"]) == {"env_reward"}  # our Task's only reward
+        assert trace["rewards"]["env_reward"]["score"] == outcome["reward"] == record.reward
+        assert trace["metrics"] == {
+            "success": float(record.success),
+            "tool_calls": float(record.tool_calls),
+            "invalid_actions": float(record.invalid_actions),
+        }
