@@ -15,7 +15,9 @@ from pathlib import Path
 import gymnasium as gym
 
 import gather_envs
+from gather_envs.corpus.datasets import FORMATS
 from gather_envs.corpus.datasets.cli_sample import add_sample_parser
+from gather_envs.envs.dataset_registration import DATASET_ENVS
 from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.errors import GatherError
 
@@ -61,10 +63,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         env = unwrap(gym.make(env_id))
         splits = {s: len(env.corpus.tasks(s, env.family)) for s in sorted(env.corpus.splits)}
         rows.append((env_id, env.family, env.max_tool_calls, splits, env.corpus.name))
-    print(f"{'id':<22} {'family':<11} {'T':>2}  tasks per split  corpus")
+    print(f"{'id':<22} {'family':<11} {'T':>2}  {'tasks per split':<22} corpus")
     for env_id, family, budget, splits, corpus in rows:
         sizes = ", ".join(f"{s}={n}" for s, n in splits.items())
-        print(f"{env_id:<22} {family:<11} {budget:>2}  {sizes:<16} {corpus}")
+        print(f"{env_id:<22} {family:<11} {budget:>2}  {sizes:<22} {corpus}")
+    print("\nReal-data ids (need path= to a file you supply; see docs/datasets.md):")
+    for env_id, name in DATASET_ENVS.items():
+        print(f"{env_id:<22} format={name:<9} e.g. path=.../{FORMATS[name].example_file}")
     return 0
 
 

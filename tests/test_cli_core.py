@@ -26,6 +26,9 @@ def test_list_shows_every_synthetic_id_with_sizes_and_budget() -> None:
     for env_id in gather_envs.ENV_IDS:
         assert env_id in result.stdout
     assert "test=500, train=1000" in result.stdout and "test=1000, train=2000" in result.stdout
+    for env_id in gather_envs.DATASET_IDS:
+        assert env_id in result.stdout
+    assert "path=.../hotpot_dev_distractor_v1.json" in result.stdout
 
 
 def test_show_prints_the_gold_path_and_json() -> None:
