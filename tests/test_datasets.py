@@ -24,7 +24,6 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env
 
 from gather_envs.corpus.datasets import FORMATS, DatasetSpec, clear_dataset_cache, load_dataset
-from gather_envs.corpus.datasets.checkers import fallback_equal, math_equal, normalize_math
 from gather_envs.corpus.datasets.cli_sample import add_sample_parser
 from gather_envs.corpus.datasets.common import (
     CACHE_DIR_ENV,
@@ -45,6 +44,7 @@ from gather_envs.envs.dataset_registration import (
 from gather_envs.errors import ConfigError, DataFileError
 from gather_envs.metrics import pass_table_from_records
 from gather_envs.records import EpisodeRecord
+from gather_envs.scoring.checkers import fallback_equal, math_equal, normalize_math
 
 register_dataset_envs()
 

@@ -6,8 +6,8 @@ import gymnasium as gym
 import pytest
 from conftest import SYNTHETIC_IDS
 
+from gather_envs.scoring.normalize import answer_in_text
 from gather_envs.tasks.builder import SHORTCUT_K
-from gather_envs.tasks.normalize import answer_in_text
 
 
 def follow_gold_path(env: gym.Env, task_id: str, budget: int | None = None) -> tuple[float, dict, list[str]]:

@@ -13,7 +13,7 @@ from conftest import SMALL_WORLD
 
 from gather_envs.corpus.frozen import procedural_corpus
 from gather_envs.errors import ConfigError
-from gather_envs.tasks.normalize import answer_in_text
+from gather_envs.scoring.normalize import answer_in_text
 from gather_envs.world.generator import WorldConfig, generate_world
 from gather_envs.world.render import format_number
 from gather_envs.world.schema import ATTRIBUTES, ENTITY_TYPES, RELATIONS, RELATIONS_BY_NAME

@@ -7,11 +7,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gather_envs.corpus.documents import Document
 from gather_envs.errors import ConfigError
+from gather_envs.records.documents import Document
+from gather_envs.records.tasks import FAMILY_STATIC, Task
 from gather_envs.retrieval import BM25Index, get_index
 from gather_envs.tasks.static import STATIC_SOURCE_FAMILIES, make_static
-from gather_envs.tasks.task import FAMILY_STATIC, Task
 
 
 def canonical_jsonl(rows: Iterable[dict[str, Any]]) -> bytes:

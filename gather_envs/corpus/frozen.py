@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from gather_envs.corpus.corpus import Corpus, canonical_jsonl
-from gather_envs.corpus.documents import Document
 from gather_envs.corpus.synthetic import generate_corpus
 from gather_envs.errors import CorpusError
+from gather_envs.records.documents import Document
+from gather_envs.records.tasks import Task
 from gather_envs.tasks.builder import FamilyStats
-from gather_envs.tasks.task import Task
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
 
 MANIFEST = "manifest.json"

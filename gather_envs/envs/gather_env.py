@@ -7,16 +7,16 @@ from typing import Any
 import gymnasium as gym
 
 from gather_envs.corpus.corpus import Corpus, index_text
-from gather_envs.corpus.datasets.checkers import answer_is_correct
-from gather_envs.corpus.documents import Document
 from gather_envs.envs import prompts
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
 from gather_envs.envs.sources import resolve_corpus
 from gather_envs.envs.spaces import action_space, charset_for, fit, observation_space
 from gather_envs.errors import ConfigError, EnvStateError
+from gather_envs.records.documents import Document
+from gather_envs.records.tasks import FAMILIES, FAMILY_STATIC, Task
 from gather_envs.retrieval import BM25Index, get_index, tokenize
-from gather_envs.tasks.normalize import f1_score
-from gather_envs.tasks.task import FAMILIES, FAMILY_STATIC, Task
+from gather_envs.scoring.checkers import answer_is_correct
+from gather_envs.scoring.normalize import f1_score
 
 REWARD_CORRECT = 1.0
 REWARD_WRONG = 0.0

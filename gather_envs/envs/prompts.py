@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gather_envs.corpus.documents import Document
+from gather_envs.records.documents import Document
 
 SYNTAX = {
     "react": ("search[<query>]", "answer[<answer>]"),

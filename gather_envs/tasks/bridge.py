@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gather_envs.records.tasks import FAMILY_BRIDGE, GoldStep, Task
 from gather_envs.tasks.single_hop import capitalize, number_answer
-from gather_envs.tasks.task import FAMILY_BRIDGE, GoldStep, Task
 from gather_envs.world.generator import World
 from gather_envs.world.schema import ATTRIBUTES, RELATIONS, Relation
 

@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gather_envs.corpus.documents import Document
+from gather_envs.records.documents import Document
+from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_COMPARISON, FAMILY_SINGLE_HOP, Task
 from gather_envs.retrieval import BM25Index
+from gather_envs.scoring.normalize import answer_in_text
 from gather_envs.tasks.bridge import draft_bridge
 from gather_envs.tasks.comparison import draft_comparison
-from gather_envs.tasks.normalize import answer_in_text
 from gather_envs.tasks.single_hop import draft_single_hop
-from gather_envs.tasks.task import FAMILY_BRIDGE, FAMILY_COMPARISON, FAMILY_SINGLE_HOP, Task
 from gather_envs.world.generator import World
 
 DEFAULT_TOP_K = 3  # documents a search returns by default

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gather_envs.tasks.task import FAMILY_SINGLE_HOP, GoldStep, Task
+from gather_envs.records.tasks import FAMILY_SINGLE_HOP, GoldStep, Task
 from gather_envs.world.generator import World
 from gather_envs.world.render import format_number
 from gather_envs.world.schema import ATTRIBUTES, RELATIONS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gather_envs.tasks.task import FAMILY_STATIC, Task
+from gather_envs.records.tasks import FAMILY_STATIC, Task
 
 STATIC_SOURCE_FAMILIES = ("bridge", "comparison")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gather_envs.corpus.documents import Document
+from gather_envs.records.documents import Document
 from gather_envs.world.generator import World
 from gather_envs.world.names import word
 from gather_envs.world.schema import ATTRIBUTES, FILLER_SENTENCES, RELATIONS

@@ -18,7 +18,7 @@ import pytest
 import gather_envs  # noqa: F401  (registers the ids)
 from gather_envs.agents.scripted import action_text
 from gather_envs.envs.actions import ANSWER, SEARCH
-from gather_envs.tasks.task import Task
+from gather_envs.records.tasks import Task
 
 ENV_ID = "Gather-MultiHop-v0"
 WRONG_ANSWER = "unknown"

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gather_envs.corpus.documents import Document
 from gather_envs.errors import DataFileError
-from gather_envs.tasks.task import GoldStep, Task
+from gather_envs.records.documents import Document
+from gather_envs.records.tasks import GoldStep, Task
 
 LOADER_VERSION = 1
 """Bump when the conversion of items into documents and tasks changes: every cache is rebuilt."""

@@ -28,7 +28,7 @@ from gather_envs.corpus.datasets.common import (
     require_list,
     require_str,
 )
-from gather_envs.tasks.task import FAMILY_BRIDGE, FAMILY_COMPARISON
+from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_COMPARISON
 
 FORMAT_NAME = "hotpotqa"
 ID_FIELD = "_id"

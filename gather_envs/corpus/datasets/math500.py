@@ -4,7 +4,7 @@ Item layout: ``problem``, ``answer`` (LaTeX, e.g. ``\\frac{14}{3}``), and option
 ``level`` (1-5) and ``unique_id`` (e.g. ``test/precalculus/807.json``), as in MATH-500's
 ``test.jsonl``. Each problem is a ``static`` task (closed-book, T = 0, no documents) whose
 ``meta["checker"]`` is ``"math"``, so the env scores answers with
-:func:`~gather_envs.corpus.datasets.checkers.math_equal` instead of string equality. ``type`` is
+:func:`~gather_envs.scoring.checkers.math_equal` instead of string equality. ``type`` is
 the subject; an item without ``unique_id`` gets the id ``math-<position>``.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from gather_envs.corpus.datasets.checkers import CHECKER_KEY, CHECKER_MATH
 from gather_envs.corpus.datasets.common import (
     CONTAINER_LINES,
     DatasetFormat,
@@ -23,7 +22,8 @@ from gather_envs.corpus.datasets.common import (
     require_str,
     type_name,
 )
-from gather_envs.tasks.task import FAMILY_STATIC
+from gather_envs.records.tasks import FAMILY_STATIC
+from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_MATH
 
 FORMAT_NAME = "math500"
 ID_FIELD = "unique_id"

@@ -28,7 +28,7 @@ from gather_envs.corpus.datasets.common import (
     require_str,
     type_name,
 )
-from gather_envs.tasks.task import FAMILY_BRIDGE
+from gather_envs.records.tasks import FAMILY_BRIDGE
 
 FORMAT_NAME = "musique"
 ID_FIELD = "id"

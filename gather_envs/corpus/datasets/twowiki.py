@@ -21,7 +21,7 @@ from gather_envs.corpus.datasets.common import (
     check_list,
 )
 from gather_envs.corpus.datasets.hotpotqa import ID_FIELD, parse_hotpot_layout
-from gather_envs.tasks.task import FAMILY_BRIDGE, FAMILY_COMPARISON
+from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_COMPARISON
 
 FORMAT_NAME = "2wiki"
 TYPE_FAMILIES = {

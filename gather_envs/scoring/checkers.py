@@ -26,8 +26,8 @@ from fractions import Fraction
 from typing import Any
 
 from gather_envs.errors import ConfigError
-from gather_envs.tasks.normalize import exact_match
-from gather_envs.tasks.task import Task
+from gather_envs.records.tasks import Task
+from gather_envs.scoring.normalize import exact_match
 
 CHECKER_KEY = "checker"
 CHECKER_EXACT = "exact"
