@@ -4,9 +4,11 @@
 :func:`~gather_envs.evaluation.seeds.episode_seed`, and appends one record per episode to a
 JSON-lines file as soon as the episode ends.
 
-* **Resume.** Pointed at an existing file, it reads it (a torn last line is skipped), checks that
-  it belongs to the same run (env id and kwargs, corpus, agent id and settings, base seed; a
-  ConfigError otherwise) and plays exactly the missing (task, T, i). A cell never gets two records.
+* **Resume.** Pointed at an existing file, it first repairs its tail (a torn or unreadable last
+  line is moved to ``<file>.corrupt``; see :func:`~gather_envs.records.repair_tail`), reads it,
+  checks that it belongs to the same run (env id and kwargs, corpus, agent id and settings, base
+  seed; a ConfigError otherwise), refuses a cell recorded twice (a RecordsError naming both lines)
+  and plays exactly the missing (task, T, i). A cell never gets two records.
   Records of the file outside the grid (other budgets, i >= n) are kept but not returned, so a run
   can be extended with a larger ``n`` or more budgets.
 * **Infrastructure errors.** A :class:`~gather_envs.errors.BackendError` raised by the agent is
