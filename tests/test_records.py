@@ -9,11 +9,14 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gather_envs.errors import RecordsError
 from gather_envs.records import (
@@ -24,10 +27,10 @@ from gather_envs.records import (
     append_records,
     corrupt_sidecar,
     find_duplicate_cells,
+    read_for_append,
     read_records,
     read_records_with_locations,
     refuse_duplicate_cells,
-    repair_tail,
 )
 
 WRITERS = 4
@@ -224,7 +227,8 @@ def test_a_file_that_is_not_records_says_so(tmp_path: Path, content: bytes) -> N
     ) as info:
         read_records(path)
     assert "torn" not in str(info.value) and "in the middle" not in str(info.value)
-    repair_tail(path)  # not a records file: left as it is, for the reader to refuse
+    with pytest.raises(RecordsError, match="is not an episode-records file"):
+        read_for_append(path)  # a resume refuses it too, and leaves it as it is
     assert path.read_bytes() == content
     assert not corrupt_sidecar(path).exists()
 
@@ -239,7 +243,7 @@ DAMAGED_TAILS = {
     "binary-bare": (BINARY_LINE.rstrip(b"\n"), True),
     "complete-without-newline": (record(index=2).to_line().rstrip(b"\n"), False),
 }
-"""Tails after two good records: the bytes, and whether repair moves them to the sidecar."""
+"""Tails after two good records: the bytes, and whether a resume's read moves them to the sidecar."""
 
 
 @pytest.mark.parametrize("name", sorted(DAMAGED_TAILS))
@@ -249,8 +253,10 @@ def test_repair_leaves_a_readable_file_and_loses_no_byte(tmp_path: Path, name: s
     good = record(index=0).to_line() + record(index=1).to_line()
     path.write_bytes(good + tail)
     with caplog.at_level(logging.WARNING):
-        repair_tail(path)
-        repair_tail(path)  # idempotent: the second pass finds nothing to do
+        first = read_for_append(path)
+        again = read_for_append(path)  # idempotent: the second pass finds nothing to repair
+    assert first == again
+    assert [r.episode_index for r, _ in first] == [0, 1, *([] if moved else [2])]
     sidecar = corrupt_sidecar(path)
     if moved:
         assert path.read_bytes() + sidecar.read_bytes() == good + tail + (
@@ -267,43 +273,93 @@ def test_repair_leaves_a_readable_file_and_loses_no_byte(tmp_path: Path, name: s
     assert [r.episode_index for r in read_records(path)] == [0, 1, *([] if moved else [2]), 3]
 
 
+TAIL_PIECES = st.one_of(
+    st.binary(max_size=80),
+    st.sampled_from([b"\n", b"\n\n", b"{", b"}", b"hello world", b"\x00" * 64, b"[1, 2]\n", b"{}\n"]),
+    st.integers(0, len(record(index=9).to_line())).map(lambda n: record(index=9).to_line()[:n]),
+)
+"""Pieces of hostile tails: random bytes, JSON fragments, NUL runs and every prefix of a record line."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(TAIL_PIECES, max_size=4))
+def test_a_resume_leaves_a_readable_file_or_refuses_it_untouched_and_loses_no_byte(
+    pieces: list[bytes],
+) -> None:
+    """Whatever follows two good records, a resume's read either repairs or refuses the file as it was."""
+    tail = b"".join(pieces)
+    good = record(index=0).to_line() + record(index=1).to_line()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "run.jsonl"
+        path.write_bytes(good + tail)
+        sidecar = corrupt_sidecar(path)
+        try:
+            located = read_for_append(path)
+        except RecordsError:
+            assert path.read_bytes() == good + tail and not sidecar.exists()  # refused: as it was
+            return
+        after = path.read_bytes()
+        moved = sidecar.read_bytes() if sidecar.exists() else b""
+        assert after + moved in (good + tail, good + tail + b"\n")  # kept, newline added, or moved aside
+        records = read_records(path)
+        assert records == [r for r, _ in located] and records[:2] == [record(index=0), record(index=1)]
+        append_records(path, [record(index=7)])
+        assert read_records(path) == [*records, record(index=7)]
+
+
 def test_repair_appends_every_damaged_tail_to_one_sidecar(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     path.write_bytes(record(index=0).to_line() + b"first garbage\n")
-    repair_tail(path)
+    read_for_append(path)
     with path.open("ab") as f:
         f.write(TORN)
-    repair_tail(path)
+    read_for_append(path)
     assert corrupt_sidecar(path).read_bytes() == b"first garbage\n" + TORN + b"\n"
     assert len(read_records(path)) == 1
 
 
-def test_repair_leaves_a_damaged_middle_line_for_the_reader_to_refuse(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tail", [b"{not json\n" + b"more garbage\n", b"{not json\n" + TORN, b"{}\n" + TORN])
+def test_a_resume_refuses_a_damaged_line_before_the_last_and_changes_nothing(
+    tmp_path: Path, tail: bytes
+) -> None:
     path = tmp_path / "run.jsonl"
-    content = record(index=0).to_line() + b"{not json\n" + b"more garbage\n"
+    content = record(index=0).to_line() + tail
     path.write_bytes(content)
-    repair_tail(path)
+    with pytest.raises(RecordsError, match=r"run\.jsonl:2: "):
+        read_for_append(path)
     assert path.read_bytes() == content
-    with pytest.raises(RecordsError, match=r"run\.jsonl:2: corrupt line in the middle"):
-        read_records(path)
+    assert not corrupt_sidecar(path).exists()
 
 
-def test_repair_keeps_a_json_last_line_that_is_not_a_record_for_the_reader_to_refuse(tmp_path: Path) -> None:
+def test_a_resume_whose_check_refuses_the_records_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    content = record(index=0).to_line() + record(index=0).to_line() + TORN
+    path.write_bytes(content)
+
+    def refuse(located: list[tuple[EpisodeRecord, RecordLocation]]) -> None:
+        refuse_duplicate_cells(located, "fix it")
+
+    with pytest.raises(RecordsError, match="recorded twice"):
+        read_for_append(path, refuse)
+    assert path.read_bytes() == content
+    assert not corrupt_sidecar(path).exists()
+
+
+def test_a_resume_refuses_a_json_last_line_that_is_not_a_record_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     newer = {**record(index=1).to_json(), "schema_version": RECORD_SCHEMA_VERSION + 1}
     content = record(index=0).to_line() + (json.dumps(newer) + "\n").encode()
     path.write_bytes(content)
-    repair_tail(path)
-    assert path.read_bytes() == content
     with pytest.raises(RecordsError, match=r"run\.jsonl:2: .*upgrade"):
-        read_records(path)
+        read_for_append(path)
+    assert path.read_bytes() == content
 
 
-def test_repair_of_a_missing_or_empty_file_does_nothing(tmp_path: Path) -> None:
-    repair_tail(tmp_path / "absent.jsonl")
+def test_a_resume_of_a_missing_or_empty_file_reads_nothing_and_changes_nothing(tmp_path: Path) -> None:
+    assert read_for_append(tmp_path / "absent.jsonl") == []
     assert not (tmp_path / "absent.jsonl").exists()
     (tmp_path / "empty.jsonl").write_bytes(b"")
-    repair_tail(tmp_path / "empty.jsonl")
+    assert read_for_append(tmp_path / "empty.jsonl") == []
     assert (tmp_path / "empty.jsonl").read_bytes() == b""
 
 

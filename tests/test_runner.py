@@ -420,6 +420,17 @@ def test_resume_moves_a_terminated_garbage_last_line_aside_and_leaves_a_readable
     assert again.started == 0
 
 
+def test_a_refused_resume_leaves_even_a_damaged_tail_as_it_was(tmp_path: Path) -> None:
+    run(tmp_path, n=2)
+    out = tmp_path / "run.jsonl"
+    content = out.read_bytes() + b"garbage that ends with a newline\n"
+    out.write_bytes(content)
+    with pytest.raises(ConfigError, match="different base seed"):
+        run(tmp_path, n=2, seed=12)
+    assert out.read_bytes() == content
+    assert not (tmp_path / "run.jsonl.corrupt").exists()
+
+
 @pytest.mark.parametrize("content", [b"hello world\n", b"hello world", bytes(range(14, 256))])
 def test_resume_refuses_a_file_that_is_not_records_and_leaves_it_alone(
     tmp_path: Path, content: bytes

@@ -4,8 +4,8 @@
 :func:`~gather_envs.evaluation.seeds.episode_seed`, and appends one record per episode to a
 JSON-lines file as soon as the episode ends.
 
-* **Resume.** Pointed at an existing file, it first repairs its tail (a torn or unreadable last
-  line is moved to ``<file>.corrupt``; see :func:`~gather_envs.records.repair_tail`), reads it,
+* **Resume.** Pointed at an existing file, it reads it and repairs its tail (a torn or unreadable
+  last line is moved to ``<file>.corrupt``; see :func:`~gather_envs.records.read_for_append`),
   checks that it belongs to the same run (env id and kwargs, corpus, agent id and settings, base
   seed; a ConfigError otherwise), refuses a cell recorded twice (a RecordsError naming both lines)
   and plays exactly the missing (task, T, i). A cell never gets two records.
@@ -52,10 +52,10 @@ from gather_envs.records import (
     EPISODE_INDEX_UNKNOWN,
     TERMINATION_INFRA_ERROR,
     EpisodeRecord,
+    RecordLocation,
     RecordWriter,
-    read_records_with_locations,
+    read_for_append,
     refuse_duplicate_cells,
-    repair_tail,
 )
 from gather_envs.wrappers.record import RecordPassAtKT, env_identity
 
@@ -299,17 +299,21 @@ def _check_same_run(record: EpisodeRecord, run: _RunIdentity, plan: RunPlan, pat
 def _load_existing(path: Path, run: _RunIdentity, plan: RunPlan) -> dict[EpisodeKey, EpisodeRecord]:
     """The finished episodes of the file (infra errors dropped from it, for retry), by cell.
 
-    The caller holds the run lock. A damaged tail is repaired first (moved to the ``.corrupt``
-    sidecar) or refused, so what is appended next follows a complete record; a cell recorded twice
-    is refused, naming both lines.
+    The caller holds the run lock. A file of another run, a cell recorded twice (naming both
+    lines) and damage other than a damaged last line are refused with the file untouched; a damaged
+    last line is moved to the ``.corrupt`` sidecar, so what is appended next follows a record.
     """
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    repair_tail(path)
-    located = read_records_with_locations(path)
-    for record, _ in located:
-        _check_same_run(record, run, plan, path)
-    refuse_duplicate_cells(located, "remove one line of each pair, or pass another --out, before resuming")
+
+    def check(located: list[tuple[EpisodeRecord, RecordLocation]]) -> None:
+        for record, _ in located:
+            _check_same_run(record, run, plan, path)
+        refuse_duplicate_cells(
+            located, "remove one line of each pair, or pass another --out, before resuming"
+        )
+
+    located = read_for_append(path, check)
     done: dict[EpisodeKey, EpisodeRecord] = {}
     for record, _ in located:
         if not record.is_infra_error:

@@ -23,10 +23,10 @@ from gather_envs.records.episodes import (
     find_duplicate_cells,
     iter_records,
     iter_records_with_locations,
+    read_for_append,
     read_records,
     read_records_with_locations,
     refuse_duplicate_cells,
-    repair_tail,
 )
 from gather_envs.records.tasks import (
     FAMILIES,
@@ -66,8 +66,8 @@ __all__ = [
     "find_duplicate_cells",
     "iter_records",
     "iter_records_with_locations",
+    "read_for_append",
     "read_records",
     "read_records_with_locations",
     "refuse_duplicate_cells",
-    "repair_tail",
 ]

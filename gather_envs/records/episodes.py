@@ -7,10 +7,10 @@ a crash loses at most the line being written.
 
 Damaged tails. A *torn* last line (it starts like a record, ``{``, but lacks its final newline: a
 writer stopped mid-record) is skipped by the readers with a one-line notice, and moved to the
-``<file>.corrupt`` sidecar by the next append or by :func:`repair_tail`, so it never ends up in the
+``<file>.corrupt`` sidecar by the next append or by :func:`read_for_append`, so it never ends up in the
 middle of a file and no byte is lost. Any other line that is not a record is an error naming file
-and line, except that :func:`repair_tail` (run by the evaluation runner before it resumes) also
-moves an unreadable last line that follows a record to the sidecar. A file whose first line is not
+and line, except that :func:`read_for_append` (the evaluation runner's read before it resumes)
+also moves an unreadable last line that follows records to the sidecar. A file whose first line is not
 a record is refused as "not an episode-records file". Notices go to the ``gather_envs.records``
 logger (with no logging set up, Python prints them to stderr as one line).
 """
@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -331,7 +331,11 @@ def _repair_tail(fd: int, path: Path) -> None:
             start += cut + 1
             tail = tail[cut + 1 :]
             break
-    if _parse_error(tail) is None:
+    try:
+        _loads(tail)
+    except _NotJson:
+        pass
+    else:
         _write_all(fd, b"\n")
         return
     _move_aside(
@@ -372,73 +376,73 @@ def _loads(line: bytes) -> Any:
         raise _NotJson(f"not JSON: {exc}") from None
 
 
-def _parse_error(line: bytes) -> str | None:
-    """Why ``line`` is not JSON, or None when it parses."""
-    try:
-        _loads(line)
-    except _NotJson as exc:
-        return str(exc)
-    return None
-
-
 def _is_torn(raw: bytes) -> bool:
     """Whether an unparseable last line looks like a record cut short by a killed writer."""
     return not raw.endswith(b"\n") and raw.lstrip().startswith(_RECORD_START)
 
 
-def repair_tail(path: PathLike) -> None:
-    """Make a records file safe to resume: it ends in a complete record or is refused.
+def read_for_append(
+    path: PathLike, check: Callable[[list[tuple[EpisodeRecord, RecordLocation]]], None] | None = None
+) -> list[tuple[EpisodeRecord, RecordLocation]]:
+    """Records of a file about to be appended to (a resume), its damaged last line moved aside.
 
-    Run under the file's lock before anything is appended. An unterminated last line that is JSON
-    gets its newline; a torn last line, and a last line that is not JSON but follows a record, are
-    moved to the ``.corrupt`` sidecar (nothing is lost) with a notice. Anything else is left as it
-    is, so that the reader refuses it with file and line: a damaged line in the middle, or a first
-    line that is not a record (the file is not a records file). A missing file is fine.
+    Every line is read, and ``check`` (which may raise to refuse the file) sees the records,
+    before anything changes, under the file's lock. A torn last line, and a last line that is not
+    JSON but follows records, are then moved to the ``.corrupt`` sidecar (nothing is lost) with a
+    notice; an unterminated last record gets its newline. Anything else that is not a record is a
+    RecordsError naming file and line, with the file left as it was: a damaged line in the middle,
+    a last line that is JSON but not a record, or a first line that is not a record (the file is
+    not a records file). A missing file has no records.
     """
     path = Path(path)
     try:
         handle = path.open("r+b")
     except FileNotFoundError:
-        return
+        return []
     except OSError as exc:
         raise RecordsError(f"cannot open records file {path}: {exc}") from exc
     with handle:
         fd = handle.fileno()
         _lock(fd)
         try:
-            _repair_whole_tail(handle, path)
+            return _read_and_repair(handle, path, check)
         finally:
             _unlock(fd)
 
 
-def _repair_whole_tail(handle: BinaryIO, path: Path) -> None:
-    """:func:`repair_tail` on an open, locked file (one streaming pass over its lines)."""
-    offset = 0
-    last: tuple[int, int, bytes] | None = None  # (line number, offset, bytes) of the last non-blank line
-    before_last: bytes | None = None
-    for lineno, raw in enumerate(handle, start=1):
-        if raw.strip():
-            before_last = None if last is None else last[2]
-            last = (lineno, offset, raw)
-        offset += len(raw)
-    if last is None:
-        return
-    lineno, start, raw = last
-    reason = _parse_error(raw)
+def _read_and_repair(
+    handle: BinaryIO, path: Path, check: Callable[[list[tuple[EpisodeRecord, RecordLocation]]], None] | None
+) -> list[tuple[EpisodeRecord, RecordLocation]]:
+    """:func:`read_for_append` on an open, locked file: one pass over its lines, then the repair."""
+    located: list[tuple[EpisodeRecord, RecordLocation]] = []
+    damaged: tuple[int, int, str] | None = None  # line number, offset and reason of a damaged last line
+    for lineno, offset, raw, last in _nonblank_lines(handle):
+        try:
+            obj = _loads(raw)
+        except _NotJson as exc:
+            if last and (_is_torn(raw) or located):
+                damaged = (lineno, offset, "torn" if _is_torn(raw) else str(exc))
+                break
+            raise _not_a_record(path, lineno, exc, last=last, first=not located) from None
+        located.append((_to_record(path, lineno, obj), RecordLocation(path, lineno)))
+    if check is not None:
+        check(located)
     fd = handle.fileno()
-    if reason is None:
-        if not raw.endswith(b"\n"):
-            os.lseek(fd, 0, os.SEEK_END)
-            _write_all(fd, b"\n")
-            os.fsync(fd)
-        return
-    if _is_torn(raw):
-        what = f"a torn last line ({len(raw)} bytes, from a writer that stopped mid-record)"
-    elif before_last is not None and _parse_error(before_last) is None:
-        what = f"an unreadable last line ({len(raw)} bytes, {reason})"
-    else:
-        return
-    _move_aside(fd, path, start, raw, what, line=lineno)
+    size = os.fstat(fd).st_size
+    if damaged is not None:
+        lineno, start, reason = damaged
+        data = os.pread(fd, size - start, start)
+        what = (
+            f"a torn last line ({len(data)} bytes, from a writer that stopped mid-record)"
+            if reason == "torn"
+            else f"an unreadable last line ({len(data)} bytes, {reason})"
+        )
+        _move_aside(fd, path, start, data, what, line=lineno)
+    elif size and os.pread(fd, 1, size - 1) != b"\n":
+        os.lseek(fd, 0, os.SEEK_END)
+        _write_all(fd, b"\n")
+        os.fsync(fd)
+    return located
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,48 +531,56 @@ def iter_records_with_locations(path: PathLike) -> Iterator[tuple[EpisodeRecord,
     except OSError as exc:
         raise RecordsError(f"cannot read records file {path}: {exc}") from exc
     with handle:
-        pending: tuple[int, bytes] | None = None
-        seen_record = False
-        for lineno, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
+        first = True
+        for lineno, _, raw, last in _nonblank_lines(handle):
+            try:
+                obj = _loads(raw)
+            except _NotJson as exc:
+                if last and _is_torn(raw):
+                    _log.warning(
+                        "gather-envs: %s:%d: skipped a torn last line (%d bytes; a writer stopped mid-record)",
+                        path, lineno, len(raw),
+                    )  # fmt: skip
+                    return
+                raise _not_a_record(path, lineno, exc, last=last, first=first) from None
+            first = False
+            yield _to_record(path, lineno, obj), RecordLocation(path, lineno)
+
+
+def _nonblank_lines(handle: BinaryIO) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(line number, byte offset, bytes, is it the last one) of each non-blank line, streamed."""
+    pending: tuple[int, int, bytes] | None = None
+    offset = 0
+    for lineno, raw in enumerate(handle, start=1):
+        if raw.strip():
             if pending is not None:
-                record = _parse_line(path, *pending, last=False, first=not seen_record)
-                seen_record = True
-                if record is not None:
-                    yield record, RecordLocation(path, pending[0])
-            pending = (lineno, raw)
-        if pending is not None:
-            record = _parse_line(path, *pending, last=True, first=not seen_record)
-            if record is not None:
-                yield record, RecordLocation(path, pending[0])
+                yield (*pending, False)
+            pending = (lineno, offset, raw)
+        offset += len(raw)
+    if pending is not None:
+        yield (*pending, True)
 
 
-def _parse_line(path: Path, lineno: int, raw: bytes, *, last: bool, first: bool) -> EpisodeRecord | None:
-    """One line as a record; None (with a notice) for a torn last line; RecordsError otherwise."""
-    try:
-        obj = _loads(raw)
-    except _NotJson as exc:
-        if last and _is_torn(raw):
-            _log.warning(
-                "gather-envs: %s:%d: skipped a torn last line (%d bytes; a writer stopped mid-record)",
-                path, lineno, len(raw),
-            )  # fmt: skip
-            return None
-        if first:
-            raise RecordsError(
-                f"{path} is not an episode-records file: line {lineno} is not a record ({exc}); "
-                "records files are the JSON lines `gather-envs eval --out` writes"
-            ) from None
-        if last:
-            raise RecordsError(
-                f"{path}:{lineno}: the last line is not a record ({exc}) and is not a torn write; "
-                f"resuming the run (the same `gather-envs eval ... --out`) moves it to "
-                f"{corrupt_sidecar(path).name}, or delete that line"
-            ) from None
-        raise RecordsError(
-            f"{path}:{lineno}: corrupt line in the middle of a records file ({exc}); fix or delete that line"
-        ) from None
+def _not_a_record(path: Path, lineno: int, reason: _NotJson, *, last: bool, first: bool) -> RecordsError:
+    """The error for a line that is not JSON (and not a torn last line), saying what to do."""
+    if first:
+        return RecordsError(
+            f"{path} is not an episode-records file: line {lineno} is not a record ({reason}); "
+            "records files are the JSON lines `gather-envs eval --out` writes"
+        )
+    if last:
+        return RecordsError(
+            f"{path}:{lineno}: the last line is not a record ({reason}) and is not a torn write; "
+            f"resuming the run (the same `gather-envs eval ... --out`) moves it to "
+            f"{corrupt_sidecar(path).name}, or delete that line"
+        )
+    return RecordsError(
+        f"{path}:{lineno}: corrupt line in the middle of a records file ({reason}); fix or delete that line"
+    )
+
+
+def _to_record(path: Path, lineno: int, obj: Any) -> EpisodeRecord:
+    """A parsed line as a record; RecordsError naming file and line if it does not fit the schema."""
     try:
         return EpisodeRecord.from_json(obj)
     except RecordsError as exc:
