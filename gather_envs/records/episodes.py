@@ -7,11 +7,11 @@ a crash loses at most the line being written.
 
 Damaged tails. A *torn* last line (it starts like a record, ``{``, but lacks its final newline: a
 writer stopped mid-record) is skipped by the readers with a one-line notice, and moved to the
-``<file>.corrupt`` sidecar by the next append or by :func:`read_for_append`, so it never ends up in the
-middle of a file and no byte is lost. Any other line that is not a record is an error naming file
-and line, except that :func:`read_for_append` (the evaluation runner's read before it resumes)
-also moves an unreadable last line that follows records to the sidecar. A file whose first line is not
-a record is refused as "not an episode-records file". Notices go to the ``gather_envs.records``
+``<file>.corrupt`` sidecar by the next append or by :func:`read_for_append`, so it never ends up
+in the middle of a file and no byte is lost. Any other line that is not a record is an error
+naming file and line, except that :func:`read_for_append` (the evaluation runner's read before it
+resumes) also moves an unreadable last line that follows records to the sidecar. A file whose
+first line is not a record is refused as "not an episode-records file". Notices go to the ``gather_envs.records``
 logger (with no logging set up, Python prints them to stderr as one line).
 """
 
@@ -415,13 +415,20 @@ def _read_and_repair(
 ) -> list[tuple[EpisodeRecord, RecordLocation]]:
     """:func:`read_for_append` on an open, locked file: one pass over its lines, then the repair."""
     located: list[tuple[EpisodeRecord, RecordLocation]] = []
-    damaged: tuple[int, int, str] | None = None  # line number, offset and reason of a damaged last line
+    damaged: tuple[int, int, str] | None = None  # line number, offset and description of a damaged last line
     for lineno, offset, raw, last in _nonblank_lines(handle):
         try:
             obj = _loads(raw)
         except _NotJson as exc:
-            if last and (_is_torn(raw) or located):
-                damaged = (lineno, offset, "torn" if _is_torn(raw) else str(exc))
+            if last and _is_torn(raw):
+                damaged = (
+                    lineno,
+                    offset,
+                    f"a torn last line ({len(raw)} bytes, from a writer that stopped mid-record)",
+                )
+                break
+            if last and located:
+                damaged = (lineno, offset, f"an unreadable last line ({len(raw)} bytes, {exc})")
                 break
             raise _not_a_record(path, lineno, exc, last=last, first=not located) from None
         located.append((_to_record(path, lineno, obj), RecordLocation(path, lineno)))
@@ -430,14 +437,8 @@ def _read_and_repair(
     fd = handle.fileno()
     size = os.fstat(fd).st_size
     if damaged is not None:
-        lineno, start, reason = damaged
-        data = os.pread(fd, size - start, start)
-        what = (
-            f"a torn last line ({len(data)} bytes, from a writer that stopped mid-record)"
-            if reason == "torn"
-            else f"an unreadable last line ({len(data)} bytes, {reason})"
-        )
-        _move_aside(fd, path, start, data, what, line=lineno)
+        lineno, start, what = damaged
+        _move_aside(fd, path, start, os.pread(fd, size - start, start), what, line=lineno)
     elif size and os.pread(fd, 1, size - 1) != b"\n":
         os.lseek(fd, 0, os.SEEK_END)
         _write_all(fd, b"\n")
