@@ -246,7 +246,10 @@ def check_manifest(manifest: Any, where: str) -> None:
     unknown = sorted(set(manifest) - set(MANIFEST_FIELDS))
     missing = [name for name in MANIFEST_FIELDS if name not in manifest]
     if unknown:
-        raise CorpusError(f"{where}: unknown manifest field(s) {unknown}; {UPGRADE_HINT}")
+        raise CorpusError(
+            f"{where}: unknown manifest field(s) {unknown} (this gather-envs knows {list(MANIFEST_FIELDS)}: "
+            f"a newer one wrote it, or the field is missing from MANIFEST_FIELDS); {UPGRADE_HINT}"
+        )
     if missing:
         raise CorpusError(f"{where}: manifest lacks field(s) {missing}; {UPGRADE_HINT}")
     for name in MANIFEST_FIELDS:
