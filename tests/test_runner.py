@@ -134,7 +134,7 @@ class GatedAgent(CoinAgent):
     It creates ``<gate>.started`` at its first action, so a test knows the run holds its lock.
     """
 
-    def __init__(self, env: Any, gate: str = "", delay: float = 0.0, fail: str = "none") -> None:
+    def __init__(self, env: Any, gate: str, delay: float = 0.0, fail: str = "none") -> None:
         super().__init__(env, delay, fail)
         self.gate = Path(gate)
 
