@@ -94,10 +94,10 @@ class _JSONScanner:
             # ``position`` is at a "{" or "[" that opens a container not read before.
             fields: dict[str, _Value] | None = {} if text[position] == "{" else None
             # A run of "[" is one frame with a depth: deep arrays cost one step, not one per level.
-            depth = 1 if fields is not None else _RUN_OPEN.match(text, position).end() - position
+            depth = 1 if fields is not None else _run_length(_RUN_OPEN, text, position)
             frame: list[Any] = [position, fields, None, depth]
             stack.append(frame)
-            position = _JSON_WS.match(text, position + depth).end()  # type: ignore[union-attr]
+            position = _skip_ws(text, position + depth)
             value: _Value | None = None
             if position < size and text[position] == ("}" if fields is not None else "]"):
                 if depth > 1:  # "[[[]": the innermost level is empty, the outer ones stay open
@@ -111,7 +111,7 @@ class _JSONScanner:
                     return self._fail(stack)
             while True:
                 if value is None:  # read the next value of the innermost container
-                    position = _JSON_WS.match(text, position).end()  # type: ignore[union-attr]
+                    position = _skip_ws(text, position)
                     if position >= size:
                         return self._fail(stack)
                     char = text[position]
@@ -133,7 +133,7 @@ class _JSONScanner:
                 frame = stack[-1]
                 if frame[1] is not None:
                     frame[1][frame[2]] = value
-                position = _JSON_WS.match(text, position).end()  # type: ignore[union-attr]
+                position = _skip_ws(text, position)
                 if position >= size:
                     return self._fail(stack)
                 char = text[position]
@@ -141,11 +141,11 @@ class _JSONScanner:
                     value = None
                     position = position + 1
                     if frame[1] is not None:
-                        position = self._key(frame, _JSON_WS.match(text, position).end())  # type: ignore[union-attr]
+                        position = self._key(frame, _skip_ws(text, position))
                         if position == _FAILED:
                             return self._fail(stack)
                 elif char == "]" and frame[1] is None and frame[3] > 1:
-                    closers = _RUN_CLOSE.match(text, position).end() - position
+                    closers = _run_length(_RUN_CLOSE, text, position)
                     if closers < frame[3]:  # inner levels of the run end; the frame stays open
                         frame[3] -= closers
                         value = (_ARRAY, position, position + closers)
@@ -179,6 +179,19 @@ class _JSONScanner:
         for frame in stack:
             self.ends[frame[0]] = _FAILED
         return _FAILED
+
+
+def _run_length(run: re.Pattern[str], text: str, position: int) -> int:
+    """How many times the character at ``position`` repeats from there (``run`` matches it)."""
+    match = run.match(text, position)
+    return 0 if match is None else match.end() - position
+
+
+def _skip_ws(text: str, position: int) -> int:
+    """The first offset at or after ``position`` that is not JSON whitespace."""
+    match = _JSON_WS.match(text, position)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
 
 
 def _scalar(text: str, position: int) -> _Value | None:
