@@ -20,9 +20,7 @@ def _visible(text: str) -> str:
     if text.isascii():
         return text.translate(_ASCII_CONTROLS)
     text = unicodedata.normalize("NFKC", text)
-    return "".join(
-        ch for ch in text if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
-    )
+    return "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
 
 
 def normalize_answer(text: str) -> str:

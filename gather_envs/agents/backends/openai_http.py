@@ -439,6 +439,8 @@ def _read_body(response: http.client.HTTPResponse) -> bytes:
         if size > MAX_RESPONSE_BYTES:
             raise _Retryable(f"the answer is larger than {MAX_RESPONSE_BYTES} bytes")
         chunks.append(chunk)
+    if response.length:  # bytes the Content-Length promised that never came
+        raise _Retryable(f"the answer was cut short: {size} of {size + response.length} bytes")
     return b"".join(chunks)
 
 
