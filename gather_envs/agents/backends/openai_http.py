@@ -15,11 +15,12 @@ seeded generator (``Retry-After`` is honoured, capped); a failure that survives 
 (never a task failure). Other 4xx answers (bad request, unauthorized) and redirects are not retried.
 
 Worst case with the defaults (60 s deadline, 3 retries, 120 s budget): a hung server costs 120 s
-per ``chat`` call; a dead one (connection refused) or a persistent 500 about 5 s (the backoff
-sleeps, at most 0.5 + 1 + 2 s times 1.5 of jitter). The runner tries an episode 4 times (its
+per ``chat`` call; a dead one (connection refused) or a persistent 500 at most 5.25 s (the backoff
+sleeps 0.5 + 1 + 2 s, times up to 1.5 of jitter). The runner tries an episode 4 times (its
 ``retries=3``, backoff 1 + 2 + 4 s), so one episode against a hung server costs at most
-4 x 120 + 7 = 487 s, and against a dead one about 27 s (it was 40 minutes and 2.5 minutes before
-these bounds). Lower ``request_budget_s`` (``--agent-option request_budget_s=30``) to fail faster.
+4 x 120 + 7 = 487 s, and against a dead one at most 4 x 5.25 + 7 = 28 s (measured: 21 s). Before
+these bounds it was about 40 minutes and 37 s. The runner's bounds multiply the backend's:
+lower ``request_budget_s`` (``--agent-option request_budget_s=30``) or ``--retries`` to fail faster.
 
 Constrained decoding (``constraint``), so small models emit valid actions:
 
