@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 SEARCH = "search"
@@ -43,7 +45,9 @@ _ARGUMENT_KEYS = {SEARCH: ("query", "q", "text"), ANSWER: ("answer", "text", "fi
 _WS = r"[ \t\n\r]*+"
 _STRING = r'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
 _JSON_WS = re.compile(_WS)
-_JSON_KEY = re.compile(rf"({_STRING}){_WS}:{_WS}")
+_JSON_KEY = re.compile(rf"{_WS}({_STRING}){_WS}:{_WS}")
+_JSON_OBJECT_HEAD = re.compile(rf"\{{{_WS}(?:\}}|({_STRING}){_WS}:{_WS})")
+_WS_CHARS = " \t\n\r"
 _JSON_STRING = re.compile(_STRING)
 _JSON_SCALAR = re.compile(
     r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?|true|false|null|NaN|-?Infinity"
@@ -95,26 +99,35 @@ class _JSONScanner:
         position = start
         while True:
             # ``position`` is at a "{" or "[" that opens a container not read before.
-            fields: dict[str, _Value] | None = {} if text[position] == "{" else None
-            # A run of "[" is one frame with a depth: deep arrays cost one step, not one per level.
-            depth = 1 if fields is not None else _run_length(_RUN_OPEN, text, position)
-            frame: list[Any] = [position, fields, None, depth]
-            stack.append(frame)
-            position = _skip_ws(text, position + depth)
             value: _Value | None = None
-            if position < size and text[position] == ("}" if fields is not None else "]"):
-                if depth > 1:  # "[[[]": the innermost level is empty, the outer ones stay open
-                    frame[3] = depth - 1
-                    value = (_ARRAY, position, position + 1)
-                else:
-                    value = self._close(stack, position + 1)
-            elif fields is not None:
-                position = self._key(frame, position)
-                if position == _FAILED:
+            if text[position] == "{":
+                frame: list[Any] = [position, {}, None, 1]
+                stack.append(frame)
+                head = _JSON_OBJECT_HEAD.match(text, position)  # "{}" or "{" and its first key
+                if head is None:
                     return self._fail(stack)
+                literal = head.group(1)
+                if literal is None:
+                    value = self._close(stack, head.end())
+                else:
+                    frame[2] = literal[1:-1] if "\\" not in literal else json.loads(literal)
+                    position = head.end()
+            else:
+                # A run of "[" is one frame with a depth: deep arrays cost one step, not one a level.
+                depth = _run_length(_RUN_OPEN, text, position)
+                frame = [position, None, None, depth]
+                stack.append(frame)
+                position = _skip_ws(text, position + depth)
+                if position < size and text[position] == "]":
+                    if depth > 1:  # "[[[]": the innermost level is empty, the outer ones stay open
+                        frame[3] = depth - 1
+                        value = (_ARRAY, position, position + 1)
+                    else:
+                        value = self._close(stack, position + 1)
             while True:
                 if value is None:  # read the next value of the innermost container
-                    position = _skip_ws(text, position)
+                    if position < size and text[position] in _WS_CHARS:
+                        position = _skip_ws(text, position)
                     if position >= size:
                         return self._fail(stack)
                     char = text[position]
@@ -136,7 +149,8 @@ class _JSONScanner:
                 frame = stack[-1]
                 if frame[1] is not None:
                     frame[1][frame[2]] = value
-                position = _skip_ws(text, position)
+                if position < size and text[position] in _WS_CHARS:
+                    position = _skip_ws(text, position)
                 if position >= size:
                     return self._fail(stack)
                 char = text[position]
@@ -144,7 +158,7 @@ class _JSONScanner:
                     value = None
                     position = position + 1
                     if frame[1] is not None:
-                        position = self._key(frame, _skip_ws(text, position))
+                        position = self._key(frame, position)
                         if position == _FAILED:
                             return self._fail(stack)
                 elif char == "]" and frame[1] is None and frame[3] > 1:
@@ -160,7 +174,7 @@ class _JSONScanner:
                     return self._fail(stack)
 
     def _key(self, frame: list[Any], position: int) -> int:
-        """Read ``"key" :`` at ``position`` into ``frame``; the offset after it, or _FAILED."""
+        """Read ``"key" :`` (whitespace around it) at ``position`` into ``frame``; the offset after it."""
         match = _JSON_KEY.match(self.text, position)
         if match is None:
             return _FAILED
@@ -179,8 +193,7 @@ class _JSONScanner:
 
     def _fail(self, stack: list[list[Any]]) -> int:
         """Every open container fails with the innermost one (each would be read the same way)."""
-        for frame in stack:
-            self.ends[frame[0]] = _FAILED
+        self.ends.update(zip(map(itemgetter(0), stack), repeat(_FAILED)))
         return _FAILED
 
 
@@ -219,9 +232,11 @@ def _from_json(text: str) -> tuple[int, Action] | None:
     if f'"{_TOOL_NAME_KEY}"' not in text and "\\u" not in text:
         return None  # no object can have a "name" key (it may be spelled with \u escapes)
     scanner = _JSONScanner(text)
+    ends = scanner.ends
     for match in _JSON_CANDIDATE.finditer(text):
         start = match.start()
-        if scanner.container(start) == _FAILED:
+        end = ends.get(start)  # most candidates were settled by an earlier read
+        if end == _FAILED or (end is None and scanner.container(start) == _FAILED):
             continue
         fields = scanner.fields[start]
         if _TOOL_NAME_KEY in fields:
