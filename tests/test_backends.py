@@ -613,3 +613,34 @@ def test_eval_against_a_server_that_always_fails_exits_3_with_no_secret_anywhere
     assert len(out.read_text().splitlines()) == 4
     assert SECRET not in finished.stdout + finished.stderr + out.read_text()
     assert all(server.requests[i]["headers"]["Authorization"] == f"Bearer {SECRET}" for i in range(2))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"Authorization": "Bearer tok-123456789"}',
+        "authorization: Basic dXNlcjpwYXNzd29yZA==",
+        "--agent-option api_key=tok-123456789",
+        "x-api-key: tok-123456789",
+        "echoed bearer tok-123456789 back",
+        "'Authorization': 'tok-123456789'",
+    ],
+)
+def test_redact_hides_credentials_a_server_may_echo(text: str) -> None:
+    from gather_envs.agents.backends.base import redact
+
+    assert "tok-123456789" not in redact(text) and "dXNlcjpwYXNzd29yZA" not in redact(text)
+    assert "****" in redact(text)
+
+
+def test_redact_leaves_ordinary_words_and_keeps_short_values_out_of_the_secret_list() -> None:
+    from gather_envs.agents.backends.base import known_secrets, redact
+
+    assert (
+        redact("the standard bearer of the Brathis Institute")
+        == "the standard bearer of the Brathis Institute"
+    )
+    assert redact("a Bearer of news", credentials=True) == "a Bearer of news"
+    assert "ab" not in known_secrets({"api_key": "ab"})  # too short to scrub safely
+    assert "sk-long-enough" in known_secrets({"api_key": "sk-long-enough"})
+    assert redact("key sk-1 and sk-1", ["sk-1"], credentials=False) == "key **** and ****"
