@@ -206,7 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"success rate {rate:.3f}; next: gather-envs report {shlex.quote(args.out)}"
     )
     if records and not played:
-        first = next(record.infra_error for record in records if record.infra_error) or "?"
+        first = next((record.infra_error for record in records if record.infra_error), None) or "?"
         print(
             f"gather-envs: error: every one of the {len(records)} episodes is an infrastructure error, "
             f"so nothing was measured (first: {first[:300]}); fix the server and rerun the same "
@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="run an agent on a PASS@(k,T) grid of tasks x budgets x n episodes (resumable)",
         description="Play n episodes per task and budget T and append one JSON line per episode to "
-        "--out. Pointed at an existing file it runs only the missing episodes.",
+        "--out. Pointed at an existing file it runs only the missing episodes. Exits 3 when every "
+        "episode is an infrastructure error (nothing was measured).",
     )
     evaluate.add_argument("env_id")
     evaluate.add_argument(
