@@ -644,3 +644,9 @@ def test_redact_leaves_ordinary_words_and_keeps_short_values_out_of_the_secret_l
     assert "ab" not in known_secrets({"api_key": "ab"})  # too short to scrub safely
     assert "sk-long-enough" in known_secrets({"api_key": "sk-long-enough"})
     assert redact("key sk-1 and sk-1", ["sk-1"], credentials=False) == "key **** and ****"
+
+
+def test_an_api_key_that_cannot_go_in_a_header_is_a_config_error_that_does_not_show_it() -> None:
+    with pytest.raises(ConfigError, match="whitespace or control") as error:
+        OpenAIHTTPBackend("http://127.0.0.1:1/v1", api_key=SECRET + "\n", **FAST)
+    assert SECRET not in str(error.value)

@@ -184,6 +184,12 @@ class OpenAIHTTPBackend:
             )
         self.base_url = url.rstrip("/")
         self._api_key = Secret(api_key or _from_env(ENV_API_KEY))
+        key = self._api_key.reveal()
+        if key and (not key.isprintable() or any(ch.isspace() for ch in key)):
+            raise ConfigError(
+                "the API key holds whitespace or control characters (a stray newline?); "
+                "it cannot be sent in an HTTP header"
+            )
         self.timeout_s = float(timeout_s)
         self.max_retries = int(max_retries)
         self.request_budget_s = float(request_budget_s)
