@@ -10,13 +10,7 @@ from gather_envs.corpus.corpus import Corpus, index_text
 from gather_envs.envs import prompts
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
 from gather_envs.envs.sources import resolve_corpus
-from gather_envs.envs.spaces import (
-    MAX_ACTION_LENGTH,
-    action_space,
-    charset_for,
-    fit,
-    observation_space,
-)
+from gather_envs.envs.spaces import MAX_ACTION_LENGTH, action_space, charset_for, fit, observation_space
 from gather_envs.errors import ConfigError, EnvStateError
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILIES, FAMILY_STATIC, Task
