@@ -1,6 +1,9 @@
 """The ``gather-envs`` command: list, play, show, generate, eval, report and compare.
 
-Errors are one line and exit 2; an interrupted ``eval`` exits 130 and says how to resume.
+Errors are one line and exit 2; an interrupted ``eval`` exits 130 and says how to resume; an
+``eval`` whose every episode is an infrastructure error (the server was down, hung or answered
+garbage) exits 3, and ``report`` on such a run starts with a warning. No printed line holds an
+API key (``--agent-option api_key=...`` is shown as ``api_key=****``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import gather_envs
+from gather_envs.agents.backends.base import REDACTED, SECRET_OPTIONS, known_secrets, redact
 from gather_envs.corpus.datasets import FORMATS
 from gather_envs.corpus.datasets.cli_sample import add_sample_parser
 from gather_envs.envs.dataset_registration import DATASET_ENVS
@@ -23,6 +27,8 @@ from gather_envs.errors import GatherError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_ALL_INFRA_ERRORS = 3
+"""``eval`` exit status when every episode of the run is an infrastructure error."""
 REPORT_FORMATS = ("table", "md", "csv", "json")
 DIVERSITY_KEY = "diversity"
 """Key added to the results (or comparison) JSON printed by ``report``/``compare --format json``."""
@@ -40,6 +46,29 @@ def _parse_kwargs(pairs: Sequence[str], flag: str = "--kwarg") -> dict:
         except ValueError:
             kwargs[key] = value
     return kwargs
+
+
+def _argv_secrets(argv: Sequence[str]) -> tuple[str, ...]:
+    """The secret option values given on the command line, and the keys in the environment."""
+    options = {}
+    for token in argv:
+        for name in SECRET_OPTIONS:
+            _, sep, value = token.partition(f"{name}=")
+            if sep:
+                options[name] = value
+    return known_secrets(options)
+
+
+def _hidden(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the value of every secret option replaced by ****."""
+    hidden = []
+    for token in argv:
+        for name in SECRET_OPTIONS:
+            head, sep, _ = token.partition(f"{name}=")
+            if sep:
+                token = f"{head}{name}={REDACTED}"
+        hidden.append(token)
+    return hidden
 
 
 def make_env(env_id: str, kwargs: dict) -> gym.Env:
@@ -163,7 +192,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             backoff=args.backoff,
         )
     except EvaluationInterrupted as exc:
-        command = shlex.join(["gather-envs", *getattr(args, "argv", [])])
+        argv = getattr(args, "argv", [])
+        command = shlex.join(["gather-envs", *_hidden(argv)])
+        if _hidden(argv) != list(argv):
+            command += f" (the API key is shown as {REDACTED}: put it back, or set GATHER_API_KEY)"
         print(f"gather-envs: {exc}; resume by running the same command again: {command}", file=sys.stderr)
         return EXIT_INTERRUPTED
     infra = sum(record.is_infra_error for record in records)
@@ -173,6 +205,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{args.out}: {len(records)} episodes ({played} played, {infra} infrastructure errors), "
         f"success rate {rate:.3f}; next: gather-envs report {shlex.quote(args.out)}"
     )
+    if records and not played:
+        first = next((record.infra_error for record in records if record.infra_error), None) or "?"
+        print(
+            f"gather-envs: error: every one of the {len(records)} episodes is an infrastructure error, "
+            f"so nothing was measured (first: {first[:300]}); fix the server and rerun the same "
+            f"command to retry them (exit {EXIT_ALL_INFRA_ERRORS})",
+            file=sys.stderr,
+        )
+        return EXIT_ALL_INFRA_ERRORS
     return 0
 
 
@@ -186,6 +227,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from gather_envs.reports import plot_results, render_diversity, render_results
 
     records = read_records(args.records)
+    if records and all(record.is_infra_error for record in records):
+        warning = (
+            f"WARNING: all {len(records)} records are infrastructure errors: no episode was played "
+            "and every figure below is empty; rerun the eval command once the server works"
+        )
+        print(warning, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
     results = results_from_records(records, bootstrap=args.bootstrap, seed=args.seed)
     diversities = diversity_by_agent(records)
     if args.format == "json":
@@ -303,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="run an agent on a PASS@(k,T) grid of tasks x budgets x n episodes (resumable)",
         description="Play n episodes per task and budget T and append one JSON line per episode to "
-        "--out. Pointed at an existing file it runs only the missing episodes.",
+        "--out. Pointed at an existing file it runs only the missing episodes. Exits 3 when every "
+        "episode is an infrastructure error (nothing was measured).",
     )
     evaluate.add_argument("env_id")
     evaluate.add_argument(
@@ -358,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (GatherError, gym.error.Error) as exc:
-        print(f"gather-envs: error: {exc}", file=sys.stderr)
+        print(f"gather-envs: error: {redact(str(exc), _argv_secrets(args.argv))}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into `head` and friends
         return 0
