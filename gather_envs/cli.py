@@ -190,6 +190,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             record_trajectory=args.trajectories,
             retries=args.retries,
             backoff=args.backoff,
+            engine=args.engine,
+            ray_address=args.ray_address,
+            workers=args.workers,
         )
     except EvaluationInterrupted as exc:
         argv = getattr(args, "argv", [])
@@ -344,7 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.set_defaults(func=cmd_generate)
 
-    from gather_envs.evaluation.runner import DEFAULT_BACKOFF_S, DEFAULT_N, DEFAULT_RETRIES
+    from gather_envs.evaluation.runner import (
+        DEFAULT_BACKOFF_S,
+        DEFAULT_N,
+        DEFAULT_RETRIES,
+        ENGINE_LOCAL,
+        ENGINES,
+    )
 
     evaluate = sub.add_parser(
         "eval",
@@ -375,6 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--backoff", type=float, default=DEFAULT_BACKOFF_S, help="first retry delay in seconds (doubles)"
+    )
+    evaluate.add_argument(
+        "--engine", choices=ENGINES, default=ENGINE_LOCAL, help="who plays: this process, or Ray actors"
+    )
+    evaluate.add_argument(
+        "--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local instance)"
+    )
+    evaluate.add_argument(
+        "--workers", type=int, metavar="N", help="Ray actors, --concurrency episodes each (default: 1/node)"
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar or notes")
     evaluate.set_defaults(func=cmd_eval)

@@ -1,10 +1,11 @@
-"""Evaluation: the seeded episode grid, the resumable concurrent runner behind ``gather-envs eval``."""
+"""Evaluation: the seeded episode grid, the resumable concurrent runner behind ``gather-envs eval`` (local or Ray)."""
 
 from __future__ import annotations
 
 from gather_envs.evaluation.runner import (
     DEFAULT_BUDGETS,
     DEFAULT_N,
+    ENGINES,
     EpisodeKey,
     EvaluationInterrupted,
     RunPlan,
@@ -17,6 +18,7 @@ from gather_envs.evaluation.seeds import episode_seed, sample_tasks
 __all__ = [
     "DEFAULT_BUDGETS",
     "DEFAULT_N",
+    "ENGINES",
     "EpisodeKey",
     "EvaluationInterrupted",
     "RunPlan",

@@ -75,6 +75,10 @@ DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF_S = 1.0
 """First retry delay; each further retry doubles it."""
 MAX_BACKOFF_S = 60.0
+ENGINE_LOCAL = "local"
+ENGINE_RAY = "ray"
+ENGINES = (ENGINE_LOCAL, ENGINE_RAY)
+"""Who plays the episodes: threads of this process, or Ray actors (:mod:`.ray_engine`)."""
 STATIC_FAMILY = "static"
 STATIC_BUDGET = 0
 USAGE_KEY = "usage"
@@ -712,6 +716,10 @@ def evaluate(
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF_S,
     max_backoff: float = MAX_BACKOFF_S,
+    engine: str = ENGINE_LOCAL,
+    ray_address: str | None = None,
+    workers: int | None = None,
+    ray_actor_options: Mapping[str, Any] | None = None,
 ) -> list[EpisodeRecord]:
     """Play every (task, T, i) of the grid (resuming ``out`` if it exists); the grid's records.
 
@@ -719,7 +727,14 @@ def evaluate(
     ``tasks`` is all tasks of the split (None), a seeded sample of that many, or a list of ids.
     Returns one record per cell, sorted by task (split order), T and episode index, the resumed ones
     included. See the module docstring for resume, retries, concurrency and Ctrl-C.
+    ``engine="ray"`` plays the same grid on ``workers`` Ray actors (``concurrency`` episodes each)
+    of the cluster at ``ray_address`` (a local instance if None); see
+    :mod:`gather_envs.evaluation.ray_engine`.
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == ENGINE_LOCAL and (ray_address is not None or workers is not None or ray_actor_options):
+        raise ConfigError("ray_address, workers and ray_actor_options need engine='ray'")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -767,7 +782,18 @@ def evaluate(
             stop=threading.Event(),
             secrets=known_secrets(agent_options),
         )
-        return _run(plan, run, player, done, concurrency, progress)
+        if engine == ENGINE_LOCAL:
+            return _run(plan, run, player, done, concurrency, progress)
+        from gather_envs.evaluation import ray_engine  # optional: imports ray
+
+        with ray_engine.RayEngine(ray_address, workers, concurrency, ray_actor_options) as cluster:
+            init = (env_id, env_kwargs, agent, dict(agent_options or {}), plan, run, record_trajectory,
+                    retries, backoff, max_backoff, player.secrets)  # fmt: skip
+
+            def pool(todo: Sequence[EpisodeKey]) -> Any:
+                return ray_engine.RayWorkers(cluster, init, concurrency, todo, writer, player.secrets)
+
+            return _run(plan, run, player, done, concurrency, progress, pool)
 
     if path is None:
         return execute(None, {})
@@ -784,8 +810,13 @@ def _run(
     done: dict[EpisodeKey, EpisodeRecord],
     concurrency: int,
     progress: bool,
+    pool: Callable[[Sequence[EpisodeKey]], Any] | None = None,
 ) -> list[EpisodeRecord]:
-    """Play the cells ``done`` lacks and return the whole grid's records in grid order."""
+    """Play the cells ``done`` lacks and return the whole grid's records in grid order.
+
+    ``pool`` makes what plays them (default: ``concurrency`` threads of ``player``): an object with
+    the ``results``, ``drain`` and ``join`` of :class:`_Workers` that writes each record first.
+    """
     grid = plan.grid_order()
     in_grid = sum(1 for key in grid if key in done)
     todo = [key for key in plan.run_order() if key not in done]
@@ -795,7 +826,7 @@ def _run(
     results: dict[EpisodeKey, EpisodeRecord] = {key: done[key] for key in grid if key in done}
     if not todo:
         return [results[key] for key in grid]
-    workers = _Workers(concurrency, player.play, todo, player.stop)
+    workers = _Workers(concurrency, player.play, todo, player.stop) if pool is None else pool(todo)
     bar = _Progress(len(todo), label) if progress else None
     finished = False
     try:

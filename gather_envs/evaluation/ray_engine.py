@@ -1,0 +1,362 @@
+"""The Ray engine of :func:`~gather_envs.evaluation.evaluate`: the same grid, played by Ray actors.
+
+``evaluate(..., engine="ray")`` (``gather-envs eval ... --engine ray``) keeps every rule of the
+local runner (grid, episode seeds, resume of exactly the missing (task, T, i), infrastructure
+errors retried then recorded, the run lock, the progress line, Ctrl-C) and changes only who plays
+the episodes:
+
+* **Workers.** ``workers`` Ray actors, each a process holding its own agent (built from the agent
+  spec inside the actor, so an in-process model loads on that node and an endpoint list works
+  unchanged) and, per thread, its own env. Each actor runs ``concurrency`` episodes at once
+  (``max_concurrency`` threads), so N workers keep N × concurrency episodes in flight.
+* **Corpus.** Each actor builds its env from the env id and kwargs, i.e. from the node's installed
+  package files (or the path a kwarg names); nothing about the corpus travels with a task. The
+  corpus and its BM25 index are shared by the threads of one actor, so one worker per node loads
+  them once per node.
+* **Backpressure.** The driver hands out one (task, T, i) at a time and keeps at most
+  ``concurrency`` cells in flight per actor; the rest wait in the driver's queue.
+* **One writer.** Actors return records; the driver alone appends them to the records file (the
+  same crash-safe writer as the local runner) before counting them done.
+* **Lost workers.** A cell whose actor dies (SIGKILL, OOM, a lost node) goes back to the front of
+  the queue and is played again by any live actor; Ray restarts the actor up to
+  ``MAX_WORKER_RESTARTS`` times. Only cells the driver received are written, so none is recorded
+  twice. A driver killed mid-run leaves a records file that the next run resumes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from types import ModuleType, TracebackType
+from typing import Any
+
+import gymnasium as gym
+
+from gather_envs.errors import ConfigError, GatherError
+from gather_envs.evaluation.runner import (
+    POLL_INTERVAL_S,
+    AgentSpec,
+    EpisodeKey,
+    RunPlan,
+    _canon,
+    _Player,
+    _RunIdentity,
+    _scrubbed,
+    resolve_agent,
+)
+from gather_envs.records import EpisodeRecord, RecordWriter
+
+MAX_WORKER_RESTARTS = 4
+"""Times Ray restarts a dead worker actor before the run stops using it."""
+MAX_LOST_ATTEMPTS = 3
+"""A cell whose worker died this many times under it stops the run (it likely kills workers)."""
+WORKER_CPUS = 1.0
+"""CPUs each worker actor reserves (pass ``ray_actor_options`` to ask for GPUs or other resources)."""
+_RESOURCE_OF_OPTION = {"num_cpus": "CPU", "num_gpus": "GPU"}
+"""Ray actor options and the cluster resource each one reserves."""
+WORKER_START_NOTE_S = 30.0
+"""After this long waiting for workers to start, say so once (the cluster may lack resources)."""
+LOCAL_DASHBOARD = False
+"""A local instance started by the runner has no dashboard (it costs a process and a port)."""
+
+
+def import_ray() -> ModuleType:
+    """The ``ray`` module, or a ConfigError saying how to install it."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError as exc:
+        raise ConfigError(f"engine 'ray' needs Ray: pip install 'gather-envs[ray]' ({exc})") from None
+
+
+class _EpisodeWorker:
+    """A Ray actor's state: an agent built from its spec and a player with one env per thread."""
+
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: dict[str, Any],
+        agent: AgentSpec,
+        agent_options: dict[str, Any],
+        plan: RunPlan,
+        run: _RunIdentity,
+        record_trajectory: bool,
+        retries: int,
+        backoff: float,
+        max_backoff: float,
+        secrets: tuple[str, ...],
+    ) -> None:
+        self._error: BaseException | None = None
+        self._player: _Player | None = None
+        try:
+            env = gym.make(env_id, **env_kwargs)
+            try:
+                agent_obj = resolve_agent(agent, env, agent_options)
+                unwrapped: Any = env.unwrapped
+                tasks = {task.task_id: task for task in unwrapped.tasks}
+            finally:
+                env.close()
+            settings = json.loads(_canon(agent_obj.settings()))
+            if agent_obj.agent_id != run.agent_id or _canon(settings) != _canon(run.agent_settings):
+                raise ConfigError(
+                    f"the agent built in a Ray worker is {agent_obj.agent_id!r} with settings "
+                    f"{_canon(settings)}, but the driver's is {run.agent_id!r} with "
+                    f"{_canon(run.agent_settings)}; make the agent's settings independent of the process"
+                )
+            self._player = _Player(
+                env_id=env_id,
+                env_kwargs=env_kwargs,
+                agent=agent_obj,
+                plan=plan,
+                run=run,
+                tasks=tasks,
+                writer=None,
+                record_trajectory=record_trajectory,
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                stop=threading.Event(),
+                secrets=secrets,
+            )
+        except Exception as exc:  # reported by ready(), so the driver raises it with its own type
+            self._error = exc
+
+    def ready(self) -> BaseException | None:
+        """None once the worker can play, or the error its construction raised."""
+        return self._error
+
+    def pid(self) -> int:
+        """The actor's process id (tests kill it)."""
+        return os.getpid()
+
+    def play(self, key: tuple[str, int, int]) -> EpisodeRecord:
+        """The finished record of a cell, infrastructure errors retried as in the local runner."""
+        assert self._player is not None, "play() on a worker that failed to start"
+        return self._player.play(EpisodeKey(*key))
+
+
+class RayEngine:
+    """Ray for one run: connects (or starts a local instance), starts the workers, stops them after."""
+
+    def __init__(
+        self,
+        address: str | None,
+        workers: int | None,
+        concurrency: int,
+        actor_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
+        if address is not None and (not isinstance(address, str) or not address):
+            raise ConfigError(
+                f"ray_address must be a non-empty str such as 'auto' or 'HOST:6379', got {address!r}"
+            )
+        self.address = address
+        self.workers = workers
+        self.concurrency = concurrency
+        self.actor_options = {"num_cpus": WORKER_CPUS, **dict(actor_options or {})}
+        self.ray = import_ray()
+        self._started = False
+        self._actors: list[Any] = []
+
+    def __enter__(self) -> RayEngine:
+        ray = self.ray
+        if not ray.is_initialized():
+            if self.address is None:
+                ray.init(include_dashboard=LOCAL_DASHBOARD)
+            else:
+                try:
+                    ray.init(address=self.address)
+                except (ConnectionError, ValueError) as exc:
+                    raise ConfigError(
+                        f"cannot join the Ray cluster at {self.address!r}: {exc}; start it with "
+                        "`ray start --head` or pass the head's HOST:6379"
+                    ) from None
+            self._started = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for actor in self._actors:
+            self.ray.kill(actor, no_restart=True)
+        self._actors = []
+        if self._started:
+            self.ray.shutdown()
+            self._started = False
+
+    def worker_count(self) -> int:
+        """``workers``, or one per alive node of the cluster."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, sum(1 for node in self.ray.nodes() if node.get("Alive")))
+
+    def _check_fits(self, count: int) -> None:
+        """ConfigError when ``count`` workers need more CPUs or GPUs than the cluster has in all.
+
+        Ray would otherwise leave the extra actors pending forever.
+        """
+        total = self.ray.cluster_resources()
+        for option, resource in _RESOURCE_OF_OPTION.items():
+            need = count * float(self.actor_options.get(option) or 0)
+            if need > total.get(resource, 0.0):
+                raise ConfigError(
+                    f"{count} Ray workers need {need:g} {resource} ({option}="
+                    f"{self.actor_options.get(option)} each) but the cluster has "
+                    f"{total.get(resource, 0.0):g}; pass fewer --workers, add nodes, or lower "
+                    f"ray_actor_options[{option!r}]"
+                )
+
+    def start_workers(self, count: int, init: Sequence[Any]) -> list[Any]:
+        """``count`` started actors built from ``init`` (the :class:`_EpisodeWorker` arguments)."""
+        self._check_fits(count)
+        actor_class = self.ray.remote(_EpisodeWorker).options(
+            max_restarts=MAX_WORKER_RESTARTS,
+            max_task_retries=0,
+            max_concurrency=self.concurrency,
+            **self.actor_options,
+        )
+        self._actors = [actor_class.remote(*init) for _ in range(count)]
+        pending = {actor.ready.remote(): actor for actor in self._actors}
+        started = time.monotonic()
+        noted = False
+        while pending:
+            ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=POLL_INTERVAL_S)
+            for ref in ready:
+                del pending[ref]
+                error = self.ray.get(ref)
+                if error is not None:
+                    raise error
+            if pending and not noted and time.monotonic() - started > WORKER_START_NOTE_S:
+                noted = True
+                print(
+                    f"waiting for {len(pending)} of {count} Ray workers to start; each reserves "
+                    f"{self.actor_options}: add nodes or pass fewer --workers",
+                    file=sys.stderr,
+                )
+        return self._actors
+
+
+class RayWorkers:
+    """The Ray twin of the runner's thread pool: finished (cell, record) pairs, written by the driver."""
+
+    def __init__(
+        self,
+        engine: RayEngine,
+        init: Sequence[Any],
+        concurrency: int,
+        keys: Sequence[EpisodeKey],
+        writer: RecordWriter | None,
+        secrets: tuple[str, ...],
+    ) -> None:
+        self._engine = engine
+        self._ray = engine.ray
+        self._init = init
+        self._actors: list[Any] = []
+        self._alive: list[bool] = []
+        self._load: list[int] = []
+        self._concurrency = concurrency
+        self._queue: deque[EpisodeKey] = deque(keys)
+        self._in_flight: dict[Any, tuple[EpisodeKey, int]] = {}
+        self._lost: dict[EpisodeKey, int] = {}
+        self._writer = writer
+        self._secrets = secrets
+
+    def _start(self) -> None:
+        """Start the workers (inside :meth:`results`, so Ctrl-C while they start is an interrupt)."""
+        count = min(self._engine.worker_count(), len(self._queue))
+        self._actors = self._engine.start_workers(count, self._init)
+        self._alive = [True] * count
+        self._load = [0] * count
+
+    @property
+    def in_flight(self) -> int:
+        """Cells handed to workers and not yet back."""
+        return len(self._in_flight)
+
+    def _submit(self) -> None:
+        """Hand queued cells to live workers, round robin, up to ``concurrency`` each."""
+        while self._queue:
+            placed = False
+            for index, actor in enumerate(self._actors):
+                if not self._queue:
+                    break
+                if self._alive[index] and self._load[index] < self._concurrency:
+                    key = self._queue.popleft()
+                    ref = actor.play.remote(tuple(key))
+                    self._in_flight[ref] = (key, index)
+                    self._load[index] += 1
+                    placed = True
+            if not placed:
+                return
+
+    def _collect(self, refs: Sequence[Any]) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
+        """The records of finished calls, written; cells of dead workers go back to the queue."""
+        ray = self._ray
+        for ref in refs:
+            key, index = self._in_flight.pop(ref)
+            self._load[index] -= 1
+            try:
+                record: EpisodeRecord = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                self._requeue(key, index, exc)
+                continue
+            record = _scrubbed(record, self._secrets)
+            if self._writer is not None:
+                self._writer.write(record)
+            yield key, record
+
+    def _requeue(self, key: EpisodeKey, index: int, error: BaseException) -> None:
+        lost = self._lost.get(key, 0) + 1
+        self._lost[key] = lost
+        if lost >= MAX_LOST_ATTEMPTS:
+            raise GatherError(
+                f"episode {tuple(key)} lost its Ray worker {lost} times (last: {type(error).__name__}); "
+                "it likely crashes the worker: run it locally (--engine local) to see the error"
+            )
+        if isinstance(error, self._ray.exceptions.ActorDiedError):
+            self._alive[index] = False  # restarts exhausted or the node is gone
+        self._queue.appendleft(key)
+        print(
+            f"note: Ray worker {index} was lost ({type(error).__name__}); episode {tuple(key)} "
+            "goes back to the queue",
+            file=sys.stderr,
+        )
+
+    def results(self) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
+        """Finished cells as they come, each on disk first; every queued cell is played once."""
+        ray = self._ray
+        if not self._actors:
+            self._start()
+        while self._queue or self._in_flight:
+            self._submit()
+            if not self._in_flight:
+                raise GatherError(
+                    f"every Ray worker died; {len(self._queue)} episodes are left: rerun the same "
+                    "command to resume"
+                )
+            refs = list(self._in_flight)
+            ready, rest = ray.wait(refs, num_returns=1, timeout=POLL_INTERVAL_S)
+            if ready and rest:
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                ready = ready + more
+            yield from self._collect(ready)
+
+    def drain(self) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
+        """Cells already finished, without waiting (used when stopping early); written too."""
+        refs = list(self._in_flight)
+        if not refs:
+            return
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        try:
+            yield from self._collect(ready)
+        except GatherError:
+            return
+
+    def join(self) -> None:
+        """Nothing to wait for: the engine stops the actors."""
