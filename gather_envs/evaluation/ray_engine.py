@@ -60,6 +60,12 @@ WORKER_CPUS = 1.0
 """CPUs each worker actor reserves (pass ``ray_actor_options`` to ask for GPUs or other resources)."""
 _RESOURCE_OF_OPTION = {"num_cpus": "CPU", "num_gpus": "GPU"}
 """Ray actor options and the cluster resource each one reserves."""
+TARGET_CALL_S = 0.02
+"""Seconds of episodes per actor call: Ray costs ~1-2 ms per call on a loaded 2-core machine
+(benchmarks/bench_ray.py), so sub-millisecond episodes go in chunks; slow (LLM) ones go alone."""
+MAX_CHUNK = 64
+EPISODE_TIME_WEIGHT = 0.2
+"""Weight of the newest episode in the running mean of episode seconds that sizes chunks."""
 WORKER_START_NOTE_S = 30.0
 """After this long waiting for workers to start, say so once (the cluster may lack resources)."""
 LOCAL_DASHBOARD = False
@@ -134,10 +140,10 @@ class _EpisodeWorker:
         """The actor's process id (tests kill it)."""
         return os.getpid()
 
-    def play(self, key: tuple[str, int, int]) -> EpisodeRecord:
-        """The finished record of a cell, infrastructure errors retried as in the local runner."""
+    def play(self, keys: Sequence[tuple[str, int, int]]) -> list[EpisodeRecord]:
+        """The finished records of a chunk of cells, infrastructure errors retried as locally."""
         assert self._player is not None, "play() on a worker that failed to start"
-        return self._player.play(EpisodeKey(*key))
+        return [self._player.play(EpisodeKey(*key)) for key in keys]
 
 
 class RayEngine:
@@ -262,8 +268,9 @@ class RayWorkers:
         self._load: list[int] = []
         self._concurrency = concurrency
         self._queue: deque[EpisodeKey] = deque(keys)
-        self._in_flight: dict[Any, tuple[EpisodeKey, int]] = {}
+        self._in_flight: dict[Any, tuple[list[EpisodeKey], int]] = {}
         self._lost: dict[EpisodeKey, int] = {}
+        self._episode_s: float | None = None
         self._writer = writer
         self._secrets = secrets
 
@@ -274,22 +281,25 @@ class RayWorkers:
         self._alive = [True] * count
         self._load = [0] * count
 
-    @property
-    def in_flight(self) -> int:
-        """Cells handed to workers and not yet back."""
-        return len(self._in_flight)
+    def _chunk(self) -> int:
+        """Cells per call: about TARGET_CALL_S of episodes, but never so many that a slot idles."""
+        if self._episode_s is None:
+            return 1
+        wanted = int(TARGET_CALL_S / max(self._episode_s, TARGET_CALL_S / MAX_CHUNK))
+        slots = sum(self._alive) * self._concurrency
+        return max(1, min(wanted, -(-len(self._queue) // max(slots, 1))))
 
     def _submit(self) -> None:
-        """Hand queued cells to live workers, round robin, up to ``concurrency`` each."""
+        """Hand queued cells to live workers, round robin, up to ``concurrency`` calls each."""
         while self._queue:
             placed = False
             for index, actor in enumerate(self._actors):
                 if not self._queue:
                     break
                 if self._alive[index] and self._load[index] < self._concurrency:
-                    key = self._queue.popleft()
-                    ref = actor.play.remote(tuple(key))
-                    self._in_flight[ref] = (key, index)
+                    keys = [self._queue.popleft() for _ in range(min(self._chunk(), len(self._queue)))]
+                    ref = actor.play.remote([tuple(key) for key in keys])
+                    self._in_flight[ref] = (keys, index)
                     self._load[index] += 1
                     placed = True
             if not placed:
@@ -299,32 +309,37 @@ class RayWorkers:
         """The records of finished calls, written; cells of dead workers go back to the queue."""
         ray = self._ray
         for ref in refs:
-            key, index = self._in_flight.pop(ref)
+            keys, index = self._in_flight.pop(ref)
             self._load[index] -= 1
             try:
-                record: EpisodeRecord = ray.get(ref)
+                played: list[EpisodeRecord] = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                self._requeue(key, index, exc)
+                self._requeue(keys, index, exc)
                 continue
-            record = _scrubbed(record, self._secrets)
+            records = [_scrubbed(record, self._secrets) for record in played]
             if self._writer is not None:
-                self._writer.write(record)
-            yield key, record
+                self._writer.write_many(records)
+            for record in records:
+                seconds = record.wall_time
+                mean = self._episode_s
+                self._episode_s = seconds if mean is None else mean + EPISODE_TIME_WEIGHT * (seconds - mean)
+            yield from zip(keys, records)
 
-    def _requeue(self, key: EpisodeKey, index: int, error: BaseException) -> None:
-        lost = self._lost.get(key, 0) + 1
-        self._lost[key] = lost
-        if lost >= MAX_LOST_ATTEMPTS:
-            raise GatherError(
-                f"episode {tuple(key)} lost its Ray worker {lost} times (last: {type(error).__name__}); "
-                "it likely crashes the worker: run it locally (--engine local) to see the error"
-            )
+    def _requeue(self, keys: list[EpisodeKey], index: int, error: BaseException) -> None:
+        for key in keys:
+            lost = self._lost.get(key, 0) + 1
+            self._lost[key] = lost
+            if lost >= MAX_LOST_ATTEMPTS:
+                raise GatherError(
+                    f"episode {tuple(key)} lost its Ray worker {lost} times (last: {type(error).__name__}); "
+                    "it likely crashes the worker: run it locally (--engine local) to see the error"
+                )
         if isinstance(error, self._ray.exceptions.ActorDiedError):
             self._alive[index] = False  # restarts exhausted or the node is gone
-        self._queue.appendleft(key)
+        self._queue.extendleft(reversed(keys))
         print(
-            f"note: Ray worker {index} was lost ({type(error).__name__}); episode {tuple(key)} "
-            "goes back to the queue",
+            f"note: Ray worker {index} was lost ({type(error).__name__}); its {len(keys)} in-flight "
+            "episode(s) go back to the queue",
             file=sys.stderr,
         )
 
