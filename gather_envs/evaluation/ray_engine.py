@@ -306,24 +306,27 @@ class RayWorkers:
                 return
 
     def _collect(self, refs: Sequence[Any]) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
-        """The records of finished calls, written; cells of dead workers go back to the queue."""
+        """The records of finished calls, written in one go; cells of dead workers go back to the queue."""
         ray = self._ray
+        finished: list[tuple[EpisodeKey, EpisodeRecord]] = []
+        lost: list[tuple[list[EpisodeKey], int, BaseException]] = []
         for ref in refs:
             keys, index = self._in_flight.pop(ref)
             self._load[index] -= 1
             try:
                 played: list[EpisodeRecord] = ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                self._requeue(keys, index, exc)
+                lost.append((keys, index, exc))
                 continue
-            records = [_scrubbed(record, self._secrets) for record in played]
-            if self._writer is not None:
-                self._writer.write_many(records)
-            for record in records:
-                seconds = record.wall_time
-                mean = self._episode_s
-                self._episode_s = seconds if mean is None else mean + EPISODE_TIME_WEIGHT * (seconds - mean)
-            yield from zip(keys, records)
+            finished.extend(zip(keys, (_scrubbed(record, self._secrets) for record in played)))
+        if self._writer is not None:
+            self._writer.write_many(record for _, record in finished)  # one fsync for all of them
+        for keys, index, exc in lost:  # after writing: a requeue may stop the run
+            self._requeue(keys, index, exc)
+        for _, record in finished:
+            seconds, mean = record.wall_time, self._episode_s
+            self._episode_s = seconds if mean is None else mean + EPISODE_TIME_WEIGHT * (seconds - mean)
+        yield from finished
 
     def _requeue(self, keys: list[EpisodeKey], index: int, error: BaseException) -> None:
         for key in keys:
