@@ -117,6 +117,14 @@ def comparable(records: Iterable[EpisodeRecord]) -> dict[tuple[str, int, int], d
     return table
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def line_count(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
@@ -210,6 +218,12 @@ def test_more_workers_than_the_cluster_can_hold_is_a_config_error(ray_cluster: s
         run("ray", workers=3)
 
 
+def test_the_ray_engine_without_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
+    with pytest.raises(ConfigError, match=r"pip install 'gather-envs\[ray\]'"):
+        run("ray")
+
+
 def test_ray_options_without_the_ray_engine_are_refused() -> None:
     with pytest.raises(ConfigError, match="need engine='ray'"):
         run(workers=2)
@@ -273,6 +287,9 @@ def test_a_killed_driver_resumes_like_a_local_run(
     driver.communicate()
     recorded = line_count(out)
     assert 3 <= recorded < GRID_SIZE
+    workers = [int(p.name) for p in pids.iterdir() if int(p.name) != driver.pid]
+    assert len(workers) == 2
+    wait_until(lambda: not any(alive(pid) for pid in workers), "the workers to die with their driver")
     resumed = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=WAIT_S)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
