@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 import threading
 import time
@@ -136,10 +135,6 @@ class _EpisodeWorker:
         """None once the worker can play, or the error its construction raised."""
         return self._error
 
-    def pid(self) -> int:
-        """The actor's process id (tests kill it)."""
-        return os.getpid()
-
     def play(self, keys: Sequence[tuple[str, int, int]]) -> list[EpisodeRecord]:
         """The finished records of a chunk of cells, infrastructure errors retried as locally."""
         assert self._player is not None, "play() on a worker that failed to start"
@@ -228,13 +223,13 @@ class RayEngine:
             **self.actor_options,
         )
         self._actors = [actor_class.remote(*init) for _ in range(count)]
-        pending = {actor.ready.remote(): actor for actor in self._actors}
+        pending = {actor.ready.remote() for actor in self._actors}
         started = time.monotonic()
         noted = False
         while pending:
             ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=POLL_INTERVAL_S)
             for ref in ready:
-                del pending[ref]
+                pending.discard(ref)
                 error = self.ray.get(ref)
                 if error is not None:
                     raise error
