@@ -70,3 +70,12 @@ def observation_text(name: str, observation: str) -> str:
 def observation_message(name: str, observation: str) -> Message:
     """A later observation as the user turn that follows the policy's action."""
     return {"role": USER, "content": observation_text(name, observation)}
+
+
+def tool_schemas() -> list[dict[str, Any]]:
+    """The ``search`` and ``answer`` tool schemas the ``tools`` style shows (with argument descriptions)."""
+    import copy
+
+    from gather_envs.agents.llm import TOOL_SCHEMAS
+
+    return [copy.deepcopy(schema) for schema in TOOL_SCHEMAS.values()]
