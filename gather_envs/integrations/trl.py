@@ -93,7 +93,10 @@ class GatherToolEnv:
     Construct through :meth:`factory` to configure it; TRL calls the factory with no arguments.
     ``env_id``/``env_kwargs`` are the defaults for rows that do not name their env (the JSON
     dialect is forced, since TRL turns tool calls into JSON actions). ``records_path`` appends one
-    :class:`~gather_envs.records.EpisodeRecord` per finished episode.
+    :class:`~gather_envs.records.EpisodeRecord` per finished episode. ``tool_call_format`` (from
+    :func:`~gather_envs.integrations.chat.tool_call_format`; build the dataset with the same one)
+    writes the tool calls the env's texts show in the chat template's form, which is what TRL's
+    parser accepts: a bare JSON reply is plain text to TRL and ends the rollout.
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class GatherToolEnv:
         agent_id: str = DEFAULT_AGENT_ID,
         agent_settings: Mapping[str, Any] | None = None,
         record_trajectory: bool = False,
+        tool_call_format: str | None = None,
     ) -> None:
         kwargs = {**dict(env_kwargs or {}), "dialect": "json"}
+        self._call_format = tool_call_format
         self._driver = EpisodeDriver(
             env_id,
             kwargs,
@@ -130,6 +135,7 @@ class GatherToolEnv:
         if row_value(row, "env_kwargs") is not None:  # TRL sends JSON tool calls: force that dialect
             row = {**row, "env_kwargs": {**parse_env_kwargs(row_value(row, "env_kwargs")), "dialect": "json"}}
         observation, _ = self._driver.reset(row)
+        observation = chat.show_tool_calls(observation, self._call_format)
         last = _last_content(row.get("prompt"))
         if not last:
             return observation
@@ -151,9 +157,7 @@ class GatherToolEnv:
         Returns:
             The best matching documents and the number of searches left.
         """
-        return self._driver.step(
-            tool_call_text(SEARCH, _call_arguments("query", args, arguments))
-        ).observation
+        return self._act(tool_call_text(SEARCH, _call_arguments("query", args, arguments)))
 
     @_lenient_tool(ANSWER, "answer")
     def answer(self, *args: Any, **arguments: Any) -> str:
@@ -165,9 +169,10 @@ class GatherToolEnv:
         Returns:
             Whether the answer was correct.
         """
-        return self._driver.step(
-            tool_call_text(ANSWER, _call_arguments("answer", args, arguments))
-        ).observation
+        return self._act(tool_call_text(ANSWER, _call_arguments("answer", args, arguments)))
+
+    def _act(self, action: str) -> str:
+        return chat.show_tool_calls(self._driver.step(action).observation, self._call_format)
 
     def get_reward(self) -> float:
         """The env's reward for this episode (an unfinished episode is cut off first: reward 0)."""
