@@ -6,8 +6,11 @@ for the text dialects (``search[...]``, ``<search>...</search>``).
 rollout (pooled and reused), calls ``reset(**row)`` with the whole dataset row, exposes every
 public method with type hints and a Google-style docstring as a tool (here :meth:`search` and
 :meth:`answer`), sends ``str(result)`` back as a tool message, and calls :meth:`get_reward` once
-per finished rollout. Each tool call becomes the env's JSON action, so reward, budget T and the end
-after ``answer`` (or after too many invalid actions) are the env's own. TRL knows no episode end:
+per finished rollout. Each tool call becomes the env's JSON action, arguments as TRL passed them
+(the tools accept any, so ``search(term=...)`` is the env's invalid action, not a TypeError inside
+TRL), so reward, budget T and the end after ``answer`` (or after too many invalid actions) are the
+env's own. TRL parses tool calls in the chat template's format: build the dataset and the factory
+with ``tool_call_format=chat.tool_call_format(tokenizer)`` so the prompt asks for that format. TRL knows no episode end:
 a tool call after it gets :data:`~gather_envs.integrations.episodes.EPISODE_OVER` back and changes
 nothing. A rollout that stops without answering (no further tool call, length limit) is recorded
 as ``truncated`` with reward 0 when TRL asks for its reward. Set ``GRPOConfig.
@@ -22,7 +25,9 @@ append the observation as the style's user turn, until the env ends it or ``max_
 ``trainer.max_completion_length`` stops it. It returns what TRL 1.16 requires (``prompt_ids``,
 ``completion_ids``, ``logprobs``), the optional ``env_mask`` (1 for model tokens, 0 for the
 observation tokens the env inserted; TRL masks them out of the loss) and ``env_reward``, which
-TRL forwards to reward functions: pass :func:`env_reward` as ``reward_funcs``. TRL hands the
+TRL forwards to reward functions: pass :func:`env_reward` as ``reward_funcs``. Generation is
+collective (every rollout in every call, the same turn count on every rank when there are several
+processes) and log-probabilities are cut with their tokens; see :class:`RolloutFunction`. TRL hands the
 rollout function only the prompts, so the function maps each prompt back to its dataset row (the
 rows you give it); questions are unique within a split, so prompts identify rows.
 """
