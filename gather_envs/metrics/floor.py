@@ -1,0 +1,88 @@
+"""The chance floor: PASS@(k,0) of a question-only guesser, shown beside every reading.
+
+A guesser that sees only the question (no search, no documents) still solves some tasks, more so
+at large k when answers come from a small set; the floor says what luck alone gives at each k, so
+a reader can tell a reading from it. It is measured per task family and stored in the corpus
+manifest under :data:`MANIFEST_KEY` as ``{"<family>": {"<k>": PASS@(k,0), ...}, ...}``; reports
+show it when the records' corpus has one and show nothing otherwise (no floor is ever invented).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gather_envs.errors import CorpusError, GatherError
+
+ChanceFloor = Mapping[str, Mapping[int, float]]
+"""family -> k -> PASS@(k, T=0) of the question-only guesser."""
+
+MANIFEST_KEY = "chance_floor"
+"""Field of a corpus manifest that holds its chance floor."""
+
+
+def parse_chance_floor(
+    data: Any, where: str, error: type[GatherError] = CorpusError
+) -> dict[str, dict[int, float]]:
+    """``{family: {k: value}}`` from its JSON form (k may be strings); ``error`` naming ``where``."""
+    if not isinstance(data, Mapping):
+        raise error(f"{where}: {MANIFEST_KEY} must map family -> {{k: PASS@(k,0)}}, got {data!r:.80}")
+    floor: dict[str, dict[int, float]] = {}
+    for family in sorted(data):
+        per_k = data[family]
+        if not isinstance(per_k, Mapping):
+            raise error(f"{where}: {MANIFEST_KEY}[{family!r}] must map k -> PASS@(k,0), got {per_k!r:.80}")
+        values: dict[int, float] = {}
+        for key, value in per_k.items():
+            try:
+                k, v = int(key), float(value)
+            except (TypeError, ValueError):
+                raise error(
+                    f"{where}: {MANIFEST_KEY}[{family!r}] has a bad entry {key!r}: {value!r:.40}"
+                ) from None
+            if k < 1 or not 0.0 <= v <= 1.0:
+                raise error(
+                    f"{where}: {MANIFEST_KEY}[{family!r}][{key!r}] = {value!r}: k must be >= 1 and "
+                    "the value a probability in [0, 1]"
+                )
+            values[k] = v
+        floor[str(family)] = dict(sorted(values.items()))
+    return floor
+
+
+def floor_for_families(floor: ChanceFloor, tasks_per_family: Mapping[str, int]) -> dict[int, float]:
+    """The floor of a task set: the task-weighted mean of its families' floors, per k.
+
+    Only the k every family has; empty when a family of the set has no floor (then nothing is
+    shown rather than a floor for part of the tasks).
+    """
+    counts = {family: n for family, n in tasks_per_family.items() if n > 0}
+    if not counts or any(family not in floor for family in counts):
+        return {}
+    ks = sorted(set.intersection(*(set(floor[family]) for family in counts)))
+    total = sum(counts.values())
+    return {k: sum(floor[family][k] * n for family, n in counts.items()) / total for k in ks}
+
+
+def at_ks(values: Mapping[int, float], ks: tuple[int, ...]) -> dict[int, float]:
+    """``values`` restricted to the k of a table's grid (in grid order)."""
+    return {k: values[k] for k in ks if k in values}
+
+
+def load_chance_floor(corpus_hash: str) -> dict[str, dict[int, float]] | None:
+    """The chance floor in the manifest of the shipped frozen corpus with this content hash.
+
+    None when no shipped corpus has that hash (a procedural world, a dataset file) or its manifest
+    has no :data:`MANIFEST_KEY`.
+    """
+    from gather_envs.corpus.frozen import MANIFEST, available_corpora, corpora_root, read_manifest
+
+    root = corpora_root()
+    for name in available_corpora():
+        manifest = read_manifest(root / name)
+        if manifest.get("content_hash") != corpus_hash:
+            continue
+        if MANIFEST_KEY not in manifest:
+            return None
+        return parse_chance_floor(manifest[MANIFEST_KEY], str(root / name / MANIFEST))
+    return None
