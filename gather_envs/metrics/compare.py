@@ -5,11 +5,11 @@ Both runs must come from one corpus and cover the same tasks at each compared bu
 different corpora are always refused: equal task ids there name different questions. Each run
 must be one agent on one env, with one record per (task, T, episode) cell.
 
-The curves use every episode of each run (the unbiased estimator allows a different n per run;
-the k grid stops at the smaller n). The boundary sets and McNemar's test use only the episodes
-both runs played, matched by episode index (the first n_min indices when one run is longer):
-"solved at least once" depends on how many tries a task got, so 64 episodes against 4 would make
-one agent look far ahead of itself.
+Curves, differences, boundary sets and McNemar's test all use the episodes both runs played,
+matched by episode index (the first n_min indices of each (task, T) when one run is longer), so
+both sides rest on the same tries: "solved at least once" depends on how many tries a task got
+(64 episodes against 4 made one agent look far ahead of itself), and the runner gives episode i
+the same seed in both runs, which pairs the curves episode by episode as well as task by task.
 """
 
 from __future__ import annotations
@@ -106,7 +106,9 @@ class BudgetComparison:
     """A against B at one budget T, on ``num_tasks`` shared tasks.
 
     Curves are over ``ks``; ``diff`` = PASS_A - PASS_B with a paired bootstrap interval (the same
-    resampled tasks for both). Interval entries are None without bootstrap.
+    resampled tasks for both). Interval entries are None without bootstrap. ``n_a`` and ``n_b``
+    are (min, max) episodes per task of each run; ``boundary_n`` the (min, max) episodes per task
+    both runs played, on which the curves and the boundary sets are computed.
     """
 
     budget: int
@@ -134,7 +136,7 @@ class BudgetComparison:
 
     @property
     def boundary_is_matched(self) -> bool:
-        """Whether the boundary sets left out episodes of a run (one run had more per task)."""
+        """Whether the comparison left out episodes of a run (one run had more per task)."""
         if self.boundary_n is None or self.n_a is None or self.n_b is None:
             return False
         return self.boundary_n[0] < max(self.n_a[1], self.n_b[1])
@@ -388,37 +390,38 @@ def compare_runs(
     seed: int = DEFAULT_SEED,
     confidence: float = DEFAULT_CONFIDENCE,
     restrict_to_common: bool = False,
-    labels: tuple[str, str] | None = None,
+    sources: tuple[str, str] | None = None,
     chance_floor: ChanceFloor | None = None,
 ) -> Comparison:
     """Compare run A with run B per budget on their shared tasks (see the module docstring).
 
-    Infrastructure errors are excluded from n, as in the table. The k grid at T stops at the
-    smallest n of either run. Bootstrap resamples are drawn once over all compared tasks from
-    ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets. ``labels``
-    default to :func:`run_labels` of the agent ids; ``chance_floor`` (family -> k -> PASS@(k,0))
-    adds the floor of the compared tasks.
+    Infrastructure errors are excluded from n, as in the table. Only the episodes both runs
+    played enter (see the module docstring); the k grid at T stops at their smallest number. Bootstrap resamples are drawn once over all compared tasks from
+    ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets. ``sources``
+    (the runs' file names) appear in errors and label two runs of one agent (:func:`run_labels`);
+    ``chance_floor`` (family -> k -> PASS@(k,0)) adds the floor of the compared tasks.
     """
     validate_bootstrap_args(bootstrap, confidence)
     if not records_a or not records_b:
         raise RecordsError("compare_runs needs records for both runs; one of them is empty")
-    corpus_a = _single((r.corpus_hash for r in records_a), "corpus hash", "A")
-    corpus_b = _single((r.corpus_hash for r in records_b), "corpus hash", "B")
+    run_a, run_b = ("A", "B") if sources is None else (f"A ({sources[0]})", f"B ({sources[1]})")
+    corpus_a = _single((r.corpus_hash for r in records_a), "corpus hash", run_a)
+    corpus_b = _single((r.corpus_hash for r in records_b), "corpus hash", run_b)
     if corpus_a != corpus_b:
         raise RecordsError(
             f"refusing to compare runs on different corpora (A: {corpus_a!r}, B: {corpus_b!r}); "
             "the same task id names different questions there. Rerun both on one corpus"
         )
-    agent_a = _single((r.agent_id for r in records_a), "agent id", "A")
-    agent_b = _single((r.agent_id for r in records_b), "agent id", "B")
-    env_a = _single((r.env_id for r in records_a), "env id", "A")
-    env_b = _single((r.env_id for r in records_b), "env id", "B")
-    for run, records in (("A", records_a), ("B", records_b)):
+    agent_a = _single((r.agent_id for r in records_a), "agent id", run_a)
+    agent_b = _single((r.agent_id for r in records_b), "agent id", run_b)
+    env_a = _single((r.env_id for r in records_a), "env id", run_a)
+    env_b = _single((r.env_id for r in records_b), "env id", run_b)
+    for run, records in ((run_a, records_a), (run_b, records_b)):
         try:
             check_unique_cells(records)
         except RecordsError as exc:
             raise RecordsError(f"run {run}: {exc}") from None
-    label_a, label_b = labels if labels is not None else run_labels(agent_a, agent_b)
+    label_a, label_b = run_labels(agent_a, agent_b, *(sources or (None, None)))
     counts_a, counts_b = count_episodes(records_a), count_episodes(records_b)
     outcomes_a, outcomes_b = _outcomes(records_a), _outcomes(records_b)
 
@@ -527,14 +530,16 @@ def _compare_budget(
     confidence: float,
 ) -> BudgetComparison:
     counts_a, counts_b = counts
-    n_a, c_a = _aligned(counts_a, ids)
-    n_b, c_b = _aligned(counts_b, ids)
-    n_min = int(min(n_a.min(), n_b.min()))
+    n_a, _ = _aligned(counts_a, ids)
+    n_b, _ = _aligned(counts_b, ids)
+    # Everything below uses the episodes both runs played, so both sides rest on the same tries.
+    matched, c_a, c_b = _matched_successes(budget, ids, *outcomes)
+    n_min = int(matched.min())
     grid = default_ks(n_min) if ks is None else tuple(sorted({k for k in ks if 1 <= k <= n_min}))
     if not grid:
         raise ConfigError(f"compare_runs: no k in {list(ks or [])} fits n = {n_min} at T={budget}")
-    mat_a = per_task_pass_at_k(n_a, c_a, grid)
-    mat_b = per_task_pass_at_k(n_b, c_b, grid)
+    mat_a = per_task_pass_at_k(matched, c_a, grid)
+    mat_b = per_task_pass_at_k(matched, c_b, grid)
     est_a, est_b = mat_a.mean(axis=0), mat_b.mean(axis=0)
     diff = est_a - est_b
 
@@ -550,8 +555,7 @@ def _compare_budget(
     d_low, d_high = interval(mat_a - mat_b)
     k_star, k_interval = crossing_point(grid, diff.tolist())
 
-    matched, matched_a, matched_b = _matched_successes(budget, ids, *outcomes)
-    solved_a, solved_b = matched_a > 0, matched_b > 0
+    solved_a, solved_b = c_a > 0, c_b > 0
     only_a = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if a and not b)
     only_b = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if b and not a)
     both = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if a and b)

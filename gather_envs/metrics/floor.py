@@ -9,10 +9,11 @@ show it when the records' corpus has one and show nothing otherwise (no floor is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gather_envs.errors import CorpusError, GatherError
+from gather_envs.records import EpisodeRecord
 
 ChanceFloor = Mapping[str, Mapping[int, float]]
 """family -> k -> PASS@(k, T=0) of the question-only guesser."""
@@ -86,3 +87,13 @@ def load_chance_floor(corpus_hash: str) -> dict[str, dict[int, float]] | None:
             return None
         return parse_chance_floor(manifest[MANIFEST_KEY], str(root / name / MANIFEST))
     return None
+
+
+def chance_floor_of(records: Iterable[EpisodeRecord]) -> dict[str, dict[int, float]] | None:
+    """The chance floor of the corpus the records ran on (:func:`load_chance_floor`); None if none.
+
+    None as well when the records span several corpora (the report and the comparison refuse
+    those with their own message).
+    """
+    hashes = sorted({record.corpus_hash for record in records})
+    return load_chance_floor(hashes[0]) if len(hashes) == 1 else None
