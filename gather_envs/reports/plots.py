@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def _log2_axis(ax: Any, ks: tuple[int, ...] | list[int]) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _band(ax: Any, ks: list[float], low: list[Any], high: list[Any], color: Any) -> None:
+def _band(ax: Any, ks: Sequence[float], low: list[Any], high: list[Any], color: Any) -> None:
     """An interval band where both ends are known."""
     if all(v is not None for v in low + high):
         ax.fill_between(ks, low, high, color=color, alpha=BAND_ALPHA, linewidth=0)
