@@ -444,7 +444,8 @@ def test_comparison_refuses_duplicate_cells_naming_both_records() -> None:
     records_a, records_b = _two_agents()
     doubled = [*records_b, records_b[5]]
     with pytest.raises(
-        RecordsError, match=r"run B: two records for task 't00', T=3, episode 5: record #6 and record #1281"
+        RecordsError,
+        match=r"run B: two records for task 't00', T=3, episode 5 \(agent 'sft'\): record #6 and record #1281",
     ):
         compare_runs(records_a, doubled)
 
@@ -452,7 +453,8 @@ def test_comparison_refuses_duplicate_cells_naming_both_records() -> None:
 def test_report_tables_refuse_duplicate_cells() -> None:
     records = make_records({("a", 1): [True, False, False, False]})
     with pytest.raises(
-        RecordsError, match="two records for task 'a', T=1, episode 0: record #1 and record #5"
+        RecordsError,
+        match=r"two records for task 'a', T=1, episode 0 \(agent 'agent-a'\): record #1 and record #5",
     ):
         results_from_records([*records, *records], bootstrap=0)
 

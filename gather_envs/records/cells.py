@@ -19,13 +19,24 @@ from gather_envs.records.episodes import EPISODE_INDEX_UNKNOWN, EpisodeRecord, i
 
 PathLike = str | os.PathLike[str]
 
-Cell = tuple[str, int, int]
-"""(task id, budget T, episode index)."""
+Cell = tuple[str, str, str, str, int, int]
+"""(env id, corpus hash, agent id, task id, budget T, episode index)."""
 
 
 def cell_of(record: EpisodeRecord) -> Cell:
-    """The (task, T, episode index) cell a record fills."""
-    return (record.task_id, record.budget, record.episode_index)
+    """The (task, T, episode index) cell a record fills, within its run (env, corpus, agent).
+
+    Records of different runs never collide here: a file mixing agents, envs or corpora is
+    refused by the report and the comparison with a message that says so instead.
+    """
+    return (
+        record.env_id,
+        record.corpus_hash,
+        record.agent_id,
+        record.task_id,
+        record.budget,
+        record.episode_index,
+    )
 
 
 def _record_lines(path: Path) -> list[int]:
@@ -92,9 +103,10 @@ def check_unique_cells(records: Sequence[EpisodeRecord], places: Sequence[str] |
         earlier = first.setdefault(cell, position)
         if earlier == position:
             continue
-        task, budget, index = cell
+        _, _, agent, task, budget, index = cell
         raise RecordsError(
-            f"two records for task {task!r}, T={budget}, episode {index}: {name(earlier)} and "
+            f"two records for task {task!r}, T={budget}, episode {index} (agent {agent!r}): "
+            f"{name(earlier)} and "
             f"{name(position)}; each (task, T, episode) cell must have one record (a file given "
             "twice, or runs concatenated?). Remove one of the lines"
         )

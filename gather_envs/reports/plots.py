@@ -133,6 +133,11 @@ def _run_title(env_id: str, families: str, agent: str, n: int, num_tasks: int) -
 
 def plot_curves(table: PassTable, path: PathLike, *, title: str = "") -> Path:
     """PASS@(k,T) against k (log2 axis), one line per budget T with its band, and the chance floor."""
+    return _save(curves_figure(table, title=title), path)
+
+
+def curves_figure(table: PassTable, *, title: str = "") -> Any:
+    """The matplotlib Figure of :func:`plot_curves`."""
     figure = _new_figure(CURVE_SIZE)
     ax = figure.subplots()
     drawn = [budget for budget in table.budgets if table.curve(budget)]
@@ -155,11 +160,16 @@ def plot_curves(table: PassTable, path: PathLike, *, title: str = "") -> Path:
         title = f"{title}  (T* = {table.t_star})" if title else f"T* = {table.t_star}"
     ax.set_title(title, fontsize="medium")
     _outside_legend(figure, ax)
-    return _save(figure, path)
+    return figure
 
 
 def plot_heatmap(table: PassTable, path: PathLike, *, title: str = "") -> Path:
     """A k × T heatmap of PASS@(k,T), each cell annotated, with the chance floor as a bottom row."""
+    return _save(heatmap_figure(table, title=title), path)
+
+
+def heatmap_figure(table: PassTable, *, title: str = "") -> Any:
+    """The matplotlib Figure of :func:`plot_heatmap`."""
     rows = [("floor", table.floor)] if table.floor else []
     rows += [(str(t), {r.k: r.pass_at_k for r in table.curve(t)}) for t in table.budgets]
     values = np.full((len(rows), len(table.ks)), np.nan)
@@ -187,20 +197,27 @@ def plot_heatmap(table: PassTable, path: PathLike, *, title: str = "") -> Path:
     ax.set_ylabel("T (tool calls)")
     ax.set_title(title or "PASS@(k,T)", fontsize="medium")
     figure.colorbar(image, ax=ax, label="PASS@(k,T)")
-    return _save(figure, path)
+    return figure
+
+
+def result_sections(results: Results) -> list[tuple[str, str, PassTable]]:
+    """(file suffix, title, table) for all tasks and for each family of mixed-family results."""
+    sections = [("", ", ".join(results.task_families), results.overall)]
+    sections += [(f"_{_slug(f)}", f, t) for f, t in results.families.items()]
+    titled = []
+    for suffix, families, table in sections:
+        n = max(table.n_max.values(), default=0)
+        tasks = max(table.num_tasks.values(), default=0)
+        titled.append((suffix, _run_title(results.env_id, families, results.agent_id, n, tasks), table))
+    return titled
 
 
 def plot_results(results: Results, out_dir: PathLike) -> list[Path]:
     """Curves and heatmap for all tasks and for each family; returns the PNG paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sections: list[tuple[str, str, PassTable]] = [("", ", ".join(results.task_families), results.overall)]
-    sections += [(f"_{_slug(f)}", f, t) for f, t in results.families.items()]
     paths: list[Path] = []
-    for suffix, families, table in sections:
-        n = max(table.n_max.values(), default=0)
-        tasks = max(table.num_tasks.values(), default=0)
-        title = _run_title(results.env_id, families, results.agent_id, n, tasks)
+    for suffix, title, table in result_sections(results):
         paths.append(plot_curves(table, out / CURVES_FILE.format(suffix=suffix), title=title))
         paths.append(plot_heatmap(table, out / HEATMAP_FILE.format(suffix=suffix), title=title))
     return paths
@@ -221,6 +238,11 @@ def plot_comparison(comparison: Comparison, out_dir: PathLike) -> list[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    return [_save(comparison_figure(comparison), out / COMPARISON_FILE)]
+
+
+def comparison_figure(comparison: Comparison) -> Any:
+    """The matplotlib Figure of :func:`plot_comparison`."""
     columns = len(comparison.per_budget)
     figure = _new_figure((max(CURVE_SIZE[0], 2.0 + PANEL_SIZE[0] * columns), 2 * PANEL_SIZE[1] + 1.2))
     axes = figure.subplots(2, columns, squeeze=False, sharex="col", sharey="row")
@@ -273,7 +295,7 @@ def plot_comparison(comparison: Comparison, out_dir: PathLike) -> list[Path]:
         f"{label_a} vs {label_b}\n{envs} · {', '.join(comparison.families) or 'all families'} · "
         f"{runs}, {tasks} tasks"
     )
-    return [_save(figure, out / COMPARISON_FILE)]
+    return figure
 
 
 def _comparison_legend(figure: Any, axes: Any) -> None:
