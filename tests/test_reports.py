@@ -481,7 +481,7 @@ def _corpora_with_floor(root: Path, floor: dict | None) -> str:
     manifest = json.loads((corpora_root() / "default" / MANIFEST).read_text())
     if floor is not None:
         manifest[MANIFEST_KEY] = {
-            family: {str(k): v for k, v in per_k.items()} for family, per_k in floor.items()
+            family: {str(k): v for k, v in entry.items()} for family, entry in floor.items()
         }
     (root / "default").mkdir(parents=True)
     (root / "default" / MANIFEST).write_text(json.dumps(manifest))
@@ -503,6 +503,15 @@ def test_report_shows_the_floor_stored_in_the_corpus_manifest(
     assert json.loads(out)["chance_floor"] == {"1": 0.011, "2": 0.021, "4": 0.042, "8": 0.083}
     code, out, _ = cli(capsys, "compare", str(path), str(path), "--bootstrap", "0", "--format", "json")
     assert json.loads(out)["chance_floor"]["8"] == 0.083
+
+
+def test_the_floor_may_sit_beside_the_guessers_in_the_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = {"floor": {"1": 0.0, "2": 0.004}, "best_guesser": {"1": "yes", "2": "train"}, "guessers": {}}
+    content_hash = _corpora_with_floor(tmp_path / "corpora", {"bridge": entry})
+    monkeypatch.setattr(frozen, "corpora_root", lambda: tmp_path / "corpora")
+    assert load_chance_floor(content_hash) == {"bridge": {1: 0.0, 2: 0.004}}
 
 
 def test_a_manifest_without_a_floor_shows_no_floor_line(

@@ -3,8 +3,10 @@
 A guesser that sees only the question (no search, no documents) still solves some tasks, more so
 at large k when answers come from a small set; the floor says what luck alone gives at each k, so
 a reader can tell a reading from it. It is measured per task family and stored in the corpus
-manifest under :data:`MANIFEST_KEY` as ``{"<family>": {"<k>": PASS@(k,0), ...}, ...}``; reports
-show it when the records' corpus has one and show nothing otherwise (no floor is ever invented).
+manifest under :data:`MANIFEST_KEY`, per family either ``{"<k>": PASS@(k,0), ...}`` or an object
+whose :data:`FLOOR_FIELD` holds that mapping (beside the winning guesser and every guesser's
+curve); reports show it when the records' corpus has one and show nothing otherwise (no floor is
+ever invented).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ ChanceFloor = Mapping[str, Mapping[int, float]]
 MANIFEST_KEY = "chance_floor"
 """Field of a corpus manifest that holds its chance floor."""
 
+FLOOR_FIELD = "floor"
+"""Field of a family's manifest entry holding k -> PASS@(k,0) when the entry also names guessers."""
+
 
 def parse_chance_floor(
     data: Any, where: str, error: type[GatherError] = CorpusError
@@ -31,6 +36,8 @@ def parse_chance_floor(
     floor: dict[str, dict[int, float]] = {}
     for family in sorted(data):
         per_k = data[family]
+        if isinstance(per_k, Mapping) and isinstance(per_k.get(FLOOR_FIELD), Mapping):
+            per_k = per_k[FLOOR_FIELD]
         if not isinstance(per_k, Mapping):
             raise error(f"{where}: {MANIFEST_KEY}[{family!r}] must map k -> PASS@(k,0), got {per_k!r:.80}")
         values: dict[int, float] = {}
