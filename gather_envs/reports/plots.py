@@ -292,7 +292,7 @@ def comparison_figure(comparison: Comparison) -> Any:
         "" if n_a == n_b == n else f" from each (A has {n_a}, B {n_b})"
     )
     figure.suptitle(
-        f"{label_a} vs {label_b}\n{envs} · {', '.join(comparison.families) or 'all families'} · "
+        f"{label_a} vs {label_b}\n{envs} · {', '.join(comparison.families) or 'all families'}\n"
         f"{runs}, {tasks} tasks"
     )
     return figure
