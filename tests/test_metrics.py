@@ -375,8 +375,25 @@ def test_comparison_refuses_different_task_sets_unless_restricted() -> None:
 
 def test_comparison_json_round_trips() -> None:
     records_a, records_b = _two_agents()
-    result = compare_runs(records_a, records_b, bootstrap=50)
+    result = compare_runs(records_a, records_b, bootstrap=50, chance_floor={"bridge": {1: 0.1, 64: 0.5}})
+    assert result.chance_floor == {1: 0.1}  # only the k the comparison has
     assert Comparison.from_json(json.loads(json.dumps(result.to_json()))) == result
+
+
+def test_a_schema_1_comparison_still_reads() -> None:
+    records_a, records_b = _two_agents()
+    data = compare_runs(records_a, records_b, bootstrap=0).to_json()
+    data["schema_version"] = 1
+    for key in ("label_a", "label_b", "env_a", "env_b", "families", "chance_floor"):
+        del data[key]
+    for entry in data["per_budget"]:
+        del entry["n_a"], entry["n_b"], entry["boundary"]["episodes_per_task"]
+    old = Comparison.from_json(data)
+    assert (old.label_a, old.label_b, old.chance_floor) == ("rl", "sft", {})
+    assert old.at(3).boundary_n is None and not old.at(3).boundary_is_matched
+    data["schema_version"] = 3
+    with pytest.raises(RecordsError, match="schema_version 3 is newer"):
+        Comparison.from_json(data)
 
 
 def _one_agent_twice(n_a: int, n_b: int, seed_b: int) -> tuple[list[EpisodeRecord], list[EpisodeRecord]]:
