@@ -96,11 +96,22 @@ def load_chance_floor(corpus_hash: str) -> dict[str, dict[int, float]] | None:
     return None
 
 
+FLOOR_SPLIT = "test"
+"""The split a manifest's floor was measured on (the guesser learns from the train split)."""
+
+SPLIT_KWARG = "split"
+
+
 def chance_floor_of(records: Iterable[EpisodeRecord]) -> dict[str, dict[int, float]] | None:
     """The chance floor of the corpus the records ran on (:func:`load_chance_floor`); None if none.
 
     None as well when the records span several corpora (the report and the comparison refuse
-    those with their own message).
+    those with their own message) or ran on another split than the floor's (a floor measured on
+    the test tasks says nothing about the train tasks).
     """
+    records = list(records)
     hashes = sorted({record.corpus_hash for record in records})
-    return load_chance_floor(hashes[0]) if len(hashes) == 1 else None
+    splits = {str(record.env_kwargs.get(SPLIT_KWARG, FLOOR_SPLIT)) for record in records}
+    if len(hashes) != 1 or splits != {FLOOR_SPLIT}:
+        return None
+    return load_chance_floor(hashes[0])

@@ -91,7 +91,7 @@ def _results_legend(results: Results, markdown: bool) -> str:
     if any(table.floor for _, table in _sections(results)):
         lines.append(
             f"{FLOOR_ROW}: PASS@(k,0) of a question-only guesser (no search, no documents): what luck "
-            "alone scores on these tasks"
+            "alone scores (measured on the family's test split)"
         )
     title = "How to read this:"
     return (f"**{title}**\n\n" if markdown else f"{title}\n") + _bullets(lines, markdown)
@@ -332,7 +332,8 @@ def _comparison_legend(comparison: Comparison, markdown: bool) -> str:
     ]
     if comparison.chance_floor:
         lines.append(
-            f"{FLOOR_ROW}: PASS@(k,0) of a question-only guesser (no search, no documents) on these tasks"
+            f"{FLOOR_ROW}: PASS@(k,0) of a question-only guesser (no search, no documents) on the "
+            "family's test split: what luck alone scores"
         )
     title = "How to read this:"
     return (f"**{title}**\n\n" if markdown else f"{title}\n") + _bullets(lines, markdown)
