@@ -223,17 +223,23 @@ def _diversity_json(diversities: dict) -> dict:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from gather_envs.metrics import diversity_by_agent, results_from_records
-    from gather_envs.records import read_records
-    from gather_envs.reports import plot_results, render_diversity, render_results
+    from gather_envs.metrics.floor import chance_floor_of
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports import plot_results, render_diversity, render_results, require_matplotlib
 
-    records = read_records(args.records)
+    if args.plot:
+        require_matplotlib()  # fail before printing anything
+    records, places = read_located(args.records)
+    check_unique_cells(records, places)
     if records and all(record.is_infra_error for record in records):
         warning = (
             f"WARNING: all {len(records)} records are infrastructure errors: no episode was played "
             "and every figure below is empty; rerun the eval command once the server works"
         )
         print(warning, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
-    results = results_from_records(records, bootstrap=args.bootstrap, seed=args.seed)
+    results = results_from_records(
+        records, bootstrap=args.bootstrap, seed=args.seed, chance_floor=chance_floor_of(records)
+    )
     diversities = diversity_by_agent(records)
     if args.format == "json":
         data = results.to_json()
@@ -251,34 +257,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+VERDICT_KEY = "verdict"
+"""Key added to the comparison JSON printed by ``compare --format json``: the one-line verdict."""
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from gather_envs.metrics import compare_runs, diversity_by_agent
-    from gather_envs.records import read_records
-    from gather_envs.reports import plot_comparison, render_comparison, render_diversity
+    from gather_envs.metrics.floor import chance_floor_of
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports import (
+        comparison_verdict,
+        plot_comparison,
+        render_comparison,
+        render_diversity,
+        render_verdict,
+        require_matplotlib,
+    )
 
-    records_a, records_b = read_records(args.a), read_records(args.b)
+    if args.plot:
+        require_matplotlib()  # fail before printing anything
+    (records_a, places_a), (records_b, places_b) = read_located(args.a), read_located(args.b)
+    check_unique_cells(records_a, places_a)
+    check_unique_cells(records_b, places_b)
     comparison = compare_runs(
         records_a,
         records_b,
         bootstrap=args.bootstrap,
         seed=args.seed,
         restrict_to_common=args.common_tasks,
+        sources=(args.a, args.b),
+        chance_floor=chance_floor_of(records_a),
     )
-    side_a, side_b = diversity_by_agent(records_a), diversity_by_agent(records_b)
-    if set(side_a) & set(side_b):  # the same agent id on both sides: label by side
-        side_a = {f"A: {agent}": d for agent, d in side_a.items()}
-        side_b = {f"B: {agent}": d for agent, d in side_b.items()}
-    diversities = {**side_a, **side_b}
+    # compare_runs checked one agent per run: label each side's diversity with its run label.
+    diversities = {}
+    for label, records in ((comparison.label_a, records_a), (comparison.label_b, records_b)):
+        for diversity in diversity_by_agent(records).values():
+            diversities[label] = diversity
     if args.format == "json":
         data = comparison.to_json()
         data[DIVERSITY_KEY] = _diversity_json(diversities)
+        data[VERDICT_KEY] = comparison_verdict(comparison)
         print(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False))
     elif args.format == "csv":
         print(render_comparison(comparison, "csv"), end="")
     else:
-        print(render_comparison(comparison, args.format))
+        print(render_comparison(comparison, args.format, verdict=False))
         if diversities:
-            print(render_diversity(diversities, args.format), end="")
+            print(render_diversity(diversities, args.format))
+        print(render_verdict(comparison, args.format), end="")
     if args.plot:
         for path in plot_comparison(comparison, args.plot):
             print(f"wrote {path}", file=sys.stderr)

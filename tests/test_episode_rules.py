@@ -86,15 +86,16 @@ def test_zero_budget_is_closed_book() -> None:
     assert "not available" in observation
 
 
-def test_invalid_actions_past_the_allowance_truncate() -> None:
+def test_invalid_actions_past_the_allowance_terminate_with_reward_0() -> None:
     env, _, _ = start(max_invalid_actions=2)
     for expected_left in (1, 0):
         observation, _, terminated, truncated, _ = env.step("hello?")
         assert f"before the episode ends: {expected_left}" in observation
         assert not (terminated or truncated)
     _, reward, terminated, truncated, info = env.step("hello?")
-    assert (reward, terminated, truncated) == (0.0, False, True)
+    assert (reward, terminated, truncated) == (0.0, True, False)
     assert info["termination"] == "invalid_actions" and info["answer"] is None
+    assert info["success"] is False and info["invalid_actions"] == 3
 
 
 def test_reset_options_pick_task_and_override_budget() -> None:

@@ -97,14 +97,15 @@ def test_a_wrong_answer_and_a_short_budget_are_recorded_as_failures() -> None:
     assert record.queries == (task.gold_path[0].query,)
 
 
-def test_too_many_invalid_actions_end_as_truncated() -> None:
+def test_too_many_invalid_actions_are_recorded_as_a_terminated_failure() -> None:
     env = recorded_env()
     env.reset(seed=2, options={"max_tool_calls": 0})
-    truncated = False
-    while not truncated:
-        _, _, _, truncated, _ = env.step("search[anything]")
+    terminated = truncated = False
+    while not terminated:
+        _, _, terminated, truncated, _ = env.step("search[anything]")
+    assert not truncated
     [record] = env.records
-    assert record.termination == "invalid_actions"
+    assert record.termination == "invalid_actions" and record.reward == 0.0
     assert record.invalid_actions == inner(env).max_invalid_actions + 1
     assert record.answer is None and not record.success and record.tool_calls == 0
 

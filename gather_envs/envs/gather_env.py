@@ -34,8 +34,9 @@ class GatherEnv(gym.Env[str, str]):
 
     Each ``search`` uses one of ``max_tool_calls`` (T) calls and returns the ``top_k`` best BM25
     matches; ``answer`` ends the episode. Invalid actions (malformed, unknown, or a search with
-    no calls left) use no call but count toward ``max_invalid_actions``; past it the episode is
-    truncated with reward 0. See the README for the kwargs that pick the corpus or build a world.
+    no calls left) use no call but count toward ``max_invalid_actions``; past it the episode ends
+    under the task's own rules (``terminated``, reward 0, ``termination="invalid_actions"``);
+    ``truncated`` is left to limits from outside the task. See the README for the kwargs that pick the corpus or build a world.
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
@@ -206,7 +207,7 @@ class GatherEnv(gym.Env[str, str]):
             self._done = True
             text = f"Invalid action: {problem}. Too many invalid actions: the episode is over."
             info = self._final_info(None, TERMINATION_INVALID, False, action_type=INVALID, error=problem)
-            return self._observe(text), REWARD_WRONG, False, True, info
+            return self._observe(text), REWARD_WRONG, True, False, info
         text = prompts.error_message(problem, self.dialect, self.budget > 0, left)
         return self._observe(text), REWARD_WRONG, False, False, self._info(action_type=INVALID, error=problem)
 
