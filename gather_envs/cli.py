@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "eval",
         help="run an agent on a PASS@(k,T) grid of tasks x budgets x n episodes (resumable)",
-        description="Play n episodes per task and budget T and append one JSON line per episode to "
+        description="Play n episodes per task and budget T and append one JSON line per episode to\n"
         "--out. Pointed at an existing file it runs only the missing episodes.",
         epilog=_agents_epilog() + "\n\n" + _kwargs_epilog(),
         formatter_class=raw,
@@ -668,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--concurrency",
         type=_int_type(1),
+        metavar="N",
         default=1,
         help="episodes played at once, in threads (default %(default)s)",
     )
@@ -683,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--retries",
         type=_int_type(0),
+        metavar="N",
         default=DEFAULT_RETRIES,
         help="retries of an infrastructure error such as a server timeout (default %(default)s)",
     )
