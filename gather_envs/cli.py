@@ -13,7 +13,7 @@ import shutil
 import sys
 import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +29,7 @@ from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.envs.parameters import MAX_TOOL_CALLS, env_parameters
 from gather_envs.errors import ConfigError, GatherError
 from gather_envs.parameters import Parameter, parameters_from_signature, parse_parameters
+from gather_envs.records import EpisodeRecord, read_records
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -58,7 +59,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
 
 
-def _int_type(minimum: int, maximum: int | None = None) -> Any:
+def _int_type(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: an int within [minimum, maximum], with a message naming the range."""
     expected = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
 
@@ -313,9 +314,9 @@ def cmd_play(args: argparse.Namespace) -> int:
         except EOFError:
             show(f"\n(input ended; episode abandoned; replay: {replay})")
             return EXIT_ABANDONED
-        command = META_ALIASES.get(line.strip().lower())
         if not line.strip():
             continue
+        command = META_ALIASES.get(line.strip().lower())
         if command == ":help":
             show(PLAY_HELP)
         elif command == ":task":
@@ -376,15 +377,16 @@ def _parse_budgets(text: str) -> tuple[int, ...]:
 
 def _finished_in(out: str) -> set[tuple[str, int, int]]:
     """The (task, T, i) cells ``out`` already holds finished episodes of (they will be resumed)."""
-    from gather_envs.records import read_records
-
     path = Path(out)
     if not path.is_file() or path.stat().st_size == 0:
         return set()
-    return {_cell(record) for record in read_records(path) if not record.is_infra_error}
+    with warnings.catch_warnings():  # the run reads the file again and warns once, itself
+        warnings.simplefilter("ignore")
+        records = read_records(path)
+    return {_cell(record) for record in records if not record.is_infra_error}
 
 
-def _cell(record: Any) -> tuple[str, int, int]:
+def _cell(record: EpisodeRecord) -> tuple[str, int, int]:
     return (record.task_id, record.budget, record.episode_index)
 
 

@@ -20,6 +20,7 @@ import difflib
 import inspect
 import json
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,18 +99,20 @@ class Parameter:
         return parsed
 
     def _convert(self, value: Any) -> Any:
+        """The value as ``kind`` (numpy scalars included), or _INVALID."""
         if self.kind is bool:
-            return parse_bool(value) if isinstance(value, bool | str) or value in (0, 1) else _INVALID
+            if isinstance(value, bool | str):
+                return parse_bool(value)
+            return bool(value) if isinstance(value, numbers.Integral) and value in (0, 1) else _INVALID
+        if isinstance(value, bool) and self.kind in (int, float):
+            return _INVALID
         if self.kind is int:
-            if isinstance(value, bool):
-                return _INVALID
-            if isinstance(value, float):
-                return int(value) if value.is_integer() else _INVALID
-            return int(value) if isinstance(value, int | str) else _INVALID
+            if isinstance(value, numbers.Integral | str):
+                return int(value)
+            number = float(value) if isinstance(value, numbers.Real) else math.nan
+            return int(number) if number.is_integer() else _INVALID
         if self.kind is float:
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                return _INVALID
-            number = float(value)
+            number = float(value) if isinstance(value, numbers.Real | str) else math.nan
             return number if math.isfinite(number) else _INVALID
         if self.kind is str:
             return value if isinstance(value, str) else _INVALID

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import gather_envs.parameters
@@ -31,6 +32,9 @@ def test_doctests() -> None:
         (Parameter("s", str, choices=("a", "b")), "b", "b"),
         (Parameter("d", dict), '{"x": 1}', {"x": 1}),
         (Parameter("k", int, optional=True), None, None),
+        (Parameter("k", int), np.int64(3), 3),
+        (Parameter("p", float), np.float32(0.5), 0.5),
+        (Parameter("b", bool), np.int64(1), True),
     ],
 )
 def test_values_are_converted_to_the_declared_kind(
