@@ -139,8 +139,16 @@ def _check_env_id(env_id: str) -> None:
 
 def _env_kwargs(args: argparse.Namespace) -> dict:
     """The ``--kwarg`` pairs of ``args``, checked against the env id's declared kwargs."""
+    from gather_envs.world.generator import WorldConfig
+
     _check_env_id(args.env_id)
-    return _checked(args.kwarg, "--kwarg", args.env_id, env_parameters(args.env_id), "kwarg")
+    kwargs = _checked(args.kwarg, "--kwarg", args.env_id, env_parameters(args.env_id), "kwarg")
+    if isinstance(kwargs.get("world"), dict):  # the knobs inside world={...}, before a world is built
+        try:
+            WorldConfig.from_json(kwargs["world"])
+        except ConfigError as exc:
+            raise GatherError(f"bad --kwarg world=...: {exc}") from None
+    return kwargs
 
 
 def _agent_options(args: argparse.Namespace) -> dict:
