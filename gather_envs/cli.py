@@ -287,7 +287,12 @@ def _wrap(text: str, width: int) -> str:
         hang = lead + " " * (len(marker) + 1) if marker.rstrip(".").isdigit() else lead
         lines.append(
             textwrap.fill(
-                stripped, width, initial_indent=lead, subsequent_indent=hang, break_long_words=False
+                stripped,
+                width,
+                initial_indent=lead,
+                subsequent_indent=hang,
+                break_long_words=False,
+                break_on_hyphens=False,  # ids and commands stay whole, to be copied
             )
             or line
         )
@@ -309,7 +314,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         return (
             f"task {info['task_id']} (family {info['family']}, {info['hops']} hops), seed {seed}; "
             f"searches used {info['tool_calls_used']} of {info['max_tool_calls']}, "
-            f"invalid actions {info['invalid_actions']}; replay: {replay}"
+            f"invalid actions {info['invalid_actions']}\nreplay: {replay}"
         )
 
     show(f"{describe_task()}\nType :help for help, :quit to give up.\n")

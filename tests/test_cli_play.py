@@ -108,7 +108,8 @@ def test_play_shows_task_seed_and_how_to_quit(play) -> None:
     task_id = re.search(r"task (bridge-\d+)", header)
     assert task_id is not None
     assert f"seed {SEED}" in header and ":quit" in header
-    assert f"gather-envs play {ENV_ID} --task {task_id.group(1)} --seed {SEED}" in " ".join(header.split())
+    replay = f"replay: gather-envs play {ENV_ID} --task {task_id.group(1)} --seed {SEED}"
+    assert replay in header.splitlines()  # one line, to copy
     terminal.type(":quit")
     assert "episode abandoned" in terminal.expect("--seed")
     assert terminal.exit_code() == 0
