@@ -406,7 +406,7 @@ def _cell(record: EpisodeRecord) -> tuple[str, int, int]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from gather_envs.evaluation import EvaluationInterrupted, evaluate
 
-    budgets, env_kwargs, agent_options = _parse_budgets(args.budgets), _env_kwargs(args), _agent_options(args)
+    budgets, env_kwargs, options = _parse_budgets(args.budgets), _env_kwargs(args), _agent_options(args)
     _check_out(args.out)
     resumed = _finished_in(args.out)
     try:
@@ -420,7 +420,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             out=args.out,
             env_kwargs=env_kwargs,
-            agent_options=agent_options,
+            agent_options=options,
             progress=not args.quiet,
             record_trajectory=args.trajectories,
             retries=args.retries,

@@ -42,7 +42,7 @@ CASES = [
     (["show", ENV, "--kwarg", "novalue"], "bad --kwarg 'novalue': expected KEY=VALUE"),
     (["show", ENV, "--kwarg", "split=nosplit"], "no split 'nosplit'"),
     (["show", ENV, "--kwarg", 'world={"num_entities": "abc"}'], "bad --kwarg world=...: num_entities=abc: expected an int"),
-    (["show", ENV, "--kwarg", 'world={"num_entitys": 400}'], "the world has no knob 'num_entitys' (did you mean num_entities?)"),
+    (["show", ENV, "--kwarg", 'world={"num_entitys": 400}'], "bad --kwarg world=...: unknown world knob(s) ['num_entitys']"),
     (["show", ENV, "--kwarg", 'world={"num_entities": 3}'], "num_entities must be at least"),
     (["show", "Gather-HotpotQA-v0"], "needs path="),
     (["show", "Gather-HotpotQA-v0", "--kwarg", "scope=everything"], "expected one of question, full"),

@@ -60,6 +60,10 @@ class WorldConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorldConfig:
         """Knobs from JSON, each checked for its name and type first (a ConfigError, not a TypeError)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown world knob(s) {unknown}; known: {sorted(known)}")
         return cls(**parse_parameters("the world", parameters_from_signature(cls), data, noun="knob"))
 
 
