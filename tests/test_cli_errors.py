@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_WORLD
 
+import gather_envs
 from gather_envs.cli import main
 
 EXIT_ERROR = 2
+PACKAGE_ROOT = Path(gather_envs.__file__).resolve().parent.parent  # the checkout, or the installed wheel
 ENV = "Gather-MultiHop-v0"
 WORLD = "world=" + json.dumps(SMALL_WORLD)
 EVAL = ["eval", ENV, "--agent", "heuristic", "--kwarg", WORLD, "--tasks", "2", "--n", "1"]
@@ -87,7 +89,7 @@ CASES = [
 
 def gather_envs(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The real command line, in a fresh interpreter, with the checkout on the path."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "COLUMNS": "100"}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "COLUMNS": "100"}
     return subprocess.run(
         [sys.executable, "-m", "gather_envs.cli", *argv], cwd=cwd, env=env, capture_output=True, text=True
     )

@@ -20,8 +20,9 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-import gather_envs  # noqa: F401  (registers the ids)
+import gather_envs
 
+PACKAGE_ROOT = Path(gather_envs.__file__).resolve().parent.parent  # the checkout, or the installed wheel
 ENV_ID = "Gather-MultiHop-v0"
 SEED = 1
 HANG_GUARD_S = 120.0
@@ -36,7 +37,7 @@ class Terminal:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = str(PACKAGE_ROOT)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gather_envs.cli", *argv],
             stdin=slave,
