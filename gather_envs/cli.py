@@ -1,6 +1,9 @@
 """The gather-envs command: list, docs, show, play, generate, eval, report, compare and sample.
 
-Errors are one line and exit 2; an interrupted eval exits 130 and says how to resume.
+Errors are one line and exit 2; an interrupted eval exits 130 and says how to resume; an
+eval whose every episode is an infrastructure error (the server was down, hung or answered
+garbage) exits 3, and report on such a run starts with a warning. No printed line holds an
+API key (--agent-option api_key=... is shown as api_key=****).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 
 import gather_envs
 from gather_envs.agents import agent_names, agent_options
+from gather_envs.agents.backends.base import REDACTED, SECRET_OPTIONS, known_secrets, redact
 from gather_envs.corpus.datasets import FORMATS
 from gather_envs.corpus.datasets.cli_sample import add_sample_parser
 from gather_envs.envs.dataset_registration import DATASET_ENVS
@@ -34,6 +38,8 @@ from gather_envs.records import EpisodeRecord, read_records
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_ABANDONED = 1  # play: the input ended before the episode did
+EXIT_ALL_INFRA_ERRORS = 3
+"""``eval`` exit status when every episode of the run is an infrastructure error."""
 REPORT_FORMATS = ("table", "md", "csv", "json")
 DIVERSITY_KEY = "diversity"
 """Key added to the results (or comparison) JSON printed by ``report``/``compare --format json``."""
@@ -122,8 +128,9 @@ def _checked(
         try:
             checked.update(parse_parameters(owner, declared, {key: value}, noun=noun))
         except ConfigError as exc:
-            problem = f"expected {by_name[key].expected()}" if key in by_name else str(exc)
-            raise GatherError(f"bad {flag} {pair}: {problem}") from None
+            if key not in by_name:  # the value is not echoed: it may be a key under a misspelt name
+                raise GatherError(f"bad {flag} {key}=...: {exc}") from None
+            raise GatherError(f"bad {flag} {pair}: expected {by_name[key].expected()}") from None
     return checked
 
 
@@ -179,6 +186,29 @@ def _check_out(out: str) -> None:
         raise GatherError(f"bad --out {out}: cannot write there ({exc.strerror})") from None
     if not existed:
         path.unlink()
+
+
+def _argv_secrets(argv: Sequence[str]) -> tuple[str, ...]:
+    """The secret option values given on the command line, and the keys in the environment."""
+    options = {}
+    for token in argv:
+        for name in SECRET_OPTIONS:
+            _, sep, value = token.partition(f"{name}=")
+            if sep:
+                options[name] = value
+    return known_secrets(options)
+
+
+def _hidden(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the value of every secret option replaced by ****."""
+    hidden = []
+    for token in argv:
+        for name in SECRET_OPTIONS:
+            head, sep, _ = token.partition(f"{name}=")
+            if sep:
+                token = f"{head}{name}={REDACTED}"
+        hidden.append(token)
+    return hidden
 
 
 def make_env(env_id: str, kwargs: dict) -> gym.Env:
@@ -427,7 +457,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             backoff=args.backoff,
         )
     except EvaluationInterrupted as exc:
-        command = shlex.join(["gather-envs", *getattr(args, "argv", [])])
+        argv = getattr(args, "argv", [])
+        command = shlex.join(["gather-envs", *_hidden(argv)])
+        if _hidden(argv) != list(argv):
+            command += f" (the API key is shown as {REDACTED}: put it back, or set GATHER_API_KEY)"
         print(f"gather-envs: {exc}; resume by running the same command again: {command}", file=sys.stderr)
         return EXIT_INTERRUPTED
     infra = sum(record.is_infra_error for record in records)
@@ -441,6 +474,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"resumed from the file, {infra} infrastructure errors), success rate {rate:.3f}; "
         f"next: gather-envs report {shlex.quote(args.out)}"
     )
+    if records and not finished:
+        first = next((record.infra_error for record in records if record.infra_error), None) or "?"
+        print(
+            f"gather-envs: error: every one of the {len(records)} episodes is an infrastructure error, "
+            f"so nothing was measured (first: {first[:300]}); fix the server and rerun the same "
+            f"command to retry them (exit {EXIT_ALL_INFRA_ERRORS})",
+            file=sys.stderr,
+        )
+        return EXIT_ALL_INFRA_ERRORS
     return 0
 
 
@@ -454,6 +496,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from gather_envs.reports import plot_results, render_diversity, render_results
 
     records = read_records(args.records)
+    if records and all(record.is_infra_error for record in records):
+        warning = (
+            f"WARNING: all {len(records)} records are infrastructure errors: no episode was played "
+            "and every figure below is empty; rerun the eval command once the server works"
+        )
+        print(warning, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
     results = results_from_records(records, bootstrap=args.bootstrap, seed=args.seed)
     diversities = diversity_by_agent(records)
     if args.format == "json":
@@ -648,7 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="run an agent on a PASS@(k,T) grid of tasks x budgets x n episodes (resumable)",
         description="Play n episodes per task and budget T and append one JSON line per episode to\n"
-        "--out. Pointed at an existing file it runs only the missing episodes.",
+        "--out. Pointed at an existing file it runs only the missing episodes. Exits 3 when every\n"
+        "episode is an infrastructure error (nothing was measured).",
         epilog=_agents_epilog() + "\n\n" + _kwargs_epilog(),
         formatter_class=raw,
     )
@@ -753,7 +802,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (GatherError, gym.error.Error) as exc:
-        print(f"gather-envs: error: {_for_the_cli(str(exc))}", file=sys.stderr)
+        print(
+            f"gather-envs: error: {redact(_for_the_cli(str(exc)), _argv_secrets(args.argv))}", file=sys.stderr
+        )
         return EXIT_ERROR
     except BrokenPipeError:  # output piped into `head` and friends
         _silence_stdout()

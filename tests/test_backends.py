@@ -52,6 +52,8 @@ class ScriptedServer(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.linger_s = 0.0
+        self.bytes_sent = 0
         self.lock = threading.Lock()
 
     @property
@@ -85,10 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        self._counted = True
         try:
             step = server.next_step()
             kind = step[0]
-            if kind == "hang":
+            if kind in HOSTILE_KINDS:
+                HOSTILE_KINDS[kind](self, *step[1:])
+            elif kind == "hang":
                 time.sleep(step[1])
                 self._send(200, json.dumps(completion("answer[late]")).encode())
             elif kind == "status":
@@ -102,10 +107,23 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout): nothing to answer
         finally:
-            with server.lock:
-                server.in_flight -= 1
+            self._answered()
+        if server.linger_s:
+            time.sleep(server.linger_s)  # a handler thread descheduled after answering
+
+    def _answered(self) -> None:
+        """The request stops counting as in flight once the answer starts to go out.
+
+        Counting until the handler returns would be wrong: the client may already hold the whole
+        answer, release its slot and send the next request while this thread has not yet run on.
+        """
+        if self._counted:
+            self._counted = False
+            with self.server.lock:
+                self.server.in_flight -= 1
 
     def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._answered()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -227,8 +245,11 @@ def test_backoff_jitter_is_seeded_and_bounded() -> None:
         assert 0.5 * 2**attempt <= delay <= 1.5 * 2**attempt
 
 
-def test_concurrency_is_bounded_by_the_semaphore(serve) -> None:
+@pytest.mark.parametrize("linger_s", [0.0, 0.05])
+def test_concurrency_is_bounded_by_the_semaphore(serve, linger_s: float) -> None:
+    """With ``linger_s`` the handler threads run on after answering (the old flaky count saw 3-4)."""
     server = serve(("ok", completion(), 0.15))
+    server.linger_s = linger_s
     backend = OpenAIHTTPBackend(server.url, concurrency=2, **FAST)
     threads = [threading.Thread(target=backend.chat, args=(MESSAGES,), kwargs=SAMPLING) for _ in range(6)]
     for thread in threads:
@@ -389,3 +410,243 @@ def test_native_tool_calls_become_json_dialect_actions(serve) -> None:
     assert tool_message["role"] == "tool" and tool_message["tool_call_id"] == "call_1"
     assert "Results for search[Gryga]" in tool_message["content"]
     assert policy.usage()["llm_calls"] == 2 and policy.usage()["prompt_tokens"] == 22
+
+
+# -- hostile servers: shapes that are not completions, truncation, trickle, echoed credentials ------
+
+
+def _truncated(handler: _Handler, body: bytes, claimed: int) -> None:
+    """Promise ``claimed`` bytes, send ``body``, hang up."""
+    handler._answered()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(claimed))
+    handler.end_headers()
+    handler.wfile.write(body)
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
+def _trickle(handler: _Handler, body: bytes, interval_s: float) -> None:
+    """Send the whole answer, status line and headers included, one byte every ``interval_s``."""
+    handler._answered()
+    head = f"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    for byte in head.encode() + body:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        with handler.server.lock:
+            handler.server.bytes_sent += 1
+        time.sleep(interval_s)
+
+
+def _echo(handler: _Handler, code: int) -> None:
+    """An error page that quotes the request's headers back, Authorization included."""
+    body = json.dumps({"error": "bad gateway", "request_headers": dict(handler.headers)}).encode()
+    handler._send(code, body)
+
+
+def _echo_completion(handler: _Handler) -> None:
+    """A completion whose text repeats the caller's credentials."""
+    header = handler.headers.get("Authorization", "")
+    handler._send(200, json.dumps(completion(f"answer[{header.removeprefix('Bearer ')}]")).encode())
+
+
+HOSTILE_KINDS = {
+    "truncated": _truncated,
+    "trickle": _trickle,
+    "echo": _echo,
+    "echo-completion": _echo_completion,
+}
+
+NOT_COMPLETIONS = [
+    b'{"choices": [{"message": "hello"}]}',
+    b'{"choices": [{"message": {"content": "x", "tool_calls": "search[x]"}}]}',
+    b'{"choices": [{"message": {"content": "x", "tool_calls": ["search"]}}]}',
+    b'{"choices": [{"message": {"tool_calls": [{"function": "search"}]}}]}',
+    b'{"choices": [{"message": {"tool_calls": [{"function": {"name": 7}}]}}]}',
+    b'{"choices": [{"message": {"content": 42}}]}',
+    b'{"choices": [{"message": {"content": [1, 2]}}]}',
+    b'{"choices": "all of them"}',
+    b'{"choices": [null]}',
+    b'{"choices": [["message"]]}',
+    b"[1, 2, 3]",
+    b'"a string"',
+    b"null",
+    b"[" * 100_000,
+    b'{"choices": [{"message": {"content": "x"}}]' + b"}" * 0 + b",",
+    b"\xff\xfe not utf-8",
+]
+
+
+@pytest.mark.parametrize("body", NOT_COMPLETIONS, ids=lambda body: repr(body[:30]))
+def test_any_answer_that_is_not_a_completion_is_a_backend_error(serve, body: bytes) -> None:
+    server = serve(("raw", body))
+    backend = OpenAIHTTPBackend(server.url, max_retries=1, **FAST)
+    with pytest.raises(BackendError, match="malformed"):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 2  # retried once, like any garbage
+
+
+def test_odd_but_usable_completions_are_accepted(serve) -> None:
+    parts = completion()
+    parts["choices"][0]["message"]["content"] = [{"type": "text", "text": "answer["}, {"text": "x]"}]
+    parts["usage"] = {"prompt_tokens": "many", "completion_tokens": -3, "total_tokens": True}
+    server = serve(
+        ("ok", parts),
+        ("raw", b'{"choices": [{"message": {"content": "a"}}], "usage": {"prompt_tokens": Infinity}}'),
+    )
+    backend = OpenAIHTTPBackend(server.url, **FAST)
+    result = backend.chat(MESSAGES, **SAMPLING)
+    assert result.text == "answer[x]" and result.usage == {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+    }
+    assert backend.chat(MESSAGES, **SAMPLING).usage["prompt_tokens"] == 0
+
+
+def test_a_truncated_body_is_retried_then_a_backend_error(serve) -> None:
+    body = json.dumps(completion()).encode()
+    server = serve(("truncated", body[:20], len(body)))
+    backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
+    with pytest.raises(BackendError, match="cut short: 20 of") as error:
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 3 and "attempt 3" in str(error.value)
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline(serve) -> None:
+    """Per-read timeouts never fire on one byte every 50 ms; the total deadline does."""
+    body = json.dumps(completion("answer[slow]")).encode()
+    server = serve(("trickle", body, 0.05))
+    backend = OpenAIHTTPBackend(server.url, timeout_s=0.5, max_retries=0, **FAST)
+    with pytest.raises(BackendError, match=r"timed out after 0.5 s \(deadline"):
+        backend.chat(MESSAGES, **SAMPLING)
+    total = len(body) + 80  # the body plus at least the status line and headers
+    with server.lock:
+        assert server.bytes_sent < total / 2  # the client hung up long before the answer was whole
+
+
+def test_the_request_budget_bounds_a_call_over_all_its_retries(serve) -> None:
+    server = serve(("hang", 1.0))
+    backend = OpenAIHTTPBackend(server.url, timeout_s=0.3, max_retries=50, request_budget_s=0.7, **FAST)
+    with pytest.raises(BackendError, match="request_budget_s=0.7") as error:
+        backend.chat(MESSAGES, **SAMPLING)
+    assert 2 <= len(server.requests) <= 4  # not 51 attempts: the budget ran out first
+    assert "timed out" in str(error.value)
+
+
+def test_a_redirect_is_not_followed_and_says_what_to_do(serve) -> None:
+    server = serve(("status", 307, {"Location": "http://127.0.0.1:1/v1/chat/completions"}))
+    backend = OpenAIHTTPBackend(server.url, max_retries=3, **FAST)
+    with pytest.raises(BackendError, match="redirected.*base_url"):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("code", [401, 500])
+def test_an_error_page_echoing_the_authorization_header_leaks_nothing(serve, tmp_path, code: int) -> None:
+    server = serve(("echo", code))
+    backend = OpenAIHTTPBackend(server.url, api_key=SECRET, max_retries=1, **FAST)
+    with pytest.raises(BackendError) as error:
+        backend.chat(MESSAGES, **SAMPLING)
+    assert SECRET not in str(error.value) and "Bearer ****" in str(error.value)
+    env = gym.make("Gather-MultiHop-v0")
+    agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m",
+                       max_retries=1, backoff_s=0.01)  # fmt: skip
+    out = tmp_path / "echo.jsonl"
+    records = evaluate(
+        "Gather-MultiHop-v0",
+        agent,
+        n=2,
+        budgets=(1,),
+        tasks=1,
+        out=out,
+        progress=False,
+        retries=1,
+        backoff=0.01,
+    )
+    assert len(records) == 2 and all(r.is_infra_error for r in records)
+    assert all("Authorization" in (r.infra_error or "") for r in records)  # the echo is kept, scrubbed
+    assert SECRET not in out.read_text()
+
+
+def test_a_completion_echoing_the_key_is_scrubbed_before_the_env_sees_it(serve, tmp_path) -> None:
+    server = serve(("echo-completion",))
+    env = gym.make("Gather-MultiHop-v0")
+    agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m")
+    out = tmp_path / "echo.jsonl"
+    records = evaluate(
+        "Gather-MultiHop-v0",
+        agent,
+        n=1,
+        budgets=(0,),
+        tasks=1,
+        out=out,
+        progress=False,
+        record_trajectory=True,
+    )
+    assert len(records) == 1 and not records[0].is_infra_error
+    assert SECRET not in out.read_text() and "answer[****]" in out.read_text()
+
+
+def test_eval_against_a_server_that_always_fails_exits_3_with_no_secret_anywhere(serve, tmp_path) -> None:
+    """A real subprocess: `gather-envs eval` on a server answering 500 + echoed headers to everything."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    server = serve(("echo", 500))
+    out = tmp_path / "down.jsonl"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env["GATHER_API_KEY"] = SECRET
+    command = [
+        sys.executable, "-m", "gather_envs.cli", "eval", "Gather-MultiHop-v0", "--agent", "react",
+        "--agent-option", f"base_url={server.url}", "--agent-option", "model=m",
+        "--agent-option", "max_retries=1", "--agent-option", "backoff_s=0.01",
+        "--n", "2", "--budgets", "1", "--tasks", "2", "--retries", "0", "--backoff", "0", "--out", str(out),
+    ]  # fmt: skip
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 3, finished.stderr
+    assert "every one of the 4 episodes is an infrastructure error" in finished.stderr
+    assert len(out.read_text().splitlines()) == 4
+    assert SECRET not in finished.stdout + finished.stderr + out.read_text()
+    assert all(server.requests[i]["headers"]["Authorization"] == f"Bearer {SECRET}" for i in range(2))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"Authorization": "Bearer tok-123456789"}',
+        "authorization: Basic dXNlcjpwYXNzd29yZA==",
+        "--agent-option api_key=tok-123456789",
+        "x-api-key: tok-123456789",
+        "echoed bearer tok-123456789 back",
+        "'Authorization': 'tok-123456789'",
+    ],
+)
+def test_redact_hides_credentials_a_server_may_echo(text: str) -> None:
+    from gather_envs.agents.backends.base import redact
+
+    assert "tok-123456789" not in redact(text) and "dXNlcjpwYXNzd29yZA" not in redact(text)
+    assert "****" in redact(text)
+
+
+def test_redact_leaves_ordinary_words_and_keeps_short_values_out_of_the_secret_list() -> None:
+    from gather_envs.agents.backends.base import known_secrets, redact
+
+    assert (
+        redact("the standard bearer of the Brathis Institute")
+        == "the standard bearer of the Brathis Institute"
+    )
+    assert redact("a Bearer of news", credentials=True) == "a Bearer of news"
+    assert "ab" not in known_secrets({"api_key": "ab"})  # too short to scrub safely
+    assert "sk-long-enough" in known_secrets({"api_key": "sk-long-enough"})
+    assert redact("key sk-1 and sk-1", ["sk-1"], credentials=False) == "key **** and ****"
+
+
+def test_an_api_key_that_cannot_go_in_a_header_is_a_config_error_that_does_not_show_it() -> None:
+    with pytest.raises(ConfigError, match="whitespace or control") as error:
+        OpenAIHTTPBackend("http://127.0.0.1:1/v1", api_key=SECRET + "\n", **FAST)
+    assert SECRET not in str(error.value)

@@ -36,7 +36,7 @@ CASES = [
     (["show", ENV, "--index", "-1"], "argument --index: expected an int >= 0"),
     (["show", ENV, "--index", "abc"], "argument --index: expected an int >= 0, got 'abc'"),
     (["show", ENV, "--task", "no-such-task"], "no task 'no-such-task'"),
-    (["show", ENV, "--kwarg", "top_kk=3"], "bad --kwarg top_kk=3: Gather-MultiHop-v0 has no kwarg 'top_kk'"),
+    (["show", ENV, "--kwarg", "top_kk=3"], "bad --kwarg top_kk=...: Gather-MultiHop-v0 has no kwarg 'top_kk'"),
     (["show", ENV, "--kwarg", "top_k=abc"], "bad --kwarg top_k=abc: expected an int >= 1"),
     (["show", ENV, "--kwarg", "top_k=0"], "bad --kwarg top_k=0: expected an int >= 1"),
     (["show", ENV, "--kwarg", "dialect=klingon"], "expected one of react, tags, json"),
@@ -76,6 +76,7 @@ CASES = [
     ([*REACT, "--agent-option", "temperature=-1"], "expected a float >= 0"),
     ([*REACT, "--agent-option", "backend=gpu"], "expected one of http, embedded"),
     ([*REACT, "--agent-option", "concurrency=0"], "bad --agent-option concurrency=0: expected an int >= 1"),
+    ([*REACT, "--agent-option", "apikey=sk-secret123456"], "agent 'react' has no option 'apikey' (did you mean api_key?)"),
     (["eval", ENV, "--out", "{tmp}/x.jsonl"], "required: --agent"),
     (["report", "{tmp}/none.jsonl"], "cannot read records file"),
     (["report", "{tmp}/none.jsonl", "--bootstrap", "-1"], "argument --bootstrap: expected an int >= 0"),
@@ -97,6 +98,7 @@ def gather_envs(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
     lines = result.stderr.splitlines()
+    assert "secret123456" not in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == EXIT_ERROR, result.stderr
     assert len(lines) == 1, result.stderr

@@ -706,3 +706,104 @@ def test_episode_key_orders_like_the_grid() -> None:
     assert sorted([EpisodeKey("b", 0, 1), EpisodeKey("a", 1, 0), EpisodeKey("a", 0, 2)])[0] == EpisodeKey(
         "a", 0, 2
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Secrets never reach a record or a printed line
+
+API_KEY = "sk-runner-5a4b3c2d1e-do-not-store"
+
+
+class LeakyPolicy(CoinPolicy):
+    """Answers with the key (a server that echoes it into its completions)."""
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        action = super().act(observation, info)
+        assert isinstance(self.agent, KeyedCoinAgent)
+        if self.agent.leak == "answer" and action.startswith("answer["):
+            return f"answer[{self.agent.api_key}]"
+        if self.agent.leak == "error":
+            raise BackendError(f"HTTP 500: {{'Authorization': 'Bearer {self.agent.api_key}', 'x': 1}}")
+        return action
+
+
+class KeyedCoinAgent(CoinAgent):
+    """A CoinAgent that takes an ``api_key`` option (never a setting) and may leak it."""
+
+    def __init__(self, env: Any, api_key: str = "", leak: str = "none", **options: Any) -> None:
+        super().__init__(env, **options)
+        self.api_key = api_key
+        self.leak = leak
+
+    def start(self, seed: int) -> EpisodePolicy:
+        with self._lock:
+            self.started += 1
+        return LeakyPolicy(self, seed)
+
+
+@pytest.mark.parametrize("leak", ["answer", "error"])
+def test_no_record_holds_the_api_key_even_when_the_agent_echoes_it(tmp_path: Path, leak: str) -> None:
+    records = run(
+        tmp_path,
+        agent=KeyedCoinAgent,
+        agent_options={"api_key": API_KEY, "leak": leak},
+        record_trajectory=True,
+        retries=1,
+    )
+    text = (tmp_path / "run.jsonl").read_text()
+    assert API_KEY not in text and API_KEY not in repr(records)
+    if leak == "answer":
+        assert '"answer": "****"' in text or "answer[****]" in text
+    else:
+        assert all(r.is_infra_error for r in records)
+        assert all("Bearer ****" in (r.infra_error or "") for r in records)
+
+
+def test_a_key_in_the_environment_is_scrubbed_from_records_too(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GATHER_API_KEY", API_KEY)
+    run(tmp_path, agent=KeyedCoinAgent, agent_options={"api_key": API_KEY, "leak": "answer"})
+    monkeypatch.delenv("GATHER_API_KEY")
+    assert API_KEY not in (tmp_path / "run.jsonl").read_text()
+
+
+def test_sigint_resume_hint_hides_the_api_key(tmp_path: Path) -> None:
+    out = tmp_path / "interrupted.jsonl"
+    command = eval_command(out, "--agent-option", "delay=0.02", "--agent-option", f"api_key={API_KEY}")
+    command[command.index("test_runner:CoinAgent")] = "test_runner:KeyedCoinAgent"
+    process = subprocess.Popen(
+        command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for_lines(out, 4, process)
+    process.send_signal(signal.SIGINT)
+    output, err = process.communicate(timeout=20)
+    assert process.returncode == 130, err
+    assert "resume by running" in err and "api_key=****" in err and "GATHER_API_KEY" in err
+    assert API_KEY not in err and API_KEY not in output and API_KEY not in out.read_text()
+
+
+def test_every_episode_an_infrastructure_error_exits_3_and_report_warns(tmp_path: Path) -> None:
+    out = tmp_path / "down.jsonl"
+    command = eval_command(out, "--agent-option", "leak=error", "--agent-option", f"api_key={API_KEY}")
+    command[command.index("test_runner:CoinAgent")] = "test_runner:KeyedCoinAgent"
+    command += ["--retries", "0", "--quiet"]
+    failed = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True)
+    assert failed.returncode == 3, failed.stderr
+    assert "every one of the 72 episodes is an infrastructure error" in failed.stderr
+    assert API_KEY not in failed.stderr + failed.stdout + out.read_text()
+    report = subprocess.run(
+        [sys.executable, "-m", "gather_envs.cli", "report", str(out), "--bootstrap", "0"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[0].startswith("WARNING: all 72 records are infrastructure errors")
+
+
+def test_some_infrastructure_errors_still_exit_0(tmp_path: Path) -> None:
+    out = tmp_path / "partly.jsonl"
+    command = eval_command(out, "--agent-option", "fail=down", "--retries", "0", "--quiet")
+    partly = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True)
+    assert partly.returncode == 0, partly.stderr
+    records = read_records(out)
+    assert 0 < sum(r.is_infra_error for r in records) < len(records)

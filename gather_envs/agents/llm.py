@@ -232,7 +232,7 @@ def _stop_option(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.startswith("[") else ([value] if value else [])
-        except ValueError:
+        except (ValueError, RecursionError):
             value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
         raise ConfigError(f"stop must be a string or a list of strings, got {value!r}")
@@ -397,9 +397,9 @@ class LLMPolicy(EpisodePolicy):
             )
             try:
                 arguments: Any = json.loads(call.arguments)
-            except ValueError:
-                arguments = call.arguments  # the env explains that the arguments are not JSON
-            return json.dumps({"name": call.name, "arguments": arguments}, ensure_ascii=False)
+                return json.dumps({"name": call.name, "arguments": arguments}, ensure_ascii=False)
+            except (ValueError, RecursionError):  # the env explains that the arguments are not JSON
+                return json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
         self.messages.append({"role": "assistant", "content": result.text})
         return result.text
 

@@ -10,7 +10,7 @@ from gather_envs.corpus.corpus import Corpus, index_text
 from gather_envs.envs import prompts
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
 from gather_envs.envs.sources import resolve_corpus
-from gather_envs.envs.spaces import action_space, charset_for, fit, observation_space
+from gather_envs.envs.spaces import MAX_ACTION_LENGTH, action_space, charset_for, fit, observation_space
 from gather_envs.errors import ConfigError, EnvStateError
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILIES, FAMILY_STATIC, Task
@@ -161,6 +161,12 @@ class GatherEnv(gym.Env[str, str]):
         if self._done:
             raise EnvStateError("step() called after the episode ended; call reset()")
         parsed = parse_action(action) if isinstance(action, str) else parse_action(str(action))
+        if parsed.kind != INVALID and len(parsed.argument) > MAX_ACTION_LENGTH:
+            # Bounds the cost of one step: a megabyte query would take seconds of BM25 scoring.
+            return self._invalid(
+                f"the {parsed.kind} is {len(parsed.argument)} characters long; the limit is "
+                f"{MAX_ACTION_LENGTH} (the action space's length)"
+            )
         if parsed.kind == SEARCH:
             if self.tool_calls_used >= self.budget:
                 problem = "no searches left (the budget is used up); give your answer"

@@ -24,6 +24,9 @@ JSON-lines file as soon as the episode ends.
 * **Ctrl-C.** ``KeyboardInterrupt`` stops the run: queued episodes are dropped, in-flight ones are
   abandoned at their next step, and :class:`EvaluationInterrupted` (a ``KeyboardInterrupt``) is
   raised. Every finished episode is already on disk; rerun the same call to resume.
+* **Secrets.** No record holds an API key: the agent option ``api_key`` and the keys in the
+  environment (``GATHER_API_KEY``, ``OPENAI_API_KEY``) are scrubbed from every record before it is
+  written, and credentials (``Authorization`` values, bearer tokens) from every ``infra_error``.
 * **Static family.** It is closed-book: budgets other than T = 0 are skipped with a note.
 """
 
@@ -44,6 +47,7 @@ from typing import Any, NamedTuple, TextIO
 
 import gymnasium as gym
 
+from gather_envs.agents.backends.base import known_secrets, redact
 from gather_envs.agents.base import Agent, EpisodePolicy, make_agent
 from gather_envs.errors import BackendError, ConfigError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
@@ -429,6 +433,8 @@ class _Player:
     backoff: float
     max_backoff: float
     stop: threading.Event
+    secrets: tuple[str, ...] = ()
+    """API keys (agent options, environment) that no record may hold; see :func:`_scrubbed`."""
     _local: threading.local = field(default_factory=threading.local)
     _envs: list[RecordPassAtKT] = field(default_factory=list)
     _envs_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -471,6 +477,7 @@ class _Player:
                 attempt += 1
                 if self.stop.wait(delay):
                     raise _Abandoned from exc
+        record = _scrubbed(record, self.secrets)
         if self.writer is not None:
             self.writer.write(record)
         return record
@@ -518,9 +525,28 @@ class _Player:
             termination=TERMINATION_INFRA_ERROR,
             wall_time=wall,
             agent_id=self.run.agent_id,
-            infra_error=f"{type(error).__name__}: {error} (after {attempts} attempts)",
+            infra_error=redact(f"{type(error).__name__}: {error} (after {attempts} attempts)", self.secrets),
             extra=extra,
         )
+
+
+def _scrubbed(record: EpisodeRecord, secrets: Sequence[str]) -> EpisodeRecord:
+    """``record`` with every secret value hidden, wherever it appears (a server may echo a key)."""
+    line = record.to_line().decode("utf-8")
+    if not any(secret in line for secret in secrets):
+        return record
+    return EpisodeRecord.from_json(_redact_json(record.to_json(), secrets))
+
+
+def _redact_json(value: Any, secrets: Sequence[str]) -> Any:
+    """A JSON value with ``secrets`` hidden in every string (keys included)."""
+    if isinstance(value, str):
+        return redact(value, secrets, credentials=False)
+    if isinstance(value, list):
+        return [_redact_json(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {_redact_json(k, secrets): _redact_json(v, secrets) for k, v in value.items()}
+    return value
 
 
 class _Workers:
@@ -739,6 +765,7 @@ def evaluate(
             backoff=backoff,
             max_backoff=max_backoff,
             stop=threading.Event(),
+            secrets=known_secrets(agent_options),
         )
         return _run(plan, run, player, done, concurrency, progress)
 

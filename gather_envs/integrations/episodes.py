@@ -39,6 +39,16 @@ EPISODE_OVER = "The episode is over ({termination}); no further actions are take
 KEPT_RECORDS = 1000  # finished records kept in memory per env (all of them are on disk with a path)
 
 
+def tool_call_text(name: str, arguments: Any) -> str:
+    """A native tool call as the env's JSON-dialect action text, arguments passed through unchanged.
+
+    Every tool path (TRL tools, MCP tools, parsed tool calls) steps the env with this text, so the
+    env's own parser judges each call: a wrong argument name or an unknown tool is the same invalid
+    action (counted the same) as when the model writes that call out as text.
+    """
+    return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False, default=str)
+
+
 @dataclass(frozen=True)
 class StepResult:
     """What one env step returned (Gymnasium's 5-tuple, named)."""

@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+"""Control and format characters (NUL, zero-width spaces and joiners, bidi marks, BOM): dropped."""
+_ASCII_CONTROLS = {code: None for code in range(0x20) if not chr(code).isspace()} | {0x7F: None}
+
+
+def _visible(text: str) -> str:
+    """``text`` in NFKC with control and format characters removed (whitespace controls kept)."""
+    if text.isascii():
+        return text.translate(_ASCII_CONTROLS)
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
 
 
 def normalize_answer(text: str) -> str:
     """Lowercase, drop punctuation and articles, collapse whitespace (SQuAD's normalization).
 
+    Before that, NFKC folds compatibility forms (full-width letters, ligatures) and control and
+    format characters are removed, so an answer with a zero-width space, a bidi mark or a NUL in
+    it still matches (gold answers get the same treatment).
+
     >>> normalize_answer("The  Brathis Institute!")
     'brathis institute'
+    >>> normalize_answer("Bra\\u200bthis\\u200f Ｉnstitute\\x00")
+    'brathis institute'
     """
-    text = text.lower()
+    text = _visible(text).lower()
     text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())

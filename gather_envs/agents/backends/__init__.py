@@ -20,6 +20,7 @@ HTTP_OPTIONS = {
     "api_key": str,
     "timeout_s": float,
     "max_retries": int,
+    "request_budget_s": float,
     "backoff_s": float,
     "max_backoff_s": float,
     "concurrency": int,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -13,6 +16,24 @@ Message = dict[str, Any]
 CHARS_PER_TOKEN = 3.0  # conservative estimate where no tokenizer is at hand
 MESSAGE_OVERHEAD_TOKENS = 8  # role markers and separators a chat template adds per message
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+SECRET_ENV_VARS = ("GATHER_API_KEY", "OPENAI_API_KEY")
+"""Environment variables that may hold an API key (read by the HTTP backend, scrubbed everywhere)."""
+SECRET_OPTIONS = ("api_key",)
+"""Agent options whose values are secrets."""
+REDACTED = "****"
+MIN_SECRET_LENGTH = 4
+"""Shorter "secrets" are not scrubbed: replacing every "ab" in a text would garble it."""
+_CREDENTIALS = re.compile(
+    r"""(?ix)
+    ( authorization ["']? \s* [:=] \s* ["']? (?: (?:bearer|basic|token) \s+ )?
+    | (?:api[_-]?key|x-api-key|access[_-]?token) ["']? \s* [:=] \s* ["']? )
+    [^\s"',;&}\]\\]+
+    | ( \b(?:bearer|basic) \s+ ) (?=[^\s"',;&}\]\\]*[0-9_\-.=+/]) [^\s"',;&}\]\\]{8,}
+    """
+)
+"""A credential spelled out: its name (kept) and its value (hidden). A bare ``Bearer x`` counts
+only when ``x`` looks like a token (8+ characters with a digit or punctuation), not a word."""
 
 
 @dataclass(frozen=True)
@@ -80,13 +101,40 @@ def estimate_tokens(messages: Sequence[Message]) -> int:
     return total
 
 
+def known_secrets(options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The API keys in ``options`` and in the environment: every value that must never be shown."""
+    values = [os.environ.get(name) for name in SECRET_ENV_VARS]
+    values += [(options or {}).get(name) for name in SECRET_OPTIONS]
+    found = {str(value) for value in values if value and len(str(value)) >= MIN_SECRET_LENGTH}
+    return tuple(sorted(found, key=lambda value: (-len(value), value)))
+
+
+def redact(text: str, secrets: Iterable[str | None] = (), credentials: bool = True) -> str:
+    """``text`` with every secret value, and with ``credentials`` any credential it spells out, hidden.
+
+    Credentials are ``Authorization: ...`` values, ``Bearer ...`` tokens and ``api_key=...``
+    pairs, so a server that echoes the request headers back leaks nothing. Use
+    ``credentials=False`` on free text such as an episode's trajectory, where "bearer" is a word.
+
+    >>> redact('HTTP 401: {"echo": "Authorization: Bearer sk-123"} key sk-123', ["sk-123"])
+    'HTTP 401: {"echo": "Authorization: Bearer ****"} key ****'
+    """
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            text = text.replace(secret, REDACTED)
+    if credentials:
+        text = _CREDENTIALS.sub(lambda match: (match.group(1) or match.group(2)) + REDACTED, text)
+    return text
+
+
 def usage_from(raw: Any) -> dict[str, int]:
-    """The token counts of an OpenAI ``usage`` object (missing counts are 0)."""
+    """The token counts of an OpenAI ``usage`` object (missing or non-numeric counts are 0)."""
     raw = raw if isinstance(raw, dict) else {}
     usage = {}
     for key in USAGE_KEYS:
         value = raw.get(key, 0)
-        usage[key] = int(value) if isinstance(value, (int, float)) else 0
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+        usage[key] = int(value) if valid and math.isfinite(value) and value >= 0 else 0
     if not usage["total_tokens"]:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     return usage
