@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
-from conftest import small_env
+from conftest import SMALL_WORLD, small_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,13 @@ def test_step_before_reset_raises() -> None:
     env = small_env()
     with pytest.raises(EnvStateError, match="before reset"):
         env.unwrapped.step("search[x]")
+
+
+def test_step_before_reset_through_gym_make_raises_env_state_error() -> None:
+    """gym.make's wrappers must not replace the documented error by gymnasium's ResetNeeded."""
+    env = gym.make("Gather-MultiHop-v0", world=SMALL_WORLD)
+    with pytest.raises(EnvStateError, match="before reset"):
+        env.step("search[x]")
 
 
 def test_search_with_no_budget_left_is_invalid_and_free() -> None:

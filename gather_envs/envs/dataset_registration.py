@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gymnasium.envs.registration import register, registry
 
+from gather_envs.envs.registration import ORDER_ENFORCE
 from gather_envs.errors import ConfigError, DataFileError
 
 if TYPE_CHECKING:
@@ -107,4 +108,4 @@ def register_dataset_envs() -> None:
     """Register every dataset id once; safe to call again."""
     for env_id, fmt in DATASET_ENVS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=ENTRY_POINT, kwargs={"format": fmt})
+            register(id=env_id, entry_point=ENTRY_POINT, order_enforce=ORDER_ENFORCE, kwargs={"format": fmt})

@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 
 from gather_envs.errors import ConfigError
+from gather_envs.parameters import parameters_from_signature, parse_parameters
 from gather_envs.world.names import NameFactory
 from gather_envs.world.schema import ATTRIBUTES, ENTITY_TYPES, RELATIONS, TYPE_NOUNS
 
@@ -58,11 +59,12 @@ class WorldConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorldConfig:
+        """Knobs from JSON, each checked for its name and type first (a ConfigError, not a TypeError)."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown world knob(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return cls(**parse_parameters("the world", parameters_from_signature(cls), data, noun="knob"))
 
 
 class World:
