@@ -125,7 +125,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         manifest = write_frozen(corpus, stats, out)
     print(f"wrote {out} content_hash={manifest['content_hash']}")
     for stat in manifest["filter_stats"]:
-        print(f"  {stat['family']:<11} kept={stat['kept']} shortcut_rate={stat['shortcut_rate']:.4f}")
+        split = stat.get("split", "")
+        print(f"  {split:<5} {stat['family']:<11} kept={stat['kept']} shortcut_rate={stat['shortcut_rate']:.4f}")
     return 0
 
 

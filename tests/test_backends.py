@@ -310,11 +310,11 @@ def test_the_api_key_never_appears_in_repr_settings_errors_or_records(serve, tmp
     assert SECRET not in repr(backend) and SECRET not in str(backend)
     assert SECRET not in json.dumps(backend.settings())
     assert backend.settings()["api_key_set"] is True
-    env = gym.make("Gather-MultiHop-v0")
+    env = gym.make("Gather-MultiHop-v1")
     agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m")
     out = tmp_path / "run.jsonl"
     records = evaluate(
-        "Gather-MultiHop-v0",
+        "Gather-MultiHop-v1",
         agent,
         n=1,
         budgets=(2,),
@@ -334,7 +334,7 @@ def test_the_api_key_never_appears_in_repr_settings_errors_or_records(serve, tmp
 
 def test_an_exhausted_backend_becomes_an_infrastructure_error_record(tmp_path) -> None:
     """Retries exhausted at every level: the episode is recorded as an infra error, not a failure."""
-    env = gym.make("Gather-MultiHop-v0")
+    env = gym.make("Gather-MultiHop-v1")
     agent = make_agent(
         "react",
         env,
@@ -345,7 +345,7 @@ def test_an_exhausted_backend_becomes_an_infrastructure_error_record(tmp_path) -
     )
     out = tmp_path / "run.jsonl"
     records = evaluate(
-        "Gather-MultiHop-v0",
+        "Gather-MultiHop-v1",
         agent,
         n=2,
         budgets=(2,),
@@ -372,7 +372,7 @@ def test_native_tool_calls_become_json_dialect_actions(serve) -> None:
         "function": {"name": "answer", "arguments": '{"answer": "1915"}'},
     }
     server = serve(("ok", completion("", [call])), ("ok", completion("", [answer])))
-    env = gym.make("Gather-MultiHop-v0", dialect="json")
+    env = gym.make("Gather-MultiHop-v1", dialect="json")
     agent = make_agent("tools", env, base_url=server.url, model="m")
     assert agent.settings()["native_tools"] is True
     observation, info = env.reset(seed=0, options={"task_index": 1, "max_tool_calls": 2})

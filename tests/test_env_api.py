@@ -99,7 +99,7 @@ def test_vector_envs_match_single_env(env_id: str, mode: str) -> None:
 
 def test_async_vector_env_with_shared_memory_fails_clearly() -> None:
     with pytest.raises(Exception, match="shared_memory=False"):
-        vec = gym.make_vec("Gather-MultiHop-v0", num_envs=2, vectorization_mode="async")
+        vec = gym.make_vec("Gather-MultiHop-v1", num_envs=2, vectorization_mode="async")
         vec.close()
 
 
@@ -130,7 +130,7 @@ def test_info_never_reveals_the_answer_before_the_end(env_id: str) -> None:
 def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
     from conftest import SMALL_WORLD
 
-    env = gym.make("Gather-MultiHop-v0", world=SMALL_WORLD, split="train", scope="distractor")
+    env = gym.make("Gather-MultiHop-v1", world=SMALL_WORLD, split="train", scope="distractor")
     rebuilt = gym.make(EnvSpec.from_json(env.spec.to_json()))
     assert rollout(rebuilt, 2) == rollout(env, 2)
     clone = pickle.loads(pickle.dumps(env))
@@ -139,7 +139,7 @@ def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
 
 
 def test_env_copies_share_one_corpus_and_one_index() -> None:
-    first, second = gym.make("Gather-MultiHop-v0").unwrapped, gym.make("Gather-Compare-v0").unwrapped
+    first, second = gym.make("Gather-MultiHop-v1").unwrapped, gym.make("Gather-Compare-v1").unwrapped
     assert first.corpus is second.corpus
     assert first.corpus.index() is second.corpus.index()
     clone = pickle.loads(pickle.dumps(first))

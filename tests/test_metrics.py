@@ -57,7 +57,7 @@ def make_records(
             seq = queries[(task, budget)][i] if queries else ()
             records.append(
                 EpisodeRecord(
-                    env_id="Gather-MultiHop-v0",
+                    env_id="Gather-MultiHop-v1",
                     env_kwargs={"family": fam, "max_tool_calls": budget},
                     corpus_hash=corpus,
                     task_id=task,
@@ -224,7 +224,7 @@ def test_table_k_grid_stops_at_the_smallest_n_of_each_budget() -> None:
 def test_infrastructure_errors_are_excluded_from_n_and_counted() -> None:
     records = make_records({("a", 1): [True, False, False, False]})
     broken = EpisodeRecord(
-        env_id="Gather-MultiHop-v0",
+        env_id="Gather-MultiHop-v1",
         corpus_hash=CORPUS,
         task_id="a",
         budget=1,
@@ -233,7 +233,7 @@ def test_infrastructure_errors_are_excluded_from_n_and_counted() -> None:
         infra_error="server refused",
     )
     lost = EpisodeRecord(
-        env_id="Gather-MultiHop-v0",
+        env_id="Gather-MultiHop-v1",
         corpus_hash=CORPUS,
         task_id="z",
         budget=1,

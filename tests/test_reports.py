@@ -44,7 +44,7 @@ def run(agent: str, boost: float, seed: int, families: bool = False) -> list[Epi
                 ok = bool(rng.random() < p)
                 records.append(
                     EpisodeRecord(
-                        env_id="Gather-MultiHop-v0",
+                        env_id="Gather-MultiHop-v1",
                         corpus_hash="sha256:abc",
                         task_id=f"task-{t:02d}",
                         family=family,

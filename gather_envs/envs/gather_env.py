@@ -23,7 +23,7 @@ REWARD_WRONG = 0.0
 DEFAULT_MAX_TOOL_CALLS = 5
 DEFAULT_TOP_K = 3
 DEFAULT_MAX_INVALID_ACTIONS = 2
-SCOPES = ("world", "distractor")
+SCOPES = ("world", "distractor")  # the one scope vocabulary, synthetic and dataset envs alike
 
 TERMINATION_ANSWERED = "answered"
 TERMINATION_INVALID = "invalid_actions"
@@ -209,13 +209,14 @@ class GatherEnv(gym.Env[str, str]):
     def _retrieve(self, query: str) -> list[Document]:
         hits = self._index().search(query, self.top_k)
         if self.scope == "world":
-            return [self.corpus.documents[i] for i, _ in hits]
+            own = self.corpus.documents_of(self.split)  # a synthetic split searches its own world
+            return [own[i] for i, _ in hits]
         assert self.task is not None
         return [self.corpus.doc(self.task.context_doc_ids[i]) for i, _ in hits]
 
     def _index(self) -> BM25Index:
         if self.scope == "world":
-            return self.corpus.index()
+            return self.corpus.index(self.split)
         task = self.task
         assert task is not None
         # Built from the task's own documents (same scores as a subset of the world index) so a
