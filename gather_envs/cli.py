@@ -126,7 +126,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"wrote {out} content_hash={manifest['content_hash']}")
     for stat in manifest["filter_stats"]:
         split = stat.get("split", "")
-        print(f"  {split:<5} {stat['family']:<11} kept={stat['kept']} shortcut_rate={stat['shortcut_rate']:.4f}")
+        print(
+            f"  {split:<5} {stat['family']:<11} kept={stat['kept']} shortcut_rate={stat['shortcut_rate']:.4f}"
+        )
     return 0
 
 

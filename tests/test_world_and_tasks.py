@@ -107,7 +107,9 @@ def gold_path_entities(corpus, task) -> set[str]:
     return set(task.supporting_doc_ids) | names | {normalize_answer(task.answer)}
 
 
-@pytest.mark.parametrize("corpus_of", [lambda: procedural_corpus(SMALL_WORLD), load_frozen], ids=["small", "default"])
+@pytest.mark.parametrize(
+    "corpus_of", [lambda: procedural_corpus(SMALL_WORLD), load_frozen], ids=["small", "default"]
+)
 def test_train_and_test_share_no_gold_path_entity_and_no_question(corpus_of) -> None:
     """Each split comes from its own world: zero overlap of gold-path entities (ids or names, the
     answer entity included) and of (question, answer) pairs; the worlds share no name at all."""
@@ -170,7 +172,13 @@ def test_the_checker_catches_each_kind_of_contradiction() -> None:
     assert f"{org} founder -> {founder}" in problems
     assert f"{person} mentor -> {person}: not a distinct person" in problems
     assert "mentor cycle" in problems
-    assert {c.relation for c in TIME_CONSTRAINTS} >= {"founder", "author", "mentor", "presenter", "named_after"}
+    assert {c.relation for c in TIME_CONSTRAINTS} >= {
+        "founder",
+        "author",
+        "mentor",
+        "presenter",
+        "named_after",
+    }
 
 
 def test_default_comparisons_are_never_yes_no_nor_a_named_entity() -> None:

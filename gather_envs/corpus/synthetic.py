@@ -5,7 +5,14 @@ from __future__ import annotations
 from gather_envs.corpus.corpus import Corpus
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_STATIC, Task
-from gather_envs.tasks.builder import SCOPE_DISTRACTOR, SCOPE_WORLD, FamilyStats, build_tasks, context_index, hop_skip
+from gather_envs.tasks.builder import (
+    SCOPE_DISTRACTOR,
+    SCOPE_WORLD,
+    FamilyStats,
+    build_tasks,
+    context_index,
+    hop_skip,
+)
 from gather_envs.world.generator import GENERATOR_VERSION, SPLIT_TEST, WorldConfig, generate_worlds
 from gather_envs.world.render import render_documents
 
@@ -68,7 +75,9 @@ def hop_skip_rates(
     ]
     for k in top_ks:
         world_skips = sum(hop_skip(t, index, position, k) is not None for t in tasks)
-        local_skips = sum(hop_skip(t, local, where, k) is not None for t, (local, where) in zip(tasks, locals_))
+        local_skips = sum(
+            hop_skip(t, local, where, k) is not None for t, (local, where) in zip(tasks, locals_)
+        )
         rates[SCOPE_WORLD][str(k)] = round(world_skips / len(tasks), 6) if tasks else 0.0
         rates[SCOPE_DISTRACTOR][str(k)] = round(local_skips / len(tasks), 6) if tasks else 0.0
     return rates

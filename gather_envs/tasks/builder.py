@@ -129,7 +129,7 @@ def build_tasks(
     for family, draft in drafters.items():
         kept: list[Task] = []
         seen: set[str] = set()
-        counts = dict.fromkeys(
+        counts: dict[str, int] = dict.fromkeys(
             (
                 "drafted",
                 "answer_in_question",
@@ -160,7 +160,9 @@ def build_tasks(
             if rejection:
                 counts[rejection] += 1
                 continue
-            task = replace(task, context_doc_ids=_context(task, index, documents, config.num_distractors, rng))
+            task = replace(
+                task, context_doc_ids=_context(task, index, documents, config.num_distractors, rng)
+            )
             local = context_index(task, index, position)
             local_position = {doc_id: i for i, doc_id in enumerate(task.context_doc_ids)}
             if not all(

@@ -33,7 +33,10 @@ YEAR_ATTRIBUTES = tuple(a for a in ATTRIBUTES if a.earlier_question)
 # Year attribute -> (phrase for the earlier one, phrase for the later one) of two named entities.
 SELECTORS = {
     "birth_year": ("the older of {a} and {b}", "the younger of {a} and {b}"),
-    "founding_year": ("whichever of {a} and {b} was founded first", "whichever of {a} and {b} was founded last"),
+    "founding_year": (
+        "whichever of {a} and {b} was founded first",
+        "whichever of {a} and {b} was founded last",
+    ),
     "publication_year": (
         "whichever of {a} and {b} was published first",
         "whichever of {a} and {b} was published last",
@@ -101,7 +104,11 @@ def _draft_select(world: World, rng: np.random.Generator) -> Task | None:
     later = bool(rng.random() < 0.5)
     first, second = sorted((a, b), key=lambda e: world.attr(e, attribute.name))
     winner = second if later else first
-    oa, ob, target = world.obj(a, relation.name), world.obj(b, relation.name), world.obj(winner, relation.name)
+    oa, ob, target = (
+        world.obj(a, relation.name),
+        world.obj(b, relation.name),
+        world.obj(winner, relation.name),
+    )
     if oa is None or ob is None or oa == ob or target is None:
         return None  # one lookup would answer it, or a fact is missing
     selector = SELECTORS[attribute.name][int(later)]
@@ -121,7 +128,9 @@ def _draft_year(world: World, rng: np.random.Generator, style: str) -> Task | No
         answer = YES if va < vb else NO
         return _pair_task(world, a, b, attribute.earlier_question, answer, f"earlier.{attribute.name}")
     if style == "apart":
-        return _pair_task(world, a, b, attribute.difference_question, str(abs(va - vb)), f"apart.{attribute.name}")
+        return _pair_task(
+            world, a, b, attribute.difference_question, str(abs(va - vb)), f"apart.{attribute.name}"
+        )
     later = bool(rng.random() < 0.5)
     winner = (b if va < vb else a) if later else (a if va < vb else b)
     template = WHICH_QUESTIONS[attribute.name][int(later)]

@@ -9,6 +9,9 @@ A bank of guessers reads only the question (and, for one of them, the train spli
 - ``train``: the train split's answers for the same family and question template (``Task.kind``;
   the family's answers when the template is absent), guessed most frequent first (ties by answer
   text): the best k distinct guesses, so pass@k is 1 when the gold is among the first k.
+- ``combined``: one deterministic list of distinct guesses, ``yes``, ``no``, the named entities in
+  order of appearance, then the ``train`` ranking; it is what a coin flip over yes/no becomes at
+  k >= 2 (both answers tried), so binary questions saturate it.
 
 The floor of a family at k is the best guesser's mean over the family's test tasks; which guesser
 gives it is reported beside. Without a train split (real datasets) only the question-only rules
@@ -32,14 +35,46 @@ DEFAULT_FLOOR_KS = (1, 2, 4, 8, 16, 32, 64)
 FIXED_ANSWERS = ("yes", "no")
 GUESSER_NAMED = "named"
 GUESSER_TRAIN = "train"
-GUESSERS = (*FIXED_ANSWERS, GUESSER_NAMED, GUESSER_TRAIN)
+GUESSER_COMBINED = "combined"
+GUESSERS = (*FIXED_ANSWERS, GUESSER_NAMED, GUESSER_TRAIN, GUESSER_COMBINED)
 FLOOR_DIGITS = 6
 # Lowercase words allowed inside a capitalized run ("Academy of Arts", "First for Women").
 NAME_CONNECTORS = frozenset({"of", "for", "the", "de", "von", "van", "la", "le", "du", "del"})
 # Capitalized question openers that are not names.
 QUESTION_WORDS = frozenset(
-    "who what which where when why how whom whose in of at after for from was were is are do does did "
-    "has have had the a an by to on".split()
+    [
+        "who",
+        "what",
+        "which",
+        "where",
+        "when",
+        "why",
+        "how",
+        "whom",
+        "whose",
+        "in",
+        "of",
+        "at",
+        "after",
+        "for",
+        "from",
+        "was",
+        "were",
+        "is",
+        "are",
+        "do",
+        "does",
+        "did",
+        "has",
+        "have",
+        "had",
+        "the",
+        "a",
+        "an",
+        "by",
+        "to",
+        "on",
+    ]
 )
 _TOKEN = re.compile(r"[\w'’.-]+")
 
@@ -61,7 +96,8 @@ class FloorTable:
                 "floor": {str(k): v for k, v in self.floor[family].items()},
                 "best_guesser": {str(k): g for k, g in self.best[family].items()},
                 "guessers": {
-                    name: {str(k): v for k, v in curve.items()} for name, curve in self.guessers[family].items()
+                    name: {str(k): v for k, v in curve.items()}
+                    for name, curve in self.guessers[family].items()
                 },
             }
             for family in self.floor
@@ -76,9 +112,14 @@ def named_candidates(task: Task) -> list[str]:
     for i, token in enumerate(tokens):
         word = token.strip(".'’")
         capital = bool(word) and (word[0].isupper() or word[0].isdigit())
-        if capital and not (i == 0 and word.lower() in QUESTION_WORDS):
-            current.append(word)
-        elif current and word.lower() in NAME_CONNECTORS and i + 1 < len(tokens) and tokens[i + 1][:1].isupper():
+        if (
+            capital
+            and not (i == 0 and word.lower() in QUESTION_WORDS)
+            or current
+            and word.lower() in NAME_CONNECTORS
+            and i + 1 < len(tokens)
+            and tokens[i + 1][:1].isupper()
+        ):
             current.append(word)
         else:
             if current:
@@ -88,7 +129,9 @@ def named_candidates(task: Task) -> list[str]:
         runs.append(current)
     names = [" ".join(run) for run in runs]
     question = normalize_answer(task.question)
-    names += [s.query for s in task.gold_path if normalize_answer(s.query) and normalize_answer(s.query) in question]
+    names += [
+        s.query for s in task.gold_path if normalize_answer(s.query) and normalize_answer(s.query) in question
+    ]
     distinct: dict[str, str] = {}
     for name in names:
         distinct.setdefault(normalize_answer(name), name)
@@ -114,6 +157,16 @@ def _ranked_pass_at(task: Task, ranked: Sequence[str], ks: Sequence[int]) -> dic
     return {k: float(first is not None and first < k) for k in ks}
 
 
+def _combined(task: Task, ranked: Sequence[str], limit: int) -> list[str]:
+    """The ``combined`` guesser's first ``limit`` distinct guesses for ``task``."""
+    guesses: dict[str, str] = {}
+    for guess in [*FIXED_ANSWERS, *named_candidates(task), *ranked]:
+        guesses.setdefault(normalize_answer(guess), guess)
+        if len(guesses) == limit:
+            break
+    return list(guesses.values())
+
+
 def chance_floor_table(
     test_tasks: Sequence[Task], train_tasks: Sequence[Task] = (), ks: Sequence[int] = DEFAULT_FLOOR_KS
 ) -> FloorTable:
@@ -135,14 +188,19 @@ def chance_floor_table(
     counts: dict[str, int] = {}
     for family in families:
         tasks = [t for t in test_tasks if t.family == family]
-        names = [*FIXED_ANSWERS, GUESSER_NAMED] + ([GUESSER_TRAIN] if family in ranked_family else [])
+        has_train = family in ranked_family
+        names = [*FIXED_ANSWERS, GUESSER_NAMED, *([GUESSER_TRAIN] if has_train else []), GUESSER_COMBINED]
         sums = {name: dict.fromkeys(ks, 0.0) for name in names}
         for task in tasks:
-            per_task = {fixed: dict.fromkeys(ks, float(answer_is_correct(fixed, task))) for fixed in FIXED_ANSWERS}
+            per_task = {
+                fixed: dict.fromkeys(ks, float(answer_is_correct(fixed, task))) for fixed in FIXED_ANSWERS
+            }
             per_task[GUESSER_NAMED] = _named_pass_at(task, ks)
-            if GUESSER_TRAIN in sums:
+            ranked: Sequence[str] = ()
+            if has_train:
                 ranked = ranked_template.get((family, task.kind), ranked_family[family])
                 per_task[GUESSER_TRAIN] = _ranked_pass_at(task, ranked, ks)
+            per_task[GUESSER_COMBINED] = _ranked_pass_at(task, _combined(task, ranked, max(ks)), ks)
             for name, values in per_task.items():
                 for k in ks:
                     sums[name][k] += values[k]

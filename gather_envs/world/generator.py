@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import bisect
 
 import networkx as nx
 import numpy as np
@@ -15,10 +14,10 @@ from gather_envs.world.names import NameFactory
 from gather_envs.world.schema import (
     ATTRIBUTES,
     ATTRIBUTES_BY_NAME,
-    ENTITY_TYPES,
-    RELATIONS,
     COMPARISON_STYLES,
     DEFAULT_COMPARISON_STYLES,
+    ENTITY_TYPES,
+    RELATIONS,
     TIME_CONSTRAINTS_BY_RELATION,
     TYPE_NOUNS,
     Relation,
@@ -241,8 +240,9 @@ def generate_world(config: WorldConfig, split: str = SPLIT_TEST, used_names: set
         elif relation.name in DERIVED_RELATIONS:
             _link_derived(rng, relation, subjects, candidates, graph, link, density, pools)
         else:
-            ranked = sorted(candidates, key=lambda e: year(e, constraint.object_attr))  # stable: ties by id
-            values = [year(e, constraint.object_attr) for e in ranked]
+            object_attr = constraint.object_attr
+            ranked = sorted(candidates, key=lambda e: year(e, object_attr))  # stable: ties by id
+            values = [year(e, object_attr) for e in ranked]
             for subject in subjects:
                 value = year(subject, constraint.subject_attr)
                 lo = bisect.bisect_left(values, value - constraint.high)
@@ -279,7 +279,9 @@ def _link_derived(
         and graph.nodes[e]["attrs"][constraint.object_attr] + constraint.high >= attribute.low
     ]
     if not fits:
-        raise ConfigError(f"world too small: no {relation.object} can be the {relation.name} of a {relation.subject}")
+        raise ConfigError(
+            f"world too small: no {relation.object} can be the {relation.name} of a {relation.subject}"
+        )
     pool = pools[attribute.name]
     for subject in subjects:
         obj = fits[int(rng.integers(len(fits)))]

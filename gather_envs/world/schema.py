@@ -229,7 +229,6 @@ ATTRIBUTES: tuple[Attribute, ...] = (
 )
 
 
-
 @dataclass(frozen=True)
 class TimeConstraint:
     """For ``relation`` (s -> o): ``attr(s, subject_attr) - attr(o, object_attr)`` lies in ``[low, high]``.
