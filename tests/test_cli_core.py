@@ -85,6 +85,9 @@ def test_generate_writes_a_loadable_frozen_corpus(tmp_path: Path) -> None:
     result = run("generate", "--out", str(out), "--name", "tiny", *knobs)
     assert result.returncode == 0, result.stderr
     corpus = load_directory(out)
-    assert corpus.name == "tiny" and len(corpus.documents) == 300
+    assert (
+        corpus.name == "tiny" and len(corpus.documents_of("test")) == len(corpus.documents_of("train")) == 300
+    )
+    assert len(corpus.documents) == 600  # the test world, then the disjoint train world
     assert {t.family for t in corpus.splits["test"]} == {"single-hop", "bridge", "comparison"}
     assert corpus.content_hash in result.stdout

@@ -424,7 +424,7 @@ def test_results_json_round_trips_exactly(tmp_path) -> None:
 def test_results_json_has_the_leaderboard_layout() -> None:
     results = results_from_records(_mixed_family_records(), bootstrap=100)
     data = json.loads(results.dumps())
-    assert data["schema_version"] == 1 and data["env_version"] == 0
+    assert data["schema_version"] == 1 and data["env_version"] == 1
     assert data["corpus_hash"] == CORPUS and data["agent_id"] == "agent-a"
     assert data["agent_settings"] == {"temperature": 1.0}
     assert data["env_kwargs"] == {}  # family and budget differ between records

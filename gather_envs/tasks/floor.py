@@ -37,6 +37,7 @@ GUESSER_NAMED = "named"
 GUESSER_TRAIN = "train"
 GUESSER_COMBINED = "combined"
 GUESSERS = (*FIXED_ANSWERS, GUESSER_NAMED, GUESSER_TRAIN, GUESSER_COMBINED)
+GUESSER_NONE = "none"  # reported as the best guesser when every guesser scores 0
 FLOOR_DIGITS = 6
 # Lowercase words allowed inside a capitalized run ("Academy of Arts", "First for Women").
 NAME_CONNECTORS = frozenset({"of", "for", "the", "de", "von", "van", "la", "le", "du", "del"})
@@ -208,8 +209,9 @@ def chance_floor_table(
             name: {k: round(total / len(tasks), FLOOR_DIGITS) for k, total in values.items()}
             for name, values in sums.items()
         }
-        best[family] = {k: max(names, key=lambda name: curves[family][name][k]) for k in ks}
-        floor[family] = {k: curves[family][best[family][k]][k] for k in ks}
+        winners = {k: max(names, key=lambda name: curves[family][name][k]) for k in ks}
+        floor[family] = {k: curves[family][winners[k]][k] for k in ks}
+        best[family] = {k: winners[k] if floor[family][k] > 0 else GUESSER_NONE for k in ks}
         counts[family] = len(tasks)
     return FloorTable(floor=floor, best=best, guessers=curves, tasks=counts)
 
