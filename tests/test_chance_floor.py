@@ -100,3 +100,18 @@ def test_named_candidates_read_capitalized_runs_and_gold_queries_found_in_the_qu
 def test_bad_ks_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="positive ints"):
         chance_floor([], ks=(0, 1))
+
+
+def test_a_real_dataset_gets_the_question_only_floor(tmp_path) -> None:
+    """HotpotQA-style comparisons (yes/no, one of two) are guessable, and the floor shows it."""
+    import gymnasium as gym
+    from test_datasets import FILE_NAMES, hotpot_items, write_items
+
+    path = write_items(tmp_path / FILE_NAMES["hotpotqa"], "hotpotqa", hotpot_items())
+    tasks = gym.make("Gather-HotpotQA-v0", path=str(path), family="comparison").unwrapped.tasks
+    table = chance_floor_table(tasks)  # no train split: only the question-only rules run
+    assert set(table.guessers["comparison"]) == {"yes", "no", "named", "combined"}
+    third = pytest.approx(1 / 3, abs=1e-6)  # the fixture: one yes, one no, one "which café"
+    assert table.floor["comparison"][1] == third and table.guessers["comparison"]["named"][2] == third
+    assert table.floor["comparison"][2] == pytest.approx(2 / 3, abs=1e-6)  # yes, then no
+    assert table.floor["comparison"][4] == 1.0  # yes, no, then the first named café
