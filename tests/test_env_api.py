@@ -184,3 +184,10 @@ def test_dataset_ids_use_the_same_scope_words() -> None:
     for old, new in (("question", "distractor"), ("full", "world")):
         with pytest.raises(ConfigError, match=rf"scope='{old}' was renamed: use scope='{new}'"):
             gym.make("Gather-HotpotQA-v0", path="/no/such/file.json", scope=old)
+
+
+def test_a_task_of_another_split_is_refused_by_id() -> None:
+    """A train task cannot be played in a test env: the test env searches only the test world."""
+    train_task = gym.make("Gather-MultiHop-v1", split="train").unwrapped.tasks[0]
+    with pytest.raises(ConfigError, match=rf"{train_task.task_id}' is not in split 'test'"):
+        gym.make("Gather-MultiHop-v1").reset(options={"task_id": train_task.task_id})

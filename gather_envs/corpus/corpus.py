@@ -98,7 +98,7 @@ class Corpus:
     def index(self, split: str | None = None) -> BM25Index:
         """The world-scope BM25 index over ``documents_of(split)``, built once per process."""
         documents = self.documents_of(split)
-        bounds = self.split_documents.get(split, None) if split is not None else None
+        bounds = self.split_documents.get(split or "")
         key = f"world:{self.content_hash}" + (f":{bounds[0]}-{bounds[1]}" if bounds else "")
         return get_index(key, lambda: BM25Index.from_texts([index_text(d) for d in documents]))
 

@@ -90,6 +90,7 @@ class GatherEnv(gym.Env[str, str]):
         """Resolve the shared corpus and build the spaces (also after unpickling)."""
         self.corpus: Corpus = resolve_corpus(**self._source)
         self.tasks: tuple[Task, ...] = self.corpus.tasks(self.split, self.family)
+        self._task_ids = frozenset(t.task_id for t in self.tasks)
         if not self.tasks:
             raise ConfigError(
                 f"corpus {self.corpus.name!r} has no {self.family!r} tasks in split {self.split!r}"
@@ -99,7 +100,7 @@ class GatherEnv(gym.Env[str, str]):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for shared in ("corpus", "tasks", "_charset", "observation_space"):
+        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space"):
             state.pop(shared, None)
         return state
 
@@ -146,6 +147,10 @@ class GatherEnv(gym.Env[str, str]):
             task = self.corpus.task(str(options["task_id"]))
             if task.family != self.family:
                 raise ConfigError(f"task {task.task_id!r} is {task.family!r}, not {self.family!r}")
+            if task.task_id not in self._task_ids:  # another split's task: its world is not searched here
+                raise ConfigError(
+                    f"task {task.task_id!r} is not in split {self.split!r}; pass split= for its split"
+                )
             return task
         if "task_index" in options:
             index = options["task_index"]
