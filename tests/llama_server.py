@@ -1,4 +1,8 @@
-"""Start a real ``python -m llama_cpp.server`` with the embedded SmolLM2 model, for tests."""
+"""Start a real ``llama_cpp.server`` with the embedded SmolLM2 model, for tests.
+
+It runs through the package's launcher (``python -m gather_envs.agents.backends.llama_server``),
+which loads the model without the weight repacking that crashes llama.cpp on AMX CPUs.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,8 @@ def serve_smollm2(log_dir: Path, timeout_s: float = SERVER_START_TIMEOUT_S) -> I
 
     port = free_port()
     log = log_dir / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_model_path())]
+    command = [sys.executable, "-m", "gather_envs.agents.backends.llama_server"]
+    command += ["--model", str(smollm2_model_path())]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
     command += ["--n_threads", str(DEFAULT_THREADS)]
     with open(log, "wb") as handle:

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
+import re
+import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gather_envs.errors import RecordsError
 from gather_envs.records import (
     RECORD_SCHEMA_VERSION,
     EpisodeRecord,
+    RecordLocation,
     RecordWriter,
     append_records,
+    corrupt_sidecar,
+    find_duplicate_cells,
+    read_for_append,
     read_records,
+    read_records_with_locations,
+    refuse_duplicate_cells,
 )
 
 WRITERS = 4
@@ -122,24 +135,54 @@ def test_append_then_read_returns_the_records_in_order(tmp_path: Path) -> None:
     assert read_records([path, path]) == 2 * read_records(path)
 
 
-def test_torn_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+TORN = record(index=2).to_line()[:40]
+"""The first bytes of a record line: what a writer killed mid-record leaves."""
+BINARY_LINE = bytes(range(256)).replace(b"\n", b"") + b"\n"
+"""A terminated line of every byte value except the newline (not UTF-8)."""
+
+
+def notices(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gather_envs.records"]
+
+
+def test_torn_last_line_is_skipped_with_a_one_line_notice(tmp_path: Path, caplog) -> None:
     path = tmp_path / "run.jsonl"
     append_records(path, [record(index=0), record(index=1)])
     with path.open("ab") as f:
-        f.write(record(index=2).to_line()[:40])  # a writer killed mid-record
-    with pytest.warns(UserWarning, match=r"run\.jsonl:3: skipping a torn last line"):
+        f.write(TORN)  # a writer killed mid-record
+    with caplog.at_level(logging.WARNING):
         records = read_records(path)
     assert [r.episode_index for r in records] == [0, 1]
+    assert notices(caplog) == [
+        f"gather-envs: {path}:3: skipped a torn last line (40 bytes; a writer stopped mid-record)"
+    ]
 
 
-def test_next_append_cuts_off_a_torn_tail(tmp_path: Path) -> None:
+def test_the_torn_line_notice_is_one_plain_line_on_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(record(index=0).to_line() + TORN)
+    script = "import sys; from gather_envs.records import read_records; print(len(read_records(sys.argv[1])))"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "1\n"
+    assert done.stderr.splitlines() == [
+        f"gather-envs: {path}:2: skipped a torn last line (40 bytes; a writer stopped mid-record)"
+    ]
+
+
+def test_next_append_moves_a_torn_tail_to_the_sidecar(tmp_path: Path, caplog) -> None:
     path = tmp_path / "run.jsonl"
     append_records(path, [record(index=0)])
     with path.open("ab") as f:
         f.write(b'{"schema_version": 1, "env_')
-    with pytest.warns(UserWarning, match="dropping a torn last line"):
+    with caplog.at_level(logging.WARNING):
         append_records(path, [record(index=1)])
     assert [r.episode_index for r in read_records(path)] == [0, 1]
+    assert corrupt_sidecar(path).read_bytes() == b'{"schema_version": 1, "env_\n'
+    assert len(notices(caplog)) == 1 and "moved a torn last line" in notices(caplog)[0]
 
 
 def test_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
@@ -154,8 +197,204 @@ def test_corrupt_line_in_the_middle_is_an_error_naming_file_and_line(tmp_path: P
     path = tmp_path / "run.jsonl"
     lines = [record(index=i).to_line() for i in range(3)]
     path.write_bytes(lines[0] + b"{not json\n" + lines[1] + lines[2])
-    with pytest.raises(RecordsError, match=r"run\.jsonl:2: corrupt line"):
+    with pytest.raises(RecordsError, match=r"run\.jsonl:2: corrupt line in the middle.*fix or delete"):
         read_records(path)
+
+
+@pytest.mark.parametrize("garbage", [b"{not json\n", b"hello world\n", BINARY_LINE, b"hello world"])
+def test_a_last_line_that_is_not_a_torn_write_is_an_error_naming_file_and_line(
+    tmp_path: Path, garbage: bytes
+) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(record(index=0).to_line() + record(index=1).to_line() + garbage)
+    with pytest.raises(
+        RecordsError, match=r"run\.jsonl:3: the last line is not a record .*run\.jsonl\.corrupt"
+    ) as info:
+        read_records(path)
+    assert "torn" in str(info.value) and "in the middle" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello world\n", b"hello world", BINARY_LINE, BINARY_LINE.rstrip(b"\n"), b"\x89PNG\r\n\x1a\n\x00\x00"],
+    ids=["hello-terminated", "hello-bare", "binary-terminated", "binary-bare", "png-header"],
+)
+def test_a_file_that_is_not_records_says_so(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(
+        RecordsError, match=r"notes\.txt is not an episode-records file: line 1 is not a record"
+    ) as info:
+        read_records(path)
+    assert "torn" not in str(info.value) and "in the middle" not in str(info.value)
+    with pytest.raises(RecordsError, match="is not an episode-records file"):
+        read_for_append(path)  # a resume refuses it too, and leaves it as it is
+    assert path.read_bytes() == content
+    assert not corrupt_sidecar(path).exists()
+
+
+DAMAGED_TAILS = {
+    "torn": (TORN, True),
+    "torn-after-blank-lines": (b"\n\n" + TORN, True),
+    "garbage-terminated": (b"{not json\n", True),
+    "hello-world-terminated": (b"hello world\n", True),
+    "hello-world-bare": (b"hello world", True),
+    "binary-terminated": (BINARY_LINE, True),
+    "binary-bare": (BINARY_LINE.rstrip(b"\n"), True),
+    "complete-without-newline": (record(index=2).to_line().rstrip(b"\n"), False),
+}
+"""Tails after two good records: the bytes, and whether a resume's read moves them to the sidecar."""
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED_TAILS))
+def test_repair_leaves_a_readable_file_and_loses_no_byte(tmp_path: Path, name: str, caplog) -> None:
+    tail, moved = DAMAGED_TAILS[name]
+    path = tmp_path / "run.jsonl"
+    good = record(index=0).to_line() + record(index=1).to_line()
+    path.write_bytes(good + tail)
+    with caplog.at_level(logging.WARNING):
+        first = read_for_append(path)
+        again = read_for_append(path)  # idempotent: the second pass finds nothing to repair
+    assert first == again
+    assert [r.episode_index for r, _ in first] == [0, 1, *([] if moved else [2])]
+    sidecar = corrupt_sidecar(path)
+    if moved:
+        assert path.read_bytes() + sidecar.read_bytes() == good + tail + (
+            b"" if tail.endswith(b"\n") else b"\n"
+        )
+        assert (
+            len(notices(caplog)) == 1
+            and f"{path}:" in notices(caplog)[0]
+            and str(sidecar) in notices(caplog)[0]
+        )
+    else:
+        assert path.read_bytes() == good + tail + b"\n" and not sidecar.exists()
+    append_records(path, [record(index=3)])
+    assert [r.episode_index for r in read_records(path)] == [0, 1, *([] if moved else [2]), 3]
+
+
+TAIL_PIECES = st.one_of(
+    st.binary(max_size=80),
+    st.sampled_from([b"\n", b"\n\n", b"{", b"}", b"hello world", b"\x00" * 64, b"[1, 2]\n", b"{}\n"]),
+    st.integers(0, len(record(index=9).to_line())).map(lambda n: record(index=9).to_line()[:n]),
+)
+"""Pieces of hostile tails: random bytes, JSON fragments, NUL runs and every prefix of a record line."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(TAIL_PIECES, max_size=4))
+def test_a_resume_leaves_a_readable_file_or_refuses_it_untouched_and_loses_no_byte(
+    pieces: list[bytes],
+) -> None:
+    """Whatever follows two good records, a resume's read either repairs or refuses the file as it was."""
+    tail = b"".join(pieces)
+    good = record(index=0).to_line() + record(index=1).to_line()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "run.jsonl"
+        path.write_bytes(good + tail)
+        sidecar = corrupt_sidecar(path)
+        try:
+            located = read_for_append(path)
+        except RecordsError:
+            assert path.read_bytes() == good + tail and not sidecar.exists()  # refused: as it was
+            return
+        after = path.read_bytes()
+        moved = sidecar.read_bytes() if sidecar.exists() else b""
+        assert after + moved in (good + tail, good + tail + b"\n")  # kept, newline added, or moved aside
+        records = read_records(path)
+        assert records == [r for r, _ in located] and records[:2] == [record(index=0), record(index=1)]
+        append_records(path, [record(index=7)])
+        assert read_records(path) == [*records, record(index=7)]
+
+
+def test_repair_appends_every_damaged_tail_to_one_sidecar(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(record(index=0).to_line() + b"first garbage\n")
+    read_for_append(path)
+    with path.open("ab") as f:
+        f.write(TORN)
+    read_for_append(path)
+    assert corrupt_sidecar(path).read_bytes() == b"first garbage\n" + TORN + b"\n"
+    assert len(read_records(path)) == 1
+
+
+@pytest.mark.parametrize("tail", [b"{not json\n" + b"more garbage\n", b"{not json\n" + TORN, b"{}\n" + TORN])
+def test_a_resume_refuses_a_damaged_line_before_the_last_and_changes_nothing(
+    tmp_path: Path, tail: bytes
+) -> None:
+    path = tmp_path / "run.jsonl"
+    content = record(index=0).to_line() + tail
+    path.write_bytes(content)
+    with pytest.raises(RecordsError, match=r"run\.jsonl:2: "):
+        read_for_append(path)
+    assert path.read_bytes() == content
+    assert not corrupt_sidecar(path).exists()
+
+
+def test_a_resume_whose_check_refuses_the_records_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    content = record(index=0).to_line() + record(index=0).to_line() + TORN
+    path.write_bytes(content)
+
+    def refuse(located: list[tuple[EpisodeRecord, RecordLocation]]) -> None:
+        refuse_duplicate_cells(located, "fix it")
+
+    with pytest.raises(RecordsError, match="recorded twice"):
+        read_for_append(path, refuse)
+    assert path.read_bytes() == content
+    assert not corrupt_sidecar(path).exists()
+
+
+def test_a_resume_refuses_a_json_last_line_that_is_not_a_record_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    newer = {**record(index=1).to_json(), "schema_version": RECORD_SCHEMA_VERSION + 1}
+    content = record(index=0).to_line() + (json.dumps(newer) + "\n").encode()
+    path.write_bytes(content)
+    with pytest.raises(RecordsError, match=r"run\.jsonl:2: .*upgrade"):
+        read_for_append(path)
+    assert path.read_bytes() == content
+
+
+def test_a_resume_of_a_missing_or_empty_file_reads_nothing_and_changes_nothing(tmp_path: Path) -> None:
+    assert read_for_append(tmp_path / "absent.jsonl") == []
+    assert not (tmp_path / "absent.jsonl").exists()
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert read_for_append(tmp_path / "empty.jsonl") == []
+    assert (tmp_path / "empty.jsonl").read_bytes() == b""
+
+
+# --------------------------------------------------------------------------------------------
+# Duplicate cells
+
+
+def test_duplicate_cells_are_found_with_both_places_across_files(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    append_records(a, [record(index=0), record(index=1), record(index=0, budget=1)])
+    append_records(b, [record(index=2), record(index=1), record(task="t2", index=1)])
+    located = read_records_with_locations([a, b])
+    assert [str(loc) for _, loc in located] == [f"{a}:1", f"{a}:2", f"{a}:3", f"{b}:1", f"{b}:2", f"{b}:3"]
+    duplicates = find_duplicate_cells(located)
+    assert [(d.task_id, d.budget, d.episode_index, d.first, d.second) for d in duplicates] == [
+        ("t1", 3, 1, RecordLocation(a, 2), RecordLocation(b, 2))
+    ]
+    assert str(duplicates[0]) == f"task 't1', T=3, episode 1 is recorded twice: at {a}:2 and at {b}:2"
+    with pytest.raises(
+        RecordsError,
+        match=rf"1 duplicate episode record\(s\): .* at {re.escape(str(a))}:2 and at {re.escape(str(b))}:2; drop one",
+    ):
+        refuse_duplicate_cells(located, "drop one")
+
+
+def test_the_same_file_twice_is_all_duplicates_and_records_without_an_index_are_not_cells(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "run.jsonl"
+    append_records(path, [record(index=i) for i in range(5)] + [record(index=-1), record(index=-1)])
+    duplicates = find_duplicate_cells(read_records_with_locations([path, path]))
+    assert [(d.first.line, d.second.line) for d in duplicates] == [(i, i) for i in range(1, 6)]
+    with pytest.raises(RecordsError, match=r"5 duplicate .*\(and 2 more\)"):
+        refuse_duplicate_cells(read_records_with_locations([path, path]), "fix it")
+    refuse_duplicate_cells(read_records_with_locations(path), "fix it")  # no duplicates: no error
 
 
 def test_schema_error_names_file_and_line(tmp_path: Path) -> None:

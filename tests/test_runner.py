@@ -7,6 +7,7 @@ task's gold path and then flip a coin seeded by the episode seed, so every expec
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from conftest import SMALL_WORLD
 
 import gather_envs
 from gather_envs.agents.base import Agent, EpisodePolicy
-from gather_envs.errors import BackendError, ConfigError
+from gather_envs.errors import BackendError, ConfigError, RecordsError
 from gather_envs.evaluation import EpisodeKey, EvaluationInterrupted, episode_seed, evaluate, sample_tasks
 from gather_envs.evaluation import runner as runner_module
 from gather_envs.metrics import results_from_records
@@ -40,6 +41,8 @@ SHORT_BUDGET_FACTOR = 0.5
 DOWN_MODULUS = 5
 """With ``fail="down"`` the backend is down for episodes whose seed is a multiple of this."""
 WRONG_ANSWER = "no idea"
+GATE_WAIT_S = 60.0
+"""How long a GatedAgent waits for its gate before it plays on anyway (a stuck test ends)."""
 TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE_ROOT = Path(gather_envs.__file__).resolve().parent.parent
 
@@ -125,6 +128,24 @@ class CoinAgent(Agent):
                 raise BackendError("simulated server: timed out")
 
 
+class GatedAgent(CoinAgent):
+    """A coin agent whose every action waits until the file ``gate`` exists.
+
+    It creates ``<gate>.started`` at its first action, so a test knows the run holds its lock.
+    """
+
+    def __init__(self, env: Any, gate: str, delay: float = 0.0, fail: str = "none") -> None:
+        super().__init__(env, delay, fail)
+        self.gate = Path(gate)
+
+    def backend(self, seed: int) -> None:
+        Path(f"{self.gate}.started").touch()
+        deadline = time.monotonic() + GATE_WAIT_S
+        while not self.gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        super().backend(seed)
+
+
 class BuggyAgent(CoinAgent):
     """An agent with a programming error on its 5th episode (not an infrastructure error)."""
 
@@ -192,6 +213,18 @@ def wait_for_lines(path: Path, count: int, process: subprocess.Popen, timeout: f
         time.sleep(0.02)
     process.kill()
     pytest.fail(f"{path} never reached {count} lines")
+
+
+def wait_for_path(path: Path, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"eval exited early with {process.returncode}: {process.communicate()[1]}")
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail(f"{path} never appeared")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,15 +345,20 @@ def test_plain_progress_line_shows_eta_and_success(
 # Resume
 
 
-def test_resume_runs_only_the_missing_episodes(tmp_path: Path) -> None:
+def test_resume_runs_only_the_missing_episodes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     full = run(tmp_path, "full.jsonl", n=6)
     lines = (tmp_path / "full.jsonl").read_bytes().splitlines(keepends=True)
     partial = tmp_path / "partial.jsonl"
     kept = [line for i, line in enumerate(lines) if i % 3]
     partial.write_bytes(b"".join(kept) + lines[0][:40])  # plus a torn last line
     agent = CoinAgent(small_env())
-    with pytest.warns(UserWarning, match="torn last line"):
+    with caplog.at_level(logging.WARNING):
         resumed = run(tmp_path, "partial.jsonl", n=6, agent=agent)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"gather-envs: {partial}:{len(kept) + 1}: moved a torn last line (40 bytes, from a writer that "
+        f"stopped mid-record) to {partial}.corrupt"
+    ]
+    assert (tmp_path / "partial.jsonl.corrupt").read_bytes() == lines[0][:40] + b"\n"
     assert agent.started == len(lines) - len(kept)
     assert comparable(resumed) == comparable(full)
     assert comparable(read_records(partial)) == comparable(full)
@@ -363,6 +401,187 @@ def test_resume_refuses_another_agent(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="agent 'coin', not 'other'"):
         run(tmp_path, n=2, agent=Other)
+
+
+def test_resume_moves_a_terminated_garbage_last_line_aside_and_leaves_a_readable_file(tmp_path: Path) -> None:
+    full = run(tmp_path, "full.jsonl", n=2)
+    out = tmp_path / "run.jsonl"
+    lines = (tmp_path / "full.jsonl").read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:-5]) + b"garbage that ends with a newline\n")
+    with pytest.raises(RecordsError, match="the last line is not a record"):
+        read_records(out)  # report refuses it, naming the line and saying that resume moves it
+    agent = CoinAgent(small_env())
+    assert comparable(run(tmp_path, n=2, agent=agent)) == comparable(full)
+    assert agent.started == 5
+    assert (tmp_path / "run.jsonl.corrupt").read_bytes() == b"garbage that ends with a newline\n"
+    assert comparable(read_records(out)) == comparable(full)
+    again = CoinAgent(small_env())
+    run(tmp_path, n=2, agent=again)
+    assert again.started == 0
+
+
+def test_a_refused_resume_leaves_even_a_damaged_tail_as_it_was(tmp_path: Path) -> None:
+    run(tmp_path, n=2)
+    out = tmp_path / "run.jsonl"
+    content = out.read_bytes() + b"garbage that ends with a newline\n"
+    out.write_bytes(content)
+    with pytest.raises(ConfigError, match="different base seed"):
+        run(tmp_path, n=2, seed=12)
+    assert out.read_bytes() == content
+    assert not (tmp_path / "run.jsonl.corrupt").exists()
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", b"hello world", bytes(range(14, 256))])
+def test_resume_refuses_a_file_that_is_not_records_and_leaves_it_alone(
+    tmp_path: Path, content: bytes
+) -> None:
+    out = tmp_path / "notes.txt"
+    out.write_bytes(content)
+    with pytest.raises(RecordsError, match=r"notes\.txt is not an episode-records file") as info:
+        run(tmp_path, "notes.txt", n=2)
+    assert "torn" not in str(info.value) and "middle" not in str(info.value)
+    assert out.read_bytes() == content
+    assert not (tmp_path / "notes.txt.corrupt").exists()
+
+
+def test_resume_refuses_duplicate_cells_naming_both_lines(tmp_path: Path) -> None:
+    run(tmp_path, n=2)
+    out = tmp_path / "run.jsonl"
+    lines = out.read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines) + lines[3])
+    first = EpisodeRecord.from_json(json.loads(lines[3]))
+    agent = CoinAgent(small_env())
+    with pytest.raises(RecordsError) as info:
+        run(tmp_path, n=2, agent=agent)
+    message = str(info.value)
+    assert (
+        f"task {first.task_id!r}, T={first.budget}, episode {first.episode_index} is recorded twice"
+        in message
+    )
+    assert f"at {out}:4 and at {out}:{len(lines) + 1}" in message
+    assert "before resuming" in message
+    assert agent.started == 0
+    assert out.read_bytes() == b"".join(lines) + lines[3]
+
+
+def test_resume_through_a_symlink_rewrites_the_real_file(tmp_path: Path) -> None:
+    real = tmp_path / "real.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    run(tmp_path, "link.jsonl", n=2, agent=CoinAgent(small_env(), fail="down"))
+    infra = sum(r.is_infra_error for r in read_records(real))
+    assert infra > 0
+    run(tmp_path, "link.jsonl", n=2)  # drops the infra errors (a rewrite) and replays them
+    assert link.is_symlink() and os.path.realpath(link) == str(real)
+    assert comparable(read_records(real)) == comparable(run(None, n=2))
+
+
+def test_the_lock_is_shared_by_every_name_of_the_file(tmp_path: Path) -> None:
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "run.jsonl")
+    with (
+        runner_module._RunLock(tmp_path / "run.jsonl"),
+        pytest.raises(ConfigError, match=r"another evaluation is writing .*link\.jsonl .*run\.jsonl\.lock"),
+    ):
+        run(tmp_path, "link.jsonl", n=2)
+    assert not (tmp_path / "link.jsonl").exists()  # nothing was written through the link
+
+
+def test_a_second_eval_through_a_symlink_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    out, link, gate = tmp_path / "r.jsonl", tmp_path / "link.jsonl", tmp_path / "gate"
+    link.symlink_to(out)
+    gated = ["--agent", "test_runner:GatedAgent", "--agent-option", f"gate={gate}", "--quiet"]
+    first = subprocess.Popen(
+        eval_command(out, *gated),
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_path(Path(f"{gate}.started"), first)  # it holds the lock and plays its first episode
+        second = subprocess.run(
+            eval_command(link, "--quiet"), env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+        third = subprocess.run(
+            eval_command(out, "--quiet"), env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+    finally:
+        gate.touch()
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    for refused, name in ((second, "link.jsonl"), (third, "r.jsonl")):
+        assert refused.returncode == 2, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in refused.stderr
+        assert f"another evaluation is writing {tmp_path / name}" in lines[0]
+        assert f"{out}.lock" in lines[0]
+    records = read_records(out)
+    assert len(records) == 6 * 4 * 3
+    assert len(comparable(records)) == len(records)  # no cell twice
+
+
+LOCK_STRESS_SCRIPT = """
+import os, sys
+from pathlib import Path
+from gather_envs.errors import ConfigError
+from gather_envs.evaluation.runner import _RunLock
+
+records, marker, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+held = overlaps = 0
+while held < rounds:
+    try:
+        with _RunLock(records):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                overlaps += 1
+                continue
+            os.unlink(marker)
+            held += 1
+    except ConfigError:
+        pass
+print(overlaps)
+"""
+LOCK_STRESS_PROCESSES = 4
+LOCK_STRESS_ROUNDS = 300
+
+
+def test_the_run_lock_never_has_two_holders_under_contention(tmp_path: Path) -> None:
+    """Processes take and release the lock in a loop; inside, each claims a marker file exclusively.
+
+    With the lock file removed after it was released (or not retaken when its holder removed it),
+    a process that opened the old file can lock it while another locks the new one: two holders.
+    """
+    records, marker = tmp_path / "run.jsonl", tmp_path / "inside"
+    command = [sys.executable, "-c", LOCK_STRESS_SCRIPT, str(records), str(marker), str(LOCK_STRESS_ROUNDS)]
+    procs = [
+        subprocess.Popen(
+            command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(LOCK_STRESS_PROCESSES)
+    ]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert out.strip() == "0", f"two processes held the run lock at once {out.strip()} times"
+    assert not (tmp_path / "run.jsonl.lock").exists()
+
+
+def test_a_lock_whose_file_was_removed_by_its_holder_is_retaken_on_the_new_file(tmp_path: Path) -> None:
+    """The race itself, by hand: B opened the lock file, A released it (removing it), C took a new one."""
+    import fcntl
+
+    lock_a = runner_module._RunLock(tmp_path / "run.jsonl")
+    lock_a.__enter__()
+    stale = os.open(lock_a.path, os.O_RDWR)  # B opened the file A holds
+    lock_a.__exit__(None, None, None)
+    lock_c = runner_module._RunLock(tmp_path / "run.jsonl")
+    with lock_c:
+        fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # B's flock of the removed file succeeds...
+        assert not runner_module._same_file(stale, lock_a.path)  # ...but B sees that it is stale
+        os.close(stale)
+        with pytest.raises(ConfigError, match="another evaluation"):  # and retrying, B is refused
+            runner_module._RunLock(tmp_path / "run.jsonl").__enter__()
 
 
 def test_a_second_runner_on_the_same_file_is_refused(tmp_path: Path) -> None:

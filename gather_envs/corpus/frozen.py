@@ -5,7 +5,8 @@ statistics, each split's document range, the chance floor and the measured hop-s
 ``documents.jsonl`` (the test world's documents, then the train world's) and one
 ``tasks-<split>.jsonl`` per split. The files are the
 exact bytes :func:`write_frozen` produces, so regenerating from the manifest's knobs must give
-identical hashes.
+identical hashes. The manifest itself is verified field by field (see
+:mod:`gather_envs.corpus.manifest`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gather_envs.corpus.corpus import Corpus, canonical_jsonl
+from gather_envs.corpus.corpus import Corpus, canonical_jsonl, documents_hash
+from gather_envs.corpus.manifest import (
+    DOCUMENTS_FILE,
+    MANIFEST_SCHEMA_VERSION,
+    check_against_content,
+    check_manifest,
+    parse_manifest,
+    seal_manifest,
+)
 from gather_envs.corpus.synthetic import floor_tasks, generate_corpus, hop_skip_rates
 from gather_envs.errors import CorpusError
 from gather_envs.records.documents import Document
@@ -27,8 +36,7 @@ from gather_envs.tasks.floor import chance_floor_table
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
 
 MANIFEST = "manifest.json"
-DOCUMENTS = "documents.jsonl"
-MANIFEST_SCHEMA_VERSION = 1
+DOCUMENTS = DOCUMENTS_FILE
 DEFAULT_CORPUS = "default"
 CORPUS_VERSION = "v1"  # the suffix of the env ids that serve this corpus (Gather-*-v1)
 
@@ -80,22 +88,22 @@ def write_frozen(corpus: Corpus, stats: list[FamilyStats], directory: Path) -> d
             **{split: hop_skip_rates(corpus, split) for split in sorted(corpus.splits)},
         },
     }
+    manifest = seal_manifest(manifest)
+    check_manifest(manifest, str(directory / MANIFEST))  # never write what loading would refuse
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
+    """The verified manifest of a corpus directory; CorpusError naming the field if anything is off."""
     path = directory / MANIFEST
     if not path.is_file():
         raise CorpusError(f"{path}: missing manifest; is {directory.name!r} a frozen corpus?")
     try:
-        manifest = json.loads(path.read_text())
-        missing = [key for key in ("name", "files", "knobs", "content_hash") if key not in manifest]
-    except (ValueError, TypeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise CorpusError(f"{path}: unreadable manifest ({exc})") from exc
-    if missing:
-        raise CorpusError(f"{path}: manifest lacks {missing}")
-    return manifest
+    return parse_manifest(data, str(path))
 
 
 def _read_jsonl(path: Path, parse) -> list:
@@ -109,7 +117,7 @@ def _read_jsonl(path: Path, parse) -> list:
 
 
 def load_directory(directory: Path) -> Corpus:
-    """Load and verify a frozen corpus directory; any mismatch is a CorpusError naming the file."""
+    """Load and verify a frozen corpus directory; any mismatch is a CorpusError naming the file or field."""
     manifest = read_manifest(directory)
     for name, expected in sorted(manifest["files"].items()):
         path = directory / name
@@ -127,13 +135,14 @@ def load_directory(directory: Path) -> Corpus:
         for name in sorted(manifest["files"])
         if name.startswith("tasks-")
     }
+    check_against_content(manifest, str(directory / MANIFEST), documents_hash(documents), splits)
     corpus = Corpus(
         manifest["name"],
         documents,
         splits,
         manifest["knobs"],
         manifest["content_hash"],
-        manifest.get("split_documents"),
+        manifest["split_documents"],
     )
     return corpus
 

@@ -4,9 +4,11 @@
 :func:`~gather_envs.evaluation.seeds.episode_seed`, and appends one record per episode to a
 JSON-lines file as soon as the episode ends.
 
-* **Resume.** Pointed at an existing file, it reads it (a torn last line is skipped), checks that
-  it belongs to the same run (env id and kwargs, corpus, agent id and settings, base seed; a
-  ConfigError otherwise) and plays exactly the missing (task, T, i). A cell never gets two records.
+* **Resume.** Pointed at an existing file, it reads it and repairs its tail (a torn or unreadable
+  last line is moved to ``<file>.corrupt``; see :func:`~gather_envs.records.read_for_append`),
+  checks that it belongs to the same run (env id and kwargs, corpus, agent id and settings, base
+  seed; a ConfigError otherwise), refuses a cell recorded twice (a RecordsError naming both lines)
+  and plays exactly the missing (task, T, i). A cell never gets two records.
   Records of the file outside the grid (other budgets, i >= n) are kept but not returned, so a run
   can be extended with a larger ``n`` or more budgets.
 * **Infrastructure errors.** A :class:`~gather_envs.errors.BackendError` raised by the agent is
@@ -43,15 +45,17 @@ from typing import Any, NamedTuple, TextIO
 import gymnasium as gym
 
 from gather_envs.agents.base import Agent, EpisodePolicy, make_agent
-from gather_envs.errors import BackendError, ConfigError, RecordsError
+from gather_envs.errors import BackendError, ConfigError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
 from gather_envs.records import (
     AGENT_SETTINGS_KEY,
     EPISODE_INDEX_UNKNOWN,
     TERMINATION_INFRA_ERROR,
     EpisodeRecord,
+    RecordLocation,
     RecordWriter,
-    read_records,
+    read_for_append,
+    refuse_duplicate_cells,
 )
 from gather_envs.wrappers.record import RecordPassAtKT, env_identity
 
@@ -293,31 +297,38 @@ def _check_same_run(record: EpisodeRecord, run: _RunIdentity, plan: RunPlan, pat
 
 
 def _load_existing(path: Path, run: _RunIdentity, plan: RunPlan) -> dict[EpisodeKey, EpisodeRecord]:
-    """The finished episodes of the file (infra errors dropped from it, for retry), by cell."""
+    """The finished episodes of the file (infra errors dropped from it, for retry), by cell.
+
+    The caller holds the run lock. A file of another run, a cell recorded twice (naming both
+    lines) and damage other than a damaged last line are refused with the file untouched; a damaged
+    last line is moved to the ``.corrupt`` sidecar, so what is appended next follows a record.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return {}
-    records = read_records(path)
+
+    def check(located: list[tuple[EpisodeRecord, RecordLocation]]) -> None:
+        for record, _ in located:
+            _check_same_run(record, run, plan, path)
+        refuse_duplicate_cells(
+            located, "remove one line of each pair, or pass another --out, before resuming"
+        )
+
+    located = read_for_append(path, check)
     done: dict[EpisodeKey, EpisodeRecord] = {}
-    kept: list[EpisodeRecord] = []
-    for record in records:
-        _check_same_run(record, run, plan, path)
-        if record.is_infra_error:
-            continue
-        key = EpisodeKey(record.task_id, record.budget, record.episode_index)
-        if key in done:
-            raise RecordsError(
-                f"{path} holds two records for task {key.task_id!r}, T={key.budget}, episode "
-                f"{key.index}; remove the duplicate line before resuming"
-            )
-        done[key] = record
-        kept.append(record)
-    if len(kept) != len(records):
-        _rewrite(path, kept)
+    for record, _ in located:
+        if not record.is_infra_error:
+            done[EpisodeKey(record.task_id, record.budget, record.episode_index)] = record
+    if len(done) != len(located):
+        _rewrite(path, list(done.values()))
     return done
 
 
 def _rewrite(path: Path, records: Sequence[EpisodeRecord]) -> None:
-    """Replace ``path`` atomically by ``records`` (the caller holds the run lock)."""
+    """Replace the file ``path`` names (through any symlink) atomically by ``records``.
+
+    The caller holds the run lock.
+    """
+    path = Path(os.path.realpath(path))
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with temporary.open("wb") as handle:
         for record in records:
@@ -335,16 +346,30 @@ def _rewrite(path: Path, records: Sequence[EpisodeRecord]) -> None:
         os.close(directory)
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (its holder may have removed it)."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino)
+
+
 class _RunLock:
     """An exclusive lock on a run's records file, held for the whole evaluation.
 
     Two runners resuming one file would both play its missing episodes; the second one fails fast
-    instead. The lock is a ``flock`` on a sidecar ``<file>.lock`` (released by the kernel if the
-    process dies) that is removed when the run ends.
+    instead. The lock is a ``flock`` on a sidecar ``<file>.lock`` next to the file's real path
+    (symlinks resolved, so every name of the file shares one lock; the kernel releases it if the
+    process dies). The holder removes the sidecar while still holding it; a process that locked
+    that now-removed file meanwhile sees that the path no longer names it and retries on the
+    path's current file, so there is never more than one holder.
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + ".lock")
+        real = Path(os.path.realpath(path))
+        self.path = real.with_name(real.name + ".lock")
         self.records_path = path
         self._fd: int | None = None
 
@@ -352,15 +377,19 @@ class _RunLock:
         if fcntl is None:  # pragma: no cover - Windows
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(
-                f"another evaluation is writing {self.records_path} (it holds {self.path}); "
-                "wait for it to finish or pass another --out"
-            ) from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ConfigError(
+                    f"another evaluation is writing {self.records_path} (it holds {self.path}); "
+                    "wait for it to finish or pass another --out"
+                ) from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # its holder removed it on release: lock the file the path names now
         self._fd = fd
         return self
 
@@ -370,10 +399,9 @@ class _RunLock:
         if self._fd is None or fcntl is None:
             return
         try:
-            self.path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)  # while held: see the class docstring
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            os.close(self._fd)  # releases the flock
             self._fd = None
 
 

@@ -3,21 +3,29 @@
 One finished episode becomes one :class:`EpisodeRecord`, one JSON object on one line. Several
 processes may append to one file: each batch of lines is written under an exclusive ``flock`` with
 one ``os.write`` per line on an ``O_APPEND`` descriptor, then fsynced, so lines never interleave and
-a crash loses at most the line being written. :func:`read_records` skips such a torn last line with
-a warning; the next append cuts it off before writing, so it never ends up in the middle of a file.
+a crash loses at most the line being written.
+
+Damaged tails. A *torn* last line (it starts like a record, ``{``, but lacks its final newline: a
+writer stopped mid-record) is skipped by the readers with a one-line notice, and moved to the
+``<file>.corrupt`` sidecar by the next append or by :func:`read_for_append`, so it never ends up
+in the middle of a file and no byte is lost. Any other line that is not a record is an error
+naming file and line, except that :func:`read_for_append` (the evaluation runner's read before it
+resumes) also moves an unreadable last line that follows records to the sidecar. A file whose
+first line is not a record is refused as "not an episode-records file". Notices go to the ``gather_envs.records``
+logger (with no logging set up, Python prints them to stderr as one line).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
-import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, BinaryIO, NamedTuple
 
 from gather_envs.errors import RecordsError
 
@@ -41,6 +49,17 @@ EPISODE_INDEX_UNKNOWN = -1
 PathLike = str | os.PathLike[str]
 
 _TAIL_PROBE_BYTES = 1 << 16
+
+CORRUPT_SUFFIX = ".corrupt"
+"""Damaged tails are moved to ``<records file>.corrupt`` (appended, one line each), never dropped."""
+
+_RECORD_START = b"{"
+"""Every record line starts with this; a torn write is a prefix of a record line, so it does too."""
+
+MAX_DUPLICATES_LISTED = 3
+"""How many duplicate cells a refusal names before it only counts the rest."""
+
+_log = logging.getLogger("gather_envs.records")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -296,7 +315,7 @@ def _repair_tail(fd: int, path: Path) -> None:
 
     A writer killed mid-line leaves a torn tail: appending after it would glue the next record
     to it and bury a corrupt line mid-file. A tail that is valid JSON only lacks its newline and
-    gets one; anything else is cut off with a warning.
+    gets one; anything else is moved to the ``.corrupt`` sidecar with a notice.
     """
     size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
@@ -312,23 +331,183 @@ def _repair_tail(fd: int, path: Path) -> None:
             start += cut + 1
             tail = tail[cut + 1 :]
             break
-    if _parses(tail):
+    try:
+        _loads(tail)
+    except _NotJson:
+        pass
+    else:
         _write_all(fd, b"\n")
         return
-    warnings.warn(
-        f"{path}: dropping a torn last line ({len(tail)} bytes, from a writer that stopped "
-        "mid-record) before appending",
-        stacklevel=4,
+    _move_aside(
+        fd, path, start, tail, f"a torn last line ({len(tail)} bytes, from a writer that stopped mid-record)"
     )
+
+
+def _move_aside(fd: int, path: Path, start: int, data: bytes, what: str, line: int | None = None) -> None:
+    """Append ``data`` (the file's bytes from ``start`` on) to the sidecar, then cut the file there."""
+    sidecar = corrupt_sidecar(path)
+    with sidecar.open("ab") as handle:
+        handle.write(data if data.endswith(b"\n") else data + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
     os.ftruncate(fd, start)
+    os.fsync(fd)
+    where = str(path) if line is None else f"{path}:{line}"
+    _log.warning("gather-envs: %s: moved %s to %s", where, what, sidecar)
 
 
-def _parses(line: bytes) -> bool:
+def corrupt_sidecar(path: PathLike) -> Path:
+    """Where damaged tails of the records file ``path`` are kept: ``<path>.corrupt``."""
+    path = Path(path)
+    return path.with_name(path.name + CORRUPT_SUFFIX)
+
+
+class _NotJson(Exception):
+    """A line is not JSON; the message is the short reason."""
+
+
+def _loads(line: bytes) -> Any:
+    """``line`` parsed as JSON; _NotJson with a short reason (binary, syntax) otherwise."""
     try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True
+        return json.loads(line)
+    except UnicodeDecodeError as exc:
+        raise _NotJson(f"not UTF-8 text: byte 0x{line[exc.start]:02x} at column {exc.start + 1}") from None
+    except ValueError as exc:
+        raise _NotJson(f"not JSON: {exc}") from None
+
+
+def _is_torn(raw: bytes) -> bool:
+    """Whether an unparseable last line looks like a record cut short by a killed writer."""
+    return not raw.endswith(b"\n") and raw.lstrip().startswith(_RECORD_START)
+
+
+def read_for_append(
+    path: PathLike, check: Callable[[list[tuple[EpisodeRecord, RecordLocation]]], None] | None = None
+) -> list[tuple[EpisodeRecord, RecordLocation]]:
+    """Records of a file about to be appended to (a resume), its damaged last line moved aside.
+
+    Every line is read, and ``check`` (which may raise to refuse the file) sees the records,
+    before anything changes, under the file's lock. A torn last line, and a last line that is not
+    JSON but follows records, are then moved to the ``.corrupt`` sidecar (nothing is lost) with a
+    notice; an unterminated last record gets its newline. Anything else that is not a record is a
+    RecordsError naming file and line, with the file left as it was: a damaged line in the middle,
+    a last line that is JSON but not a record, or a first line that is not a record (the file is
+    not a records file). A missing file has no records.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("r+b")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RecordsError(f"cannot open records file {path}: {exc}") from exc
+    with handle:
+        fd = handle.fileno()
+        _lock(fd)
+        try:
+            return _read_and_repair(handle, path, check)
+        finally:
+            _unlock(fd)
+
+
+def _read_and_repair(
+    handle: BinaryIO, path: Path, check: Callable[[list[tuple[EpisodeRecord, RecordLocation]]], None] | None
+) -> list[tuple[EpisodeRecord, RecordLocation]]:
+    """:func:`read_for_append` on an open, locked file: one pass over its lines, then the repair."""
+    located: list[tuple[EpisodeRecord, RecordLocation]] = []
+    damaged: tuple[int, int, str] | None = None  # line number, offset and description of a damaged last line
+    for lineno, offset, raw, last in _nonblank_lines(handle):
+        try:
+            obj = _loads(raw)
+        except _NotJson as exc:
+            if last and _is_torn(raw):
+                damaged = (
+                    lineno,
+                    offset,
+                    f"a torn last line ({len(raw)} bytes, from a writer that stopped mid-record)",
+                )
+                break
+            if last and located:
+                damaged = (lineno, offset, f"an unreadable last line ({len(raw)} bytes, {exc})")
+                break
+            raise _not_a_record(path, lineno, exc, last=last, first=not located) from None
+        located.append((_to_record(path, lineno, obj), RecordLocation(path, lineno)))
+    if check is not None:
+        check(located)
+    fd = handle.fileno()
+    size = os.fstat(fd).st_size
+    if damaged is not None:
+        lineno, start, what = damaged
+        _move_aside(fd, path, start, os.pread(fd, size - start, start), what, line=lineno)
+    elif size and os.pread(fd, 1, size - 1) != b"\n":
+        os.lseek(fd, 0, os.SEEK_END)
+        _write_all(fd, b"\n")
+        os.fsync(fd)
+    return located
+
+
+# --------------------------------------------------------------------------------------------
+# Duplicate cells
+
+
+class RecordLocation(NamedTuple):
+    """Where a record was read: file and 1-based line number (printed as ``file:line``)."""
+
+    path: Path
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+class DuplicateCell(NamedTuple):
+    """A (task, T, episode index) cell recorded twice, with both places."""
+
+    task_id: str
+    budget: int
+    episode_index: int
+    first: RecordLocation
+    second: RecordLocation
+
+    def __str__(self) -> str:
+        return (
+            f"task {self.task_id!r}, T={self.budget}, episode {self.episode_index} is recorded twice: "
+            f"at {self.first} and at {self.second}"
+        )
+
+
+def find_duplicate_cells(
+    records_with_locations: Iterable[tuple[EpisodeRecord, RecordLocation]],
+) -> list[DuplicateCell]:
+    """Every record whose (task_id, budget, episode_index) cell an earlier record already holds.
+
+    Records without an episode index (not written by the evaluation runner) are not cells and are
+    skipped. Each duplicate names the first record of its cell and itself, in input order.
+    """
+    first: dict[tuple[str, int, int], RecordLocation] = {}
+    duplicates: list[DuplicateCell] = []
+    for record, location in records_with_locations:
+        if record.episode_index == EPISODE_INDEX_UNKNOWN:
+            continue
+        cell = (record.task_id, record.budget, record.episode_index)
+        if cell in first:
+            duplicates.append(DuplicateCell(*cell, first=first[cell], second=location))
+        else:
+            first[cell] = location
+    return duplicates
+
+
+def refuse_duplicate_cells(
+    records_with_locations: Iterable[tuple[EpisodeRecord, RecordLocation]], remedy: str
+) -> None:
+    """RecordsError naming both places of the first duplicate cells, if any; ``remedy`` ends it."""
+    duplicates = find_duplicate_cells(records_with_locations)
+    if not duplicates:
+        return
+    listed = "; ".join(str(d) for d in duplicates[:MAX_DUPLICATES_LISTED])
+    more = len(duplicates) - MAX_DUPLICATES_LISTED
+    tail = f" (and {more} more)" if more > 0 else ""
+    raise RecordsError(f"{len(duplicates)} duplicate episode record(s): {listed}{tail}; {remedy}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,10 +515,16 @@ def _parses(line: bytes) -> bool:
 
 
 def iter_records(path: PathLike) -> Iterator[EpisodeRecord]:
-    """Records of one JSON-lines file in order, streamed; a torn last line is skipped with a warning.
+    """Records of one JSON-lines file in order, streamed (see :func:`iter_records_with_locations`)."""
+    for record, _ in iter_records_with_locations(path):
+        yield record
 
-    Blank lines are ignored. A line that is not JSON raises RecordsError (file, line, reason)
-    unless it is the last non-blank line, which a writer may have left half-written.
+
+def iter_records_with_locations(path: PathLike) -> Iterator[tuple[EpisodeRecord, RecordLocation]]:
+    """Records of one JSON-lines file with their ``file:line``, streamed; a torn last line is skipped.
+
+    Blank lines are ignored. A torn last line is skipped with a one-line notice. Any other line
+    that is not a record raises RecordsError naming file and line, and saying what to do.
     """
     path = Path(path)
     try:
@@ -347,38 +532,56 @@ def iter_records(path: PathLike) -> Iterator[EpisodeRecord]:
     except OSError as exc:
         raise RecordsError(f"cannot read records file {path}: {exc}") from exc
     with handle:
-        pending: tuple[int, bytes] | None = None
-        for lineno, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
+        first = True
+        for lineno, _, raw, last in _nonblank_lines(handle):
+            try:
+                obj = _loads(raw)
+            except _NotJson as exc:
+                if last and _is_torn(raw):
+                    _log.warning(
+                        "gather-envs: %s:%d: skipped a torn last line (%d bytes; a writer stopped mid-record)",
+                        path, lineno, len(raw),
+                    )  # fmt: skip
+                    return
+                raise _not_a_record(path, lineno, exc, last=last, first=first) from None
+            first = False
+            yield _to_record(path, lineno, obj), RecordLocation(path, lineno)
+
+
+def _nonblank_lines(handle: BinaryIO) -> Iterator[tuple[int, int, bytes, bool]]:
+    """(line number, byte offset, bytes, is it the last one) of each non-blank line, streamed."""
+    pending: tuple[int, int, bytes] | None = None
+    offset = 0
+    for lineno, raw in enumerate(handle, start=1):
+        if raw.strip():
             if pending is not None:
-                yield _parse_line(path, *pending, last=False)
-            pending = (lineno, raw)
-        if pending is not None:
-            record = _parse_line(path, *pending, last=True)
-            if record is not None:
-                yield record
+                yield (*pending, False)
+            pending = (lineno, offset, raw)
+        offset += len(raw)
+    if pending is not None:
+        yield (*pending, True)
 
 
-@overload
-def _parse_line(path: Path, lineno: int, raw: bytes, *, last: Literal[False]) -> EpisodeRecord: ...
-@overload
-def _parse_line(path: Path, lineno: int, raw: bytes, *, last: bool) -> EpisodeRecord | None: ...
-def _parse_line(path: Path, lineno: int, raw: bytes, *, last: bool) -> EpisodeRecord | None:
-    """One line as a record; None (with a warning) for a torn last line."""
-    try:
-        obj = json.loads(raw)
-    except ValueError as exc:
-        if last:
-            warnings.warn(
-                f"{path}:{lineno}: skipping a torn last line ({len(raw)} bytes; the writer "
-                "probably stopped mid-record)",
-                stacklevel=4,
-            )
-            return None
-        raise RecordsError(
-            f"{path}:{lineno}: corrupt line in the middle of a records file ({exc}); fix or delete that line"
-        ) from exc
+def _not_a_record(path: Path, lineno: int, reason: _NotJson, *, last: bool, first: bool) -> RecordsError:
+    """The error for a line that is not JSON (and not a torn last line), saying what to do."""
+    if first:
+        return RecordsError(
+            f"{path} is not an episode-records file: line {lineno} is not a record ({reason}); "
+            "records files are the JSON lines `gather-envs eval --out` writes"
+        )
+    if last:
+        return RecordsError(
+            f"{path}:{lineno}: the last line is not a record ({reason}) and is not a torn write; "
+            f"resuming the run (the same `gather-envs eval ... --out`) moves it to "
+            f"{corrupt_sidecar(path).name}, or delete that line"
+        )
+    return RecordsError(
+        f"{path}:{lineno}: corrupt line in the middle of a records file ({reason}); fix or delete that line"
+    )
+
+
+def _to_record(path: Path, lineno: int, obj: Any) -> EpisodeRecord:
+    """A parsed line as a record; RecordsError naming file and line if it does not fit the schema."""
     try:
         return EpisodeRecord.from_json(obj)
     except RecordsError as exc:
@@ -387,9 +590,16 @@ def _parse_line(path: Path, lineno: int, raw: bytes, *, last: bool) -> EpisodeRe
 
 def read_records(paths: PathLike | Sequence[PathLike]) -> list[EpisodeRecord]:
     """All records of one file or of several files, concatenated in the order given."""
+    return [record for record, _ in read_records_with_locations(paths)]
+
+
+def read_records_with_locations(
+    paths: PathLike | Sequence[PathLike],
+) -> list[tuple[EpisodeRecord, RecordLocation]]:
+    """Like :func:`read_records`, each record paired with its ``file:line`` (for duplicate checks)."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    records: list[EpisodeRecord] = []
+    located: list[tuple[EpisodeRecord, RecordLocation]] = []
     for path in paths:
-        records.extend(iter_records(path))
-    return records
+        located.extend(iter_records_with_locations(path))
+    return located

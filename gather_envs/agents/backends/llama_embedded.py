@@ -4,17 +4,26 @@ Runs in-process on CPU, no server to start. Both packages are optional (the ``ll
 they are imported only when a backend is built, and a missing one raises a GatherError that
 says what to install. Loaded models are shared per process (one per path and settings), and
 calls into one model are serialized with a lock because a llama.cpp context is not thread-safe.
+
+Two guards against native crashes: models load without llama.cpp's weight repacking (see
+:func:`no_weight_repacking`), and before a model loads in this process :func:`probe_model` loads it
+and decodes a few tokens in a child process, so a crash there becomes a :class:`BackendError` that
+names the signal, the likely cause and the workaround instead of killing the caller.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import os
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +41,34 @@ DEFAULT_CONTEXT_TOKENS = 2048
 # times on a shared machine, so the default leaves half of the cores to everything else.
 DEFAULT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 HASH_CHUNK = 1 << 20
+# llama.cpp's CPU backend repacks weights at load time into "extra buffer types" (AMX tiles on CPUs
+# that have them). With the AMX repacking, llama-cpp-python 0.3.36 dies of SIGSEGV at the first
+# multi-token decode on a Xeon with amx_int8 (issue 11); with `use_extra_bufts = False` the same
+# model loads in 0.1 s and decodes normally. The field exists only in newer llama_model_params.
+REPACKING_FIELD = "use_extra_bufts"
+PROBE_TIMEOUT_S = 300.0
+PROBE_PROMPT = "Name a colour."
+PROBE_TOKENS = 4  # a multi-token prompt plus a few generated tokens: where the AMX crash happened
+PROBE_OUTPUT_TAIL = 1500
+# Test hooks: a signal name (e.g. SIGSEGV) the probe process sends itself where it would decode,
+# and "1" to keep weight repacking on in the probe (the real crash, on an AMX CPU).
+PROBE_CRASH_ENV = "GATHER_ENVS_TEST_PROBE_CRASH"
+PROBE_REPACKING_ENV = "GATHER_ENVS_TEST_PROBE_REPACKING"
+PROBE_REPACKING_MARK = "gather-envs-probe: weight repacking "  # + "on"/"off", printed before decoding
+PROBE_CODE = (
+    "import sys; sys.path.append(sys.argv[1]); "
+    "from gather_envs.agents.backends.llama_embedded import _probe_child; _probe_child(sys.argv[2:])"
+)
+CPU_FLAGS_FILE = Path("/proc/cpuinfo")
+AMX_FLAG_PREFIX = "amx"
 
 _MODELS: dict[tuple[str, int, int], Any] = {}
 _MODEL_LOCKS: dict[tuple[str, int, int], threading.Lock] = {}
 _HASHES: dict[str, str] = {}
+_PROBES: dict[tuple[str, int, int], str] = {}  # "" when the probe passed, else the error message
 _REGISTRY_LOCK = threading.Lock()
+_PATCH_LOCK = threading.Lock()
+_PROBE_LOCK = threading.Lock()
 
 
 @atexit.register
@@ -57,6 +89,176 @@ def _import_llama_cpp() -> Any:
             f"the embedded LLM backend needs llama-cpp-python ({error}); install it with: {INSTALL_HINT}"
         ) from None
     return llama_cpp
+
+
+def can_disable_weight_repacking(llama_cpp: Any) -> bool:
+    """Whether this llama-cpp-python's ``llama_model_params`` has the ``use_extra_bufts`` switch."""
+    params = getattr(getattr(llama_cpp, "llama_cpp", None), "llama_model_params", None)
+    fields = getattr(params, "_fields_", ())
+    has_defaults = hasattr(getattr(llama_cpp, "llama_cpp", None), "llama_model_default_params")
+    return has_defaults and any(entry[0] == REPACKING_FIELD for entry in fields)
+
+
+@contextlib.contextmanager
+def no_weight_repacking(llama_cpp: Any) -> Iterator[bool]:
+    """Within the block, ``llama_cpp.Llama`` loads models with ``use_extra_bufts = False``.
+
+    ``Llama.__init__`` builds its model parameters from ``llama_model_default_params()`` and loads
+    the model in the same call, with no argument for the field, so the block wraps that function
+    of the ``llama_cpp.llama_cpp`` module. Yields whether repacking is off (False where this
+    llama-cpp-python lacks the field: then nothing is changed).
+    """
+    if not can_disable_weight_repacking(llama_cpp):
+        yield False
+        return
+    module = llama_cpp.llama_cpp
+    with _PATCH_LOCK:
+        original = module.llama_model_default_params
+
+        def default_params_without_repacking() -> Any:
+            params = original()
+            setattr(params, REPACKING_FIELD, False)
+            return params
+
+        module.llama_model_default_params = default_params_without_repacking
+        try:
+            yield True
+        finally:
+            module.llama_model_default_params = original
+
+
+def load_llama(
+    llama_cpp: Any, model_path: Path, context_tokens: int, n_threads: int, *, repacking: bool = False
+) -> Any:
+    """A ``llama_cpp.Llama`` for the model, loaded without weight repacking where possible."""
+    with no_weight_repacking(llama_cpp) if not repacking else contextlib.nullcontext():
+        return llama_cpp.Llama(
+            model_path=str(model_path),
+            n_ctx=context_tokens,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
+        )
+
+
+def amx_flags() -> list[str]:
+    """The AMX feature flags of this CPU (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        text = CPU_FLAGS_FILE.read_text(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return sorted(
+                {flag for flag in line.split(":", 1)[-1].split() if flag.startswith(AMX_FLAG_PREFIX)}
+            )
+    return []
+
+
+def probe_model(model_path: Path, context_tokens: int, n_threads: int) -> None:
+    """Load the model and decode a few tokens in a child process; raise BackendError if that fails.
+
+    A native crash (SIGSEGV, SIGILL, ...) in llama.cpp kills the whole process, records file and
+    all; in the child it is a return code to explain. The verdict is cached per process.
+    """
+    key = (str(model_path.resolve()), int(context_tokens), int(n_threads))
+    with _PROBE_LOCK:
+        if key not in _PROBES:
+            _PROBES[key] = _run_probe(model_path, context_tokens, n_threads)
+        error = _PROBES[key]
+    if error:
+        raise BackendError(error)
+
+
+def _run_probe(model_path: Path, context_tokens: int, n_threads: int) -> str:
+    """The error message of a probe of the model in a child process, or "" when it decoded."""
+    package_parent = str(Path(__file__).resolve().parents[3])
+    command = [sys.executable, "-c", PROBE_CODE, package_parent, str(model_path), str(context_tokens)]
+    command.append(str(n_threads))
+    what = f"{model_path.name} (n_ctx={context_tokens}, n_threads={n_threads})"
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return f"llama.cpp did not load and decode {what} in a probe process within {PROBE_TIMEOUT_S:.0f} s"
+    if done.returncode == 0:
+        return ""
+    output = (done.stdout + done.stderr).strip()
+    if done.returncode > 0:
+        tail = output[-PROBE_OUTPUT_TAIL:] or "no output"
+        return (
+            f"llama.cpp failed to load and decode {what} in a probe process (exit {done.returncode}): {tail}"
+        )
+    try:
+        name = signal.Signals(-done.returncode).name
+    except ValueError:
+        name = "an unknown signal"
+    if PROBE_REPACKING_MARK in output:
+        stage, repacking = "decoding", PROBE_REPACKING_MARK + "on" in output
+    else:
+        stage, repacking = "loading", None
+    cause, workaround = _crash_advice(repacking)
+    return (
+        f"llama.cpp crashed with {name} (signal {-done.returncode}) {stage} {what} in a probe process, "
+        f"so the model was not started in this process. Likely cause: {cause}. Workaround: {workaround}"
+    )
+
+
+def _crash_advice(repacking: bool | None) -> tuple[str, str]:
+    """The likely cause of a native llama.cpp crash and what to do; ``repacking`` as the probe had it."""
+    llama_cpp = _import_llama_cpp()
+    version = getattr(llama_cpp, "__version__", "unknown")
+    switch = can_disable_weight_repacking(llama_cpp)
+    if repacking is None:  # the probe died before it could say
+        repacking = not switch
+    flags = amx_flags()
+    other_backend = "or serve the model with an OpenAI-compatible server and pass backend=http base_url=URL"
+    rebuild = (
+        "rebuild llama-cpp-python for a generic CPU: CMAKE_ARGS='-DGGML_NATIVE=OFF' pip install "
+        "--force-reinstall --no-cache-dir llama-cpp-python"
+    )
+    if flags and repacking:
+        if switch:  # only the test hook keeps repacking on where the switch exists
+            hint, fix = (
+                f"it was on ({REPACKING_FIELD}=True)",
+                f"keep {REPACKING_FIELD}=False (the default here)",
+            )
+        else:
+            hint = f"llama-cpp-python {version} has no llama_model_params.{REPACKING_FIELD} to turn it off"
+            fix = (
+                f"upgrade llama-cpp-python to one that has it (0.3.36 does; gather-envs then sets it to "
+                f"False), or {rebuild}"
+            )
+        return (
+            f"llama.cpp's AMX weight repacking, which crashes on this CPU ({', '.join(flags)}); {hint}",
+            f"{fix}, " + other_backend,
+        )
+    if flags:
+        return (
+            f"this CPU has AMX ({', '.join(flags)}), but weight repacking, the known AMX crash, was off "
+            f"({REPACKING_FIELD}=False), so the llama-cpp-python {version} build may not fit this CPU",
+            f"{rebuild}, " + other_backend,
+        )
+    return (
+        f"a native fault inside llama.cpp (llama-cpp-python {version}): a corrupt model file or a "
+        "build that does not fit this CPU",
+        f"check the model file's sha256, {rebuild}, " + other_backend,
+    )
+
+
+def _probe_child(argv: Sequence[str]) -> None:
+    """The probe process: load the model as the backend would and decode a few tokens."""
+    model_path, context_tokens, n_threads = Path(argv[0]), int(argv[1]), int(argv[2])
+    llama_cpp = _import_llama_cpp()
+    repacking = os.environ.get(PROBE_REPACKING_ENV) == "1" or not can_disable_weight_repacking(llama_cpp)
+    llm = load_llama(llama_cpp, model_path, context_tokens, n_threads, repacking=repacking)
+    print(PROBE_REPACKING_MARK + ("on" if repacking else "off"), flush=True)
+    crash = os.environ.get(PROBE_CRASH_ENV)
+    if crash:
+        os.kill(os.getpid(), signal.Signals[crash])
+    llm.create_chat_completion(
+        messages=[{"role": "user", "content": PROBE_PROMPT}], max_tokens=PROBE_TOKENS, seed=0, temperature=0.0
+    )
+    llm.close()
 
 
 def smollm2_model_path() -> Path:
@@ -120,13 +322,13 @@ class LlamaEmbeddedBackend:
 
     def _load(self) -> None:
         with _REGISTRY_LOCK:
+            loaded = self._key in _MODELS
+        if not loaded:
+            probe_model(self.model_path, self.context_tokens, self.n_threads)
+        with _REGISTRY_LOCK:
             if self._key not in _MODELS:
-                _MODELS[self._key] = self._llama_cpp.Llama(
-                    model_path=str(self.model_path),
-                    n_ctx=self.context_tokens,
-                    n_threads=self.n_threads,
-                    n_threads_batch=self.n_threads,
-                    verbose=False,
+                _MODELS[self._key] = load_llama(
+                    self._llama_cpp, self.model_path, self.context_tokens, self.n_threads
                 )
                 _MODEL_LOCKS[self._key] = threading.Lock()
             self._llm = _MODELS[self._key]
@@ -139,6 +341,7 @@ class LlamaEmbeddedBackend:
             "model_sha256": file_sha256(self.model_path),
             "context_tokens": self.context_tokens,
             "n_threads": self.n_threads,
+            "weight_repacking": not can_disable_weight_repacking(self._llama_cpp),
             "llama_cpp_python": getattr(self._llama_cpp, "__version__", "unknown"),
         }
 
