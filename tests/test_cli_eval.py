@@ -24,7 +24,7 @@ from gather_envs.records import read_records
 
 pytest.importorskip("matplotlib")
 
-ENV_ID = "Gather-MultiHop-v0"
+ENV_ID = "Gather-MultiHop-v1"
 N = 16
 TASKS = 8
 BUDGETS = (0, 1, 3)
@@ -225,7 +225,6 @@ def test_compare_refuses_runs_on_different_corpora(
         (["--budgets", "0,x"], "bad --budgets"),
         (["--agent", "no_such_agent"], "unknown agent"),
         (["--agent-option", "novalue"], "bad --agent-option"),
-        (["--n", "0"], "n (episodes per task and budget)"),
     ],
 )
 def test_eval_errors_are_one_line_and_exit_2(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
-from conftest import small_env
+from conftest import SMALL_WORLD, small_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,6 +71,13 @@ def test_step_before_reset_raises() -> None:
         env.unwrapped.step("search[x]")
 
 
+def test_step_before_reset_through_gym_make_raises_env_state_error() -> None:
+    """gym.make's wrappers must not replace the documented error by gymnasium's ResetNeeded."""
+    env = gym.make("Gather-MultiHop-v1", world=SMALL_WORLD)
+    with pytest.raises(EnvStateError, match="before reset"):
+        env.step("search[x]")
+
+
 def test_search_with_no_budget_left_is_invalid_and_free() -> None:
     env, _, _ = start(max_tool_calls=1)
     env.step("search[capital]")
@@ -86,15 +94,16 @@ def test_zero_budget_is_closed_book() -> None:
     assert "not available" in observation
 
 
-def test_invalid_actions_past_the_allowance_truncate() -> None:
+def test_invalid_actions_past_the_allowance_terminate_with_reward_0() -> None:
     env, _, _ = start(max_invalid_actions=2)
     for expected_left in (1, 0):
         observation, _, terminated, truncated, _ = env.step("hello?")
         assert f"before the episode ends: {expected_left}" in observation
         assert not (terminated or truncated)
     _, reward, terminated, truncated, info = env.step("hello?")
-    assert (reward, terminated, truncated) == (0.0, False, True)
+    assert (reward, terminated, truncated) == (0.0, True, False)
     assert info["termination"] == "invalid_actions" and info["answer"] is None
+    assert info["success"] is False and info["invalid_actions"] == 3
 
 
 def test_reset_options_pick_task_and_override_budget() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -31,6 +32,7 @@ from gather_envs.metrics import (
     strategy_diversity,
     t_star,
 )
+from gather_envs.metrics.compare import run_labels
 from gather_envs.metrics.results import load_results, save_results
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
 
@@ -57,7 +59,7 @@ def make_records(
             seq = queries[(task, budget)][i] if queries else ()
             records.append(
                 EpisodeRecord(
-                    env_id="Gather-MultiHop-v0",
+                    env_id="Gather-MultiHop-v1",
                     env_kwargs={"family": fam, "max_tool_calls": budget},
                     corpus_hash=corpus,
                     task_id=task,
@@ -224,7 +226,7 @@ def test_table_k_grid_stops_at_the_smallest_n_of_each_budget() -> None:
 def test_infrastructure_errors_are_excluded_from_n_and_counted() -> None:
     records = make_records({("a", 1): [True, False, False, False]})
     broken = EpisodeRecord(
-        env_id="Gather-MultiHop-v0",
+        env_id="Gather-MultiHop-v1",
         corpus_hash=CORPUS,
         task_id="a",
         budget=1,
@@ -233,7 +235,7 @@ def test_infrastructure_errors_are_excluded_from_n_and_counted() -> None:
         infra_error="server refused",
     )
     lost = EpisodeRecord(
-        env_id="Gather-MultiHop-v0",
+        env_id="Gather-MultiHop-v1",
         corpus_hash=CORPUS,
         task_id="z",
         budget=1,
@@ -373,8 +375,115 @@ def test_comparison_refuses_different_task_sets_unless_restricted() -> None:
 
 def test_comparison_json_round_trips() -> None:
     records_a, records_b = _two_agents()
-    result = compare_runs(records_a, records_b, bootstrap=50)
+    result = compare_runs(records_a, records_b, bootstrap=50, chance_floor={"bridge": {1: 0.1, 64: 0.5}})
+    assert result.chance_floor == {1: 0.1}  # only the k the comparison has
     assert Comparison.from_json(json.loads(json.dumps(result.to_json()))) == result
+
+
+def test_a_schema_1_comparison_still_reads() -> None:
+    records_a, records_b = _two_agents()
+    data = compare_runs(records_a, records_b, bootstrap=0).to_json()
+    data["schema_version"] = 1
+    for key in ("label_a", "label_b", "env_a", "env_b", "families", "chance_floor"):
+        del data[key]
+    for entry in data["per_budget"]:
+        del entry["n_a"], entry["n_b"], entry["boundary"]["episodes_per_task"]
+    old = Comparison.from_json(data)
+    assert (old.label_a, old.label_b, old.chance_floor) == ("rl", "sft", {})
+    assert old.at(3).boundary_n is None and not old.at(3).boundary_is_matched
+    data["schema_version"] = 3
+    with pytest.raises(RecordsError, match="schema_version 3 is newer"):
+        Comparison.from_json(data)
+
+
+def _one_agent_twice(n_a: int, n_b: int, seed_b: int) -> tuple[list[EpisodeRecord], list[EpisodeRecord]]:
+    """The issue's case: one agent (success 0.05 per episode) on 100 tasks at T=3, run with n_a and n_b."""
+    probs = {f"t{i:03d}": {3: 0.05} for i in range(100)}
+    return (
+        simulated_records(probs, n=n_a, seed=11, agent="heuristic"),
+        simulated_records(probs, n=n_b, seed=seed_b, agent="heuristic"),
+    )
+
+
+def test_unequal_n_of_one_agent_gives_no_significant_difference() -> None:
+    records_a, records_b = _one_agent_twice(64, 4, seed_b=12)
+    # Counted on all 64 episodes against 4 (the old behaviour), the boundary sets were lopsided:
+    solved_64 = {r.task_id for r in records_a if r.success}
+    solved_4 = {r.task_id for r in records_b if r.success}
+    assert (
+        len(solved_64 - solved_4) > 60
+        and mcnemar_exact(len(solved_64 - solved_4), len(solved_4 - solved_64)) < 1e-10
+    )
+    entry = compare_runs(records_a, records_b, bootstrap=500).at(3)
+    assert entry.ks == (1, 2, 4)
+    assert entry.boundary_n == (4, 4) and entry.n_a == (64, 64) and entry.n_b == (4, 4)
+    assert entry.boundary_is_matched
+    assert entry.mcnemar_p > 0.05
+    assert abs(len(entry.only_a) - len(entry.only_b)) < 10
+    for low, high in zip(entry.diff_low, entry.diff_high, strict=True):
+        assert low is not None and high is not None and low <= 0 <= high
+
+
+def test_boundary_sets_use_the_episodes_both_runs_played() -> None:
+    # B replays A's first 4 episodes exactly (same agent, same episode seeds): nothing differs.
+    records_a, _ = _one_agent_twice(64, 4, seed_b=12)
+    records_b = [r for r in records_a if r.episode_index < 4]
+    entry = compare_runs(records_a, records_b, bootstrap=100).at(3)
+    assert entry.only_a == () and entry.only_b == () and entry.mcnemar_p == 1.0
+    first_four = {r.task_id for r in records_b if r.success}
+    assert set(entry.both) == first_four
+
+
+def test_boundary_matching_follows_episode_indexes_not_file_order() -> None:
+    a = make_records({("t", 0): [False, False, True]})
+    b = list(reversed(make_records({("t", 0): [False, False, True]})))
+    entry = compare_runs(a, b, bootstrap=0).at(0)
+    assert entry.both == ("t",) and entry.boundary_n == (3, 3) and not entry.boundary_is_matched
+
+
+def test_runs_sharing_no_episode_index_are_refused() -> None:
+    a = make_records({("t", 0): [True, False]})
+    b = [
+        dataclasses.replace(r, episode_index=r.episode_index + 2)
+        for r in make_records({("t", 0): [True, False]})
+    ]
+    with pytest.raises(RecordsError, match="share no episode index"):
+        compare_runs(a, b, bootstrap=0)
+
+
+def test_comparison_refuses_a_run_that_mixes_agents() -> None:
+    records_a, records_b = _two_agents()
+    with pytest.raises(RecordsError, match=r"run A mixes 2 agent ids \(rl, sft\)"):
+        compare_runs([*records_a, *records_b], records_b)
+
+
+def test_comparison_refuses_duplicate_cells_naming_both_records() -> None:
+    records_a, records_b = _two_agents()
+    doubled = [*records_b, records_b[5]]
+    with pytest.raises(
+        RecordsError,
+        match=r"run B: two records for task 't00', T=3, episode 5 \(agent 'sft'\): record #6 and record #1281",
+    ):
+        compare_runs(records_a, doubled)
+
+
+def test_report_tables_refuse_duplicate_cells() -> None:
+    records = make_records({("a", 1): [True, False, False, False]})
+    with pytest.raises(
+        RecordsError,
+        match=r"two records for task 'a', T=1, episode 0 \(agent 'agent-a'\): record #1 and record #5",
+    ):
+        results_from_records([*records, *records], bootstrap=0)
+
+
+def test_two_runs_of_one_agent_get_distinguishable_labels() -> None:
+    records_a, records_b = _one_agent_twice(8, 4, seed_b=3)
+    result = compare_runs(records_a, records_b, bootstrap=0)
+    assert (result.label_a, result.label_b) == ("heuristic (A)", "heuristic (B)")
+    assert run_labels("h", "h", "x/run.jsonl", "y/run.jsonl") == ("h (x/run.jsonl)", "h (y/run.jsonl)")
+    assert run_labels("h", "h", "run.jsonl", "run.jsonl") == ("h (A: run.jsonl)", "h (B: run.jsonl)")
+    other = [dataclasses.replace(r, agent_id="other") for r in records_b]
+    assert compare_runs(records_a, other, bootstrap=0).label_b == "other"
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,7 +533,7 @@ def test_results_json_round_trips_exactly(tmp_path) -> None:
 def test_results_json_has_the_leaderboard_layout() -> None:
     results = results_from_records(_mixed_family_records(), bootstrap=100)
     data = json.loads(results.dumps())
-    assert data["schema_version"] == 1 and data["env_version"] == 0
+    assert data["schema_version"] == 1 and data["env_version"] == 1
     assert data["corpus_hash"] == CORPUS and data["agent_id"] == "agent-a"
     assert data["agent_settings"] == {"temperature": 1.0}
     assert data["env_kwargs"] == {}  # family and budget differ between records

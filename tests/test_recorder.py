@@ -23,7 +23,7 @@ from gather_envs.records import (
 )
 from gather_envs.wrappers import RecordPassAtKT
 
-ENV_ID = "Gather-MultiHop-v0"
+ENV_ID = "Gather-MultiHop-v1"
 NUM_ENVS = 3
 VECTOR_STEPS = 40
 RESET_SEED = 100
@@ -68,7 +68,7 @@ def test_records_a_solved_episode_completely() -> None:
     [record] = env.records
     assert record.schema_version == RECORD_SCHEMA_VERSION
     assert record.env_id == ENV_ID
-    assert record.env_kwargs == {"family": "bridge", "world": SMALL_WORLD}
+    assert record.env_kwargs == {"pinned_family": "bridge", "world": SMALL_WORLD}
     assert record.corpus_hash == inner(env).corpus.content_hash
     assert (record.task_id, record.family, record.hops) == (task.task_id, task.family, task.hops)
     assert record.seed == 5 and record.budget == 4
@@ -97,14 +97,15 @@ def test_a_wrong_answer_and_a_short_budget_are_recorded_as_failures() -> None:
     assert record.queries == (task.gold_path[0].query,)
 
 
-def test_too_many_invalid_actions_end_as_truncated() -> None:
+def test_too_many_invalid_actions_are_recorded_as_a_terminated_failure() -> None:
     env = recorded_env()
     env.reset(seed=2, options={"max_tool_calls": 0})
-    truncated = False
-    while not truncated:
-        _, _, _, truncated, _ = env.step("search[anything]")
+    terminated = truncated = False
+    while not terminated:
+        _, _, terminated, truncated, _ = env.step("search[anything]")
+    assert not truncated
     [record] = env.records
-    assert record.termination == "invalid_actions"
+    assert record.termination == "invalid_actions" and record.reward == 0.0
     assert record.invalid_actions == inner(env).max_invalid_actions + 1
     assert record.answer is None and not record.success and record.tool_calls == 0
 

@@ -26,12 +26,11 @@ from gather_envs.records import (
     RecordWriter,
     append_records,
     corrupt_sidecar,
-    find_duplicate_cells,
     read_for_append,
     read_records,
     read_records_with_locations,
-    refuse_duplicate_cells,
 )
+from gather_envs.records.cells import check_unique_cells, read_located
 
 WRITERS = 4
 RECORDS_PER_WRITER = 200
@@ -39,7 +38,7 @@ RECORDS_PER_WRITER = 200
 
 def record(task: str = "t1", index: int = 0, **overrides: object) -> EpisodeRecord:
     fields: dict[str, object] = {
-        "env_id": "Gather-MultiHop-v0",
+        "env_id": "Gather-MultiHop-v1",
         "env_kwargs": {"family": "bridge", "max_tool_calls": 3},
         "corpus_hash": "sha256:abc",
         "task_id": task,
@@ -81,7 +80,7 @@ def test_record_lists_are_stored_as_tuples() -> None:
 def test_from_json_fills_missing_optional_fields() -> None:
     minimal = {
         "schema_version": 1,
-        "env_id": "Gather-MultiHop-v0",
+        "env_id": "Gather-MultiHop-v1",
         "corpus_hash": "h",
         "task_id": "t",
         "budget": 2,
@@ -337,9 +336,9 @@ def test_a_resume_whose_check_refuses_the_records_changes_nothing(tmp_path: Path
     path.write_bytes(content)
 
     def refuse(located: list[tuple[EpisodeRecord, RecordLocation]]) -> None:
-        refuse_duplicate_cells(located, "fix it")
+        check_unique_cells([r for r, _ in located], [str(loc) for _, loc in located], remedy="fix it")
 
-    with pytest.raises(RecordsError, match="recorded twice"):
+    with pytest.raises(RecordsError, match="two records for task"):
         read_for_append(path, refuse)
     assert path.read_bytes() == content
     assert not corrupt_sidecar(path).exists()
@@ -373,28 +372,22 @@ def test_duplicate_cells_are_found_with_both_places_across_files(tmp_path: Path)
     append_records(b, [record(index=2), record(index=1), record(task="t2", index=1)])
     located = read_records_with_locations([a, b])
     assert [str(loc) for _, loc in located] == [f"{a}:1", f"{a}:2", f"{a}:3", f"{b}:1", f"{b}:2", f"{b}:3"]
-    duplicates = find_duplicate_cells(located)
-    assert [(d.task_id, d.budget, d.episode_index, d.first, d.second) for d in duplicates] == [
-        ("t1", 3, 1, RecordLocation(a, 2), RecordLocation(b, 2))
-    ]
-    assert str(duplicates[0]) == f"task 't1', T=3, episode 1 is recorded twice: at {a}:2 and at {b}:2"
+    records, places = read_located([a, b])
+    assert places == [str(loc) for _, loc in located]
     with pytest.raises(
         RecordsError,
-        match=rf"1 duplicate episode record\(s\): .* at {re.escape(str(a))}:2 and at {re.escape(str(b))}:2; drop one",
+        match=rf"task 't1', T=3, episode 1 .*: {re.escape(str(a))}:2 and {re.escape(str(b))}:2; drop one",
     ):
-        refuse_duplicate_cells(located, "drop one")
+        check_unique_cells(records, places, remedy="drop one")
 
 
-def test_the_same_file_twice_is_all_duplicates_and_records_without_an_index_are_not_cells(
-    tmp_path: Path,
-) -> None:
+def test_records_without_an_index_are_not_cells(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     append_records(path, [record(index=i) for i in range(5)] + [record(index=-1), record(index=-1)])
-    duplicates = find_duplicate_cells(read_records_with_locations([path, path]))
-    assert [(d.first.line, d.second.line) for d in duplicates] == [(i, i) for i in range(1, 6)]
-    with pytest.raises(RecordsError, match=r"5 duplicate .*\(and 2 more\)"):
-        refuse_duplicate_cells(read_records_with_locations([path, path]), "fix it")
-    refuse_duplicate_cells(read_records_with_locations(path), "fix it")  # no duplicates: no error
+    records, places = read_located(path)
+    check_unique_cells(records, places)  # no duplicates: no error
+    with pytest.raises(RecordsError, match=rf"episode 0 .*: {re.escape(str(path))}:1 and record #8"):
+        check_unique_cells([*records, records[0]], [*places, "record #8"])
 
 
 def test_schema_error_names_file_and_line(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from gather_envs.metrics import results_from_records
 from gather_envs.records import TERMINATION_INFRA_ERROR, EpisodeRecord, read_records
 from gather_envs.reports import render_results
 
-ENV_ID = "Gather-MultiHop-v0"
+ENV_ID = "Gather-v1"  # the generic id: tests vary family= per run
 ENV_KWARGS: dict[str, Any] = {"world": SMALL_WORLD}
 P_LEVELS = (0.0, 0.25, 0.6, 0.9)
 """Success probability of the coin agent on the tasks at split positions 0, 1, 2, 3 (mod 4)."""
@@ -454,11 +454,8 @@ def test_resume_refuses_duplicate_cells_naming_both_lines(tmp_path: Path) -> Non
     with pytest.raises(RecordsError) as info:
         run(tmp_path, n=2, agent=agent)
     message = str(info.value)
-    assert (
-        f"task {first.task_id!r}, T={first.budget}, episode {first.episode_index} is recorded twice"
-        in message
-    )
-    assert f"at {out}:4 and at {out}:{len(lines) + 1}" in message
+    assert f"task {first.task_id!r}, T={first.budget}, episode {first.episode_index}" in message
+    assert f"{out}:4 and {out}:{len(lines) + 1}" in message
     assert "before resuming" in message
     assert agent.started == 0
     assert out.read_bytes() == b"".join(lines) + lines[3]

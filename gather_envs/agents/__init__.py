@@ -5,6 +5,22 @@ Importing this package registers every built-in agent (``oracle``, ``random``, `
 """
 
 from gather_envs.agents import llm, scripted
-from gather_envs.agents.base import Agent, EpisodePolicy, agent_names, make_agent, register_agent
+from gather_envs.agents.base import (
+    Agent,
+    EpisodePolicy,
+    agent_names,
+    agent_options,
+    make_agent,
+    register_agent,
+)
 
-__all__ = ["Agent", "EpisodePolicy", "agent_names", "llm", "make_agent", "register_agent", "scripted"]
+__all__ = [
+    "Agent",
+    "EpisodePolicy",
+    "agent_names",
+    "agent_options",
+    "llm",
+    "make_agent",
+    "register_agent",
+    "scripted",
+]

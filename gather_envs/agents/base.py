@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 
 from gather_envs.errors import ConfigError
+from gather_envs.parameters import Parameter
 
 
 class EpisodePolicy(ABC):
@@ -33,6 +34,8 @@ class Agent(ABC):
     """A named agent with fixed settings; ``start`` makes an independent policy per episode."""
 
     agent_id: str = "agent"
+    options: ClassVar[tuple[Parameter, ...] | None] = None
+    """The options its factory accepts (None: undeclared, so the CLI cannot check them early)."""
 
     def settings(self) -> dict[str, Any]:
         """Everything needed to rerun this agent (recorded with every result)."""
@@ -45,15 +48,28 @@ class Agent(ABC):
 
 AgentFactory = Callable[..., Agent]
 _REGISTRY: dict[str, AgentFactory] = {}
+_OPTIONS: dict[str, tuple[Parameter, ...] | None] = {}
 
 
-def register_agent(name: str, factory: AgentFactory) -> None:
-    """Make ``factory(env, **options)`` available as ``--agent name``."""
+def register_agent(name: str, factory: AgentFactory, options: tuple[Parameter, ...] | None = None) -> None:
+    """Make ``factory(env, **options)`` available as ``--agent name``.
+
+    ``options`` declares what the factory accepts (default: the factory's own ``options``
+    attribute, as an Agent subclass has), so ``gather-envs eval`` can check them before it runs.
+    """
     _REGISTRY[name] = factory
+    _OPTIONS[name] = options if options is not None else getattr(factory, "options", None)
 
 
 def agent_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def agent_options(name: str) -> tuple[Parameter, ...] | None:
+    """The declared options of a registered agent (None when its factory declares none)."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown agent {name!r}; available: {', '.join(agent_names())}")
+    return _OPTIONS[name]
 
 
 def make_agent(name: str, env: gym.Env, **options: Any) -> Agent:

@@ -31,12 +31,20 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from gather_envs.agents.backends import ChatBackend, ChatResult, Message, make_backend, parse_bool
+from gather_envs.agents.backends import (
+    BACKEND_PARAMETERS,
+    ChatBackend,
+    ChatResult,
+    Message,
+    make_backend,
+    parse_bool,
+)
 from gather_envs.agents.base import Agent, EpisodePolicy, register_agent
 from gather_envs.agents.scripted import action_text
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.envs.prompts import SYNTAX
 from gather_envs.errors import ConfigError
+from gather_envs.parameters import ANY_KIND, Parameter, parse_parameters
 
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.95
@@ -231,13 +239,29 @@ def _stop_option(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(value)
 
 
+LLM_OPTIONS = (
+    Parameter("temperature", float, DEFAULT_TEMPERATURE, minimum=0.0),
+    Parameter("top_p", float, DEFAULT_TOP_P, minimum=0.0, maximum=1.0, exclusive_minimum=True),
+    Parameter("max_tokens", int, DEFAULT_MAX_TOKENS, minimum=1),
+    Parameter("seed", int, DEFAULT_SEED),
+    Parameter("grammar", bool, True, help="constrain each reply to one valid action"),
+    Parameter("native_tools", bool, help="use the backend's tool calling (default: the tools agent)"),
+    Parameter("stop", ANY_KIND, help="a stop string or a JSON list of them"),
+    Parameter("prompt", str, help="a prompt file in gather_envs/agents/prompts or a path to a .txt"),
+    *BACKEND_PARAMETERS,
+)
+"""The options every LLM agent accepts: sampling, grammar, prompt, and the backend's own."""
+
+
 class LLMAgent(Agent):
     """An LLM agent with one prompt style, fixed sampling settings and a shared backend."""
+
+    options = LLM_OPTIONS
 
     def __init__(
         self, env: Any, style: AgentStyle, chat_backend: ChatBackend | None = None, **options: Any
     ) -> None:
-        options = dict(options)
+        options = parse_parameters(f"agent {style.name!r}", LLM_OPTIONS, options, noun="option")
         self.style = style
         self.agent_id = style.name
         env_dialect = getattr(env, "dialect", "react")
@@ -423,7 +447,7 @@ def _factory(style_name: str) -> Any:
 
 
 for _name in STYLES:
-    register_agent(_name, _factory(_name))
+    register_agent(_name, _factory(_name), LLM_OPTIONS)
 
 
 def agent_styles() -> Sequence[str]:

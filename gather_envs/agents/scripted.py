@@ -30,6 +30,7 @@ from gather_envs.agents.base import Agent, EpisodePolicy, register_agent
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.envs.prompts import SYNTAX
 from gather_envs.errors import ConfigError
+from gather_envs.parameters import Parameter, parse_parameters
 
 UNKNOWN_ANSWER = "unknown"
 YES, NO = "yes", "no"
@@ -99,17 +100,11 @@ def action_text(dialect: str, kind: str, argument: str) -> str:
     return f"{head}{value}{tail}"
 
 
-def _option_int(options: dict[str, Any], key: str, default: int) -> int:
-    value = options.pop(key, default)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"agent option {key}={value!r} must be an integer") from None
-
-
-def _reject_unknown(agent: str, options: dict[str, Any]) -> None:
-    if options:
-        raise ConfigError(f"agent {agent!r} has no option(s) {sorted(options)}")
+def _parse_options(agent: Agent, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against ``agent``'s declared options, with every default filled in."""
+    return parse_parameters(
+        f"agent {agent.agent_id!r}", agent.options or (), options, defaults=True, noun="option"
+    )
 
 
 # -- oracle --------------------------------------------------------------------------------------
@@ -119,9 +114,10 @@ class OracleAgent(Agent):
     """Follows the gold path, then answers the gold answer (``unknown`` if the path was cut short)."""
 
     agent_id = "oracle"
+    options = ()
 
     def __init__(self, env: Any, **options: Any) -> None:
-        _reject_unknown(self.agent_id, dict(options))
+        _parse_options(self, options)
         self._corpus = env.corpus
         self.dialect: str = env.dialect
 
@@ -158,13 +154,19 @@ class RandomAgent(Agent):
     """Seeded random actions from the grammar, built from words seen in the observations."""
 
     agent_id = "random"
+    options = (
+        Parameter(
+            "search_probability",
+            float,
+            RANDOM_SEARCH_PROBABILITY,
+            minimum=0.0,
+            maximum=1.0,
+            help="chance that an action is a search while calls are left",
+        ),
+    )
 
     def __init__(self, env: Any, **options: Any) -> None:
-        options = dict(options)
-        self.search_probability = float(options.pop("search_probability", RANDOM_SEARCH_PROBABILITY))
-        _reject_unknown(self.agent_id, options)
-        if not 0.0 <= self.search_probability <= 1.0:
-            raise ConfigError(f"search_probability must be in [0, 1], got {self.search_probability}")
+        self.search_probability: float = _parse_options(self, options)["search_probability"]
         self.dialect: str = env.dialect
 
     def settings(self) -> dict[str, Any]:
@@ -251,12 +253,28 @@ class HeuristicAgent(Agent):
     """A seeded stochastic searcher that follows names from the question through the results."""
 
     agent_id = "heuristic"
+    options = (
+        Parameter(
+            "relation_boost",
+            float,
+            RELATION_BOOST,
+            minimum=0.0,
+            help="extra weight per question word a sentence shares",
+        ),
+        Parameter(
+            "explore_probability",
+            float,
+            EXPLORE_PROBABILITY,
+            minimum=0.0,
+            maximum=1.0,
+            help="chance to read any seen document instead of the focus one",
+        ),
+    )
 
     def __init__(self, env: Any, **options: Any) -> None:
-        options = dict(options)
-        self.relation_boost = float(options.pop("relation_boost", RELATION_BOOST))
-        self.explore_probability = float(options.pop("explore_probability", EXPLORE_PROBABILITY))
-        _reject_unknown(self.agent_id, options)
+        values = _parse_options(self, options)
+        self.relation_boost: float = values["relation_boost"]
+        self.explore_probability: float = values["explore_probability"]
         self.dialect: str = env.dialect
 
     def settings(self) -> dict[str, Any]:

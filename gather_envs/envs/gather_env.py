@@ -23,7 +23,7 @@ REWARD_WRONG = 0.0
 DEFAULT_MAX_TOOL_CALLS = 5
 DEFAULT_TOP_K = 3
 DEFAULT_MAX_INVALID_ACTIONS = 2
-SCOPES = ("world", "distractor")
+SCOPES = ("world", "distractor")  # the one scope vocabulary, synthetic and dataset envs alike
 
 TERMINATION_ANSWERED = "answered"
 TERMINATION_INVALID = "invalid_actions"
@@ -34,8 +34,9 @@ class GatherEnv(gym.Env[str, str]):
 
     Each ``search`` uses one of ``max_tool_calls`` (T) calls and returns the ``top_k`` best BM25
     matches; ``answer`` ends the episode. Invalid actions (malformed, unknown, or a search with
-    no calls left) use no call but count toward ``max_invalid_actions``; past it the episode is
-    truncated with reward 0. See the README for the kwargs that pick the corpus or build a world.
+    no calls left) use no call but count toward ``max_invalid_actions``; past it the episode ends
+    under the task's own rules (``terminated``, reward 0, ``termination="invalid_actions"``);
+    ``truncated`` is left to limits from outside the task. See the README for the kwargs that pick the corpus or build a world.
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
@@ -90,6 +91,7 @@ class GatherEnv(gym.Env[str, str]):
         """Resolve the shared corpus and build the spaces (also after unpickling)."""
         self.corpus: Corpus = resolve_corpus(**self._source)
         self.tasks: tuple[Task, ...] = self.corpus.tasks(self.split, self.family)
+        self._task_ids = frozenset(t.task_id for t in self.tasks)
         if not self.tasks:
             raise ConfigError(
                 f"corpus {self.corpus.name!r} has no {self.family!r} tasks in split {self.split!r}"
@@ -99,7 +101,7 @@ class GatherEnv(gym.Env[str, str]):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for shared in ("corpus", "tasks", "_charset", "observation_space"):
+        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space"):
             state.pop(shared, None)
         return state
 
@@ -146,6 +148,10 @@ class GatherEnv(gym.Env[str, str]):
             task = self.corpus.task(str(options["task_id"]))
             if task.family != self.family:
                 raise ConfigError(f"task {task.task_id!r} is {task.family!r}, not {self.family!r}")
+            if task.task_id not in self._task_ids:  # another split's task: its world is not searched here
+                raise ConfigError(
+                    f"task {task.task_id!r} is not in split {self.split!r}; pass split= for its split"
+                )
             return task
         if "task_index" in options:
             index = options["task_index"]
@@ -206,7 +212,7 @@ class GatherEnv(gym.Env[str, str]):
             self._done = True
             text = f"Invalid action: {problem}. Too many invalid actions: the episode is over."
             info = self._final_info(None, TERMINATION_INVALID, False, action_type=INVALID, error=problem)
-            return self._observe(text), REWARD_WRONG, False, True, info
+            return self._observe(text), REWARD_WRONG, True, False, info
         text = prompts.error_message(problem, self.dialect, self.budget > 0, left)
         return self._observe(text), REWARD_WRONG, False, False, self._info(action_type=INVALID, error=problem)
 
@@ -215,13 +221,14 @@ class GatherEnv(gym.Env[str, str]):
     def _retrieve(self, query: str) -> list[Document]:
         hits = self._index().search(query, self.top_k)
         if self.scope == "world":
-            return [self.corpus.documents[i] for i, _ in hits]
+            own = self.corpus.documents_of(self.split)  # a synthetic split searches its own world
+            return [own[i] for i, _ in hits]
         assert self.task is not None
         return [self.corpus.doc(self.task.context_doc_ids[i]) for i, _ in hits]
 
     def _index(self) -> BM25Index:
         if self.scope == "world":
-            return self.corpus.index()
+            return self.corpus.index(self.split)
         task = self.task
         assert task is not None
         # Built from the task's own documents (same scores as a subset of the world index) so a

@@ -59,8 +59,8 @@ from gather_envs.records import (
     RecordLocation,
     RecordWriter,
     read_for_append,
-    refuse_duplicate_cells,
 )
+from gather_envs.records.cells import check_unique_cells
 from gather_envs.wrappers.record import RecordPassAtKT, env_identity
 
 try:  # POSIX only; elsewhere two runners on one file are not detected.
@@ -317,8 +317,10 @@ def _load_existing(path: Path, run: _RunIdentity, plan: RunPlan) -> dict[Episode
     def check(located: list[tuple[EpisodeRecord, RecordLocation]]) -> None:
         for record, _ in located:
             _check_same_run(record, run, plan, path)
-        refuse_duplicate_cells(
-            located, "remove one line of each pair, or pass another --out, before resuming"
+        check_unique_cells(
+            [record for record, _ in located],
+            [str(location) for _, location in located],
+            remedy="remove one line of each pair, or pass another --out, before resuming",
         )
 
     located = read_for_append(path, check)

@@ -4,7 +4,7 @@ One row per (task, budget T). Every layout carries the same episode fields, whic
 onto ``env.reset(seed, options={"task_id", "max_tool_calls"})``:
 
 ========================  ==========================================================================
-``env_id``                registered id, e.g. ``Gather-MultiHop-v0``
+``env_id``                registered id, e.g. ``Gather-MultiHop-v1``
 ``env_kwargs``            JSON string of the env kwargs (``split``, ``dialect``, ``world``...)
 ``task_id``               the task (stable across processes and machines)
 ``seed``                  the episode seed (:func:`~gather_envs.evaluation.seeds.episode_seed`, i = 0)
@@ -77,6 +77,7 @@ def task_rows(
     limit: int | None = None,
     seed: int = 0,
     system_prompt: bool = True,
+    tool_call_format: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (task, budget) of a split, with the prompt and the episode fields.
 
@@ -84,6 +85,10 @@ def task_rows(
     (in split order, so a smaller sample is a subset of a larger one); ``seed`` is the base seed of
     that sample and of the episode seeds. ``system_prompt=False`` leaves the style's system prompt
     out (the prompt is then the env's task prompt alone, which already states the action syntax).
+    ``tool_call_format`` (from :func:`~gather_envs.integrations.chat.tool_call_format` of the
+    model's tokenizer) writes every tool call the prompt shows in the chat template's own form, so
+    a ``tools`` prompt asks for what the trainer's tool-call parser accepts; give the same format
+    to :class:`~gather_envs.integrations.trl.GatherToolEnv`.
     """
     kwargs = dict(env_kwargs or {})
     kwargs["split"] = split
@@ -108,6 +113,7 @@ def task_rows(
 
         def messages(observation: str) -> list[dict[str, Any]]:
             full = chat.prompt_messages(style, observation, kwargs["dialect"])
+            full = [{**m, "content": chat.show_tool_calls(m["content"], tool_call_format)} for m in full]
             return full if system_prompt else full[1:]
 
         rows = []

@@ -29,7 +29,7 @@ from gather_envs.errors import ConfigError
 from gather_envs.records import TERMINATION_TRUNCATED, EpisodeRecord
 from gather_envs.wrappers.record import RecordPassAtKT
 
-DEFAULT_ENV_ID = "Gather-MultiHop-v0"
+DEFAULT_ENV_ID = "Gather-MultiHop-v1"
 NESTED_ROW_KEY = "extra_info"  # verl and SkyRL keep per-row metadata under this key
 ROW_KEYS = ("env_id", "env_kwargs", "task_id", "task_index", "seed", "max_tool_calls")
 CUTOFF_ACTION = "<the trainer ended this rollout>"
@@ -37,6 +37,16 @@ CUTOFF_ACTION = "<the trainer ended this rollout>"
 CUTOFF_OBSERVATION = "The episode is over: the trainer ended the rollout before an answer."
 EPISODE_OVER = "The episode is over ({termination}); no further actions are taken. Stop calling tools."
 KEPT_RECORDS = 1000  # finished records kept in memory per env (all of them are on disk with a path)
+
+
+def tool_call_text(name: str, arguments: Any) -> str:
+    """A native tool call as the env's JSON-dialect action text, arguments passed through unchanged.
+
+    Every tool path (TRL tools, MCP tools, parsed tool calls) steps the env with this text, so the
+    env's own parser judges each call: a wrong argument name or an unknown tool is the same invalid
+    action (counted the same) as when the model writes that call out as text.
+    """
+    return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)

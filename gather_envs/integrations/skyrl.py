@@ -12,7 +12,9 @@ style shows it, e.g. ``Observation: ...``), the env's reward for that step, ``do
 
 ``env_config`` keys (all optional): ``env_id`` and ``env_kwargs`` (defaults for rows that do not
 name their env), ``records_path`` (append an EpisodeRecord per finished episode), ``agent_id``,
-``style``. :meth:`close` cuts off an episode the generator stopped early (context limit), so it is
+``style``, ``max_turns``. The env ends an episode after ``max_turns`` replies (default and upper
+bound: T + the invalid-action limit + 1, the most an episode can take), returning ``done`` with
+the episode recorded as ``truncated``; set the generator's own ``max_turns`` to at least that. :meth:`close` cuts off an episode the generator stopped early (context limit), so it is
 recorded as ``truncated``.
 
 Register once with :func:`register` (safe to call again: skyrl's own ``register`` raises on a
@@ -73,6 +75,7 @@ def _build_class() -> type:
             config = {k: _plain(v) for k, v in _config(env_config).items()}
             self.extras = dict(_plain(dict(extras or {})))
             self.style = str(row_value(self.extras, "style") or config.get("style") or chat.DEFAULT_STYLE)
+            self.turn_limit = None if config.get("max_turns") is None else int(config["max_turns"])
             self.driver = EpisodeDriver(
                 str(config.get("env_id") or DEFAULT_ENV_ID),
                 config.get("env_kwargs") or {},
@@ -87,7 +90,8 @@ def _build_class() -> type:
             observation, info = self.driver.reset(self.extras)
             env = self.driver.env.unwrapped
             self.turns = 0
-            self.max_turns = int(getattr(env, "budget", 0)) + int(getattr(env, "max_invalid_actions", 0)) + 1
+            most = int(getattr(env, "budget", 0)) + int(getattr(env, "max_invalid_actions", 0)) + 1
+            self.max_turns = most if self.turn_limit is None else min(most, self.turn_limit)
             prompt = list(prompt or [])
             last = prompt[-1].get("content") if prompt else None
             if not last:
@@ -104,13 +108,17 @@ def _build_class() -> type:
             """Apply the model's reply; the next observation, the step's reward, done and info."""
             self.turns += 1
             result = self.driver.step(action)
+            info = dict(result.info)
+            if not self.driver.done and self.turns >= self.max_turns:
+                self.driver.cut()  # the turn limit ends the episode: recorded as truncated
+                info = dict(self.driver.info)
             done = result.done or self.driver.done
             observations = [] if done else [chat.observation_message(self.style, result.observation)]
             return {
                 "observations": observations,
                 "reward": result.reward,
                 "done": done,
-                "metadata": dict(result.info),
+                "metadata": info,
                 "postprocessed_action": None,
             }
 

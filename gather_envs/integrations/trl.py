@@ -6,8 +6,11 @@ for the text dialects (``search[...]``, ``<search>...</search>``).
 rollout (pooled and reused), calls ``reset(**row)`` with the whole dataset row, exposes every
 public method with type hints and a Google-style docstring as a tool (here :meth:`search` and
 :meth:`answer`), sends ``str(result)`` back as a tool message, and calls :meth:`get_reward` once
-per finished rollout. Each tool call becomes the env's JSON action, so reward, budget T and the end
-after ``answer`` (or after too many invalid actions) are the env's own. TRL knows no episode end:
+per finished rollout. Each tool call becomes the env's JSON action, arguments as TRL passed them
+(the tools accept any, so ``search(term=...)`` is the env's invalid action, not a TypeError inside
+TRL), so reward, budget T and the end after ``answer`` (or after too many invalid actions) are the
+env's own. TRL parses tool calls in the chat template's format: build the dataset and the factory
+with ``tool_call_format=chat.tool_call_format(tokenizer)`` so the prompt asks for that format. TRL knows no episode end:
 a tool call after it gets :data:`~gather_envs.integrations.episodes.EPISODE_OVER` back and changes
 nothing. A rollout that stops without answering (no further tool call, length limit) is recorded
 as ``truncated`` with reward 0 when TRL asks for its reward. Set ``GRPOConfig.
@@ -22,7 +25,9 @@ append the observation as the style's user turn, until the env ends it or ``max_
 ``trainer.max_completion_length`` stops it. It returns what TRL 1.16 requires (``prompt_ids``,
 ``completion_ids``, ``logprobs``), the optional ``env_mask`` (1 for model tokens, 0 for the
 observation tokens the env inserted; TRL masks them out of the loss) and ``env_reward``, which
-TRL forwards to reward functions: pass :func:`env_reward` as ``reward_funcs``. TRL hands the
+TRL forwards to reward functions: pass :func:`env_reward` as ``reward_funcs``. Generation is
+collective (every rollout in every call, the same turn count on every rank when there are several
+processes) and log-probabilities are cut with their tokens; see :class:`RolloutFunction`. TRL hands the
 rollout function only the prompts, so the function maps each prompt back to its dataset row (the
 rows you give it); questions are unique within a split, so prompts identify rows.
 """
@@ -30,17 +35,26 @@ rows you give it); questions are unique within a split, so prompts identify rows
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
+
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.errors import ConfigError
 from gather_envs.integrations import chat
 from gather_envs.integrations._optional import require
-from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, parse_env_kwargs, row_value
+from gather_envs.integrations.episodes import (
+    DEFAULT_ENV_ID,
+    EpisodeDriver,
+    parse_env_kwargs,
+    row_value,
+    tool_call_text,
+)
 
 EXTRA = "trl"
 TOOLS_STYLE = "tools"
@@ -52,8 +66,30 @@ ENV_MASK_FIELD = "env_mask"
 MODEL_TOKEN, ENV_TOKEN = 1, 0
 
 
-def _tool_action(name: str, argument_key: str, value: Any) -> str:
-    return json.dumps({"name": name, "arguments": {argument_key: str(value)}}, ensure_ascii=False)
+def _lenient_tool(name: str, argument: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
+    """Show a tool as ``name(argument: str) -> str`` while accepting any call, right or wrong.
+
+    TRL builds the schema from the signature and calls ``tool(**arguments)``: with a strict
+    signature a wrong argument name raises in TRL and never reaches the env. The method takes
+    whatever the model sent and steps the env with it, so the env's parser decides.
+    """
+
+    def decorate(method: Callable[..., str]) -> Callable[..., str]:
+        receiver = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        shown = inspect.Parameter(argument, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)
+        method.__signature__ = inspect.Signature([receiver, shown], return_annotation=str)  # type: ignore[attr-defined]
+        method.__annotations__ = {argument: str, "return": str}
+        method.__name__ = name
+        return method
+
+    return decorate
+
+
+def _call_arguments(argument: str, args: tuple[Any, ...], arguments: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments as sent (a positional value is taken as ``argument``)."""
+    if args:
+        return {argument: args[0], **arguments}
+    return dict(arguments)
 
 
 class GatherToolEnv:
@@ -62,7 +98,10 @@ class GatherToolEnv:
     Construct through :meth:`factory` to configure it; TRL calls the factory with no arguments.
     ``env_id``/``env_kwargs`` are the defaults for rows that do not name their env (the JSON
     dialect is forced, since TRL turns tool calls into JSON actions). ``records_path`` appends one
-    :class:`~gather_envs.records.EpisodeRecord` per finished episode.
+    :class:`~gather_envs.records.EpisodeRecord` per finished episode. ``tool_call_format`` (from
+    :func:`~gather_envs.integrations.chat.tool_call_format`; build the dataset with the same one)
+    writes the tool calls the env's texts show in the chat template's form, which is what TRL's
+    parser accepts: a bare JSON reply is plain text to TRL and ends the rollout.
     """
 
     def __init__(
@@ -73,8 +112,10 @@ class GatherToolEnv:
         agent_id: str = DEFAULT_AGENT_ID,
         agent_settings: Mapping[str, Any] | None = None,
         record_trajectory: bool = False,
+        tool_call_format: str | None = None,
     ) -> None:
         kwargs = {**dict(env_kwargs or {}), "dialect": "json"}
+        self._call_format = tool_call_format
         self._driver = EpisodeDriver(
             env_id,
             kwargs,
@@ -99,6 +140,7 @@ class GatherToolEnv:
         if row_value(row, "env_kwargs") is not None:  # TRL sends JSON tool calls: force that dialect
             row = {**row, "env_kwargs": {**parse_env_kwargs(row_value(row, "env_kwargs")), "dialect": "json"}}
         observation, _ = self._driver.reset(row)
+        observation = chat.show_tool_calls(observation, self._call_format)
         last = _last_content(row.get("prompt"))
         if not last:
             return observation
@@ -110,7 +152,8 @@ class GatherToolEnv:
             "gather_envs.integrations.dataset, or leave the last message empty to have it appended"
         )
 
-    def search(self, query: str) -> str:
+    @_lenient_tool(SEARCH, "query")
+    def search(self, *args: Any, **arguments: Any) -> str:
         """Search the documents and return the best matches. Each search uses one of the limited searches.
 
         Args:
@@ -119,9 +162,10 @@ class GatherToolEnv:
         Returns:
             The best matching documents and the number of searches left.
         """
-        return self._driver.step(_tool_action(SEARCH, "query", query)).observation
+        return self._act(tool_call_text(SEARCH, _call_arguments("query", args, arguments)))
 
-    def answer(self, answer: str) -> str:
+    @_lenient_tool(ANSWER, "answer")
+    def answer(self, *args: Any, **arguments: Any) -> str:
         """Give the final answer. This ends the episode; a wrong answer is final.
 
         Args:
@@ -130,7 +174,10 @@ class GatherToolEnv:
         Returns:
             Whether the answer was correct.
         """
-        return self._driver.step(_tool_action(ANSWER, "answer", answer)).observation
+        return self._act(tool_call_text(ANSWER, _call_arguments("answer", args, arguments)))
+
+    def _act(self, action: str) -> str:
+        return chat.show_tool_calls(self._driver.step(action).observation, self._call_format)
 
     def get_reward(self) -> float:
         """The env's reward for this episode (an unfinished episode is cut off first: reward 0)."""
@@ -275,6 +322,15 @@ class RolloutFunction:
     ``<information>...`` for search-r1). ``generate`` defaults to :func:`transformers_generate`;
     use :func:`vllm_generate` with ``use_vllm=True``, or your own with the same signature. ``max_turns`` defaults to the row's
     ``T + max_invalid_actions + 1``, the most steps an env episode can take.
+
+    Generation is collective across ranks (TRL's vLLM server mode gathers every rank's prompts and
+    slices the results by ``process_index * len(prompts)``; colocate with tensor parallelism and
+    DeepSpeed ZeRO-3 all-gather too), so each turn calls ``generate`` with *every* rollout: a
+    finished one is padded with a one-token dummy prompt whose output is dropped, and every call
+    asks for the same ``turn_tokens``. With several processes (or ``lockstep=True``) every rank
+    plays the same number of turns, the most any row's episode can take (``max_turns`` if set),
+    computed from the rows every rank holds; on one process the loop stops once all are done.
+    Tokens and log-probabilities are cut together to each rollout's room.
     """
 
     def __init__(
@@ -287,6 +343,7 @@ class RolloutFunction:
         env_kwargs: Mapping[str, Any] | None = None,
         turn_tokens: int = DEFAULT_TURN_TOKENS,
         max_turns: int | None = None,
+        lockstep: bool | None = None,
         records_path: str | os.PathLike[str] | None = None,
         agent_id: str = DEFAULT_ROLLOUT_AGENT_ID,
         agent_settings: Mapping[str, Any] | None = None,
@@ -307,6 +364,8 @@ class RolloutFunction:
         self.env_kwargs = dict(env_kwargs or {})
         self.turn_tokens = turn_tokens
         self.max_turns = max_turns
+        self.lockstep = lockstep
+        self._most_turns: int | None = None
         self._driver_config = {
             "records_path": records_path,
             "agent_id": agent_id,
@@ -339,21 +398,38 @@ class RolloutFunction:
                 )
             driver = self._driver(index)
             driver.reset(row)
-            ids = tokenizer.apply_chat_template(
-                list(prompt), add_generation_prompt=True, tokenize=True, return_dict=False, **template_kwargs
-            )
             style = self.style or str(row.get("style") or "") or _dialect_style(driver)
+            tools = chat.tool_schemas() if style == TOOLS_STYLE else None
+            ids = tokenizer.apply_chat_template(
+                list(prompt),
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=False,
+                **({"tools": tools} if tools else {}),
+                **template_kwargs,
+            )
             rollouts.append(_Rollout(driver, _flat_ids(ids), style))
         limit = int(getattr(trainer, "max_completion_length", 0) or 0) or None
-        eos_id = _eos_ids(trainer)[0]
-        while True:
-            active = [r for r in rollouts if r.active]
-            if not active:
-                break
-            budgets = [self._room(r, limit) for r in active]
-            outputs = self.generate([r.prompt_ids + r.completion_ids for r in active], trainer, max(budgets))
-            for rollout, (ids, logprobs), room in zip(active, outputs, budgets):
-                self._advance(rollout, list(ids)[:room], logprobs, tokenizer, template_kwargs, limit, eos_id)
+        eos_ids = _eos_ids(trainer)
+        turn_tokens = self.turn_tokens if limit is None else min(self.turn_tokens, limit)
+        lockstep_turns = self._lockstep_turns() if self._in_lockstep(trainer) else None
+        turn = 0
+        while any(r.active for r in rollouts) if lockstep_turns is None else turn < lockstep_turns:
+            # Every rollout is in every call (a finished one with a one-token dummy prompt), every
+            # call asks for the same number of tokens, and in lockstep every rank makes the same
+            # number of calls: what TRL's collective vLLM generation (and ZeRO-3) requires.
+            batch = [r.prompt_ids + r.completion_ids if r.active else r.prompt_ids[:1] for r in rollouts]
+            outputs = self.generate(batch, trainer, turn_tokens)
+            if len(outputs) != len(batch):
+                raise ConfigError(
+                    f"the generate function returned {len(outputs)} completions for {len(batch)} prompts; "
+                    "it must return one (token ids, log-probabilities) pair per prompt"
+                )
+            for rollout, (ids, logprobs) in zip(rollouts, outputs):
+                if rollout.active:
+                    ids, logprobs = _cut(list(ids), logprobs, self._room(rollout, limit))
+                    self._advance(rollout, ids, logprobs, tokenizer, template_kwargs, limit, eos_ids)
+            turn += 1
         for rollout in rollouts:
             rollout.driver.cut()
         any_missing = any(not r.has_logprobs for r in rollouts)
@@ -364,6 +440,41 @@ class RolloutFunction:
             ENV_MASK_FIELD: [r.env_mask for r in rollouts],
             ENV_REWARD_FIELD: [r.driver.total_reward for r in rollouts],
         }
+
+    def _in_lockstep(self, trainer: Any) -> bool:
+        """Whether generation is collective: forced by ``lockstep``, else several processes."""
+        if self.lockstep is not None:
+            return self.lockstep
+        accelerator = getattr(trainer, "accelerator", None)
+        return int(getattr(accelerator, "num_processes", 1) or 1) > 1
+
+    def _lockstep_turns(self) -> int:
+        """The turn count every rank plays in lockstep: the most any row's episode can take.
+
+        Computed from the rows alone, which every rank holds, so ranks agree without talking.
+        """
+        if self.max_turns is not None:
+            return self.max_turns
+        if self._most_turns is None:
+            most = 0
+            limits: dict[str, tuple[int, int]] = {}  # env -> (default budget T, invalid-action limit)
+            for row in self.rows.values():
+                env_id = str(row_value(row, "env_id") or self.env_id)
+                kwargs = {**self.env_kwargs, **parse_env_kwargs(row_value(row, "env_kwargs"))}
+                key = json.dumps([env_id, kwargs], sort_keys=True, default=repr)
+                if key not in limits:
+                    env = gym.make(env_id, **kwargs)
+                    base = env.unwrapped
+                    limits[key] = (
+                        int(getattr(base, "max_tool_calls", 0)),
+                        int(getattr(base, "max_invalid_actions", 0)),
+                    )
+                    env.close()
+                default_budget, invalid_limit = limits[key]
+                budget = row_value(row, "max_tool_calls")
+                most = max(most, (default_budget if budget is None else int(budget)) + invalid_limit + 1)
+            self._most_turns = most
+        return self._most_turns
 
     def _room(self, rollout: _Rollout, limit: int | None) -> int:
         if limit is None:
@@ -378,23 +489,25 @@ class RolloutFunction:
         tokenizer: Any,
         template_kwargs: dict[str, Any],
         limit: int | None,
-        eos_id: int,
+        eos_ids: list[int],
     ) -> None:
         """Append one generated turn, step the env, and append the observation turn if it goes on."""
         rollout.completion_ids += ids
         rollout.env_mask += [MODEL_TOKEN] * len(ids)
-        if logprobs is None or len(logprobs) != len(ids):
+        if logprobs is None:
             rollout.has_logprobs = False
             rollout.logprobs += [0.0] * len(ids)
         else:
-            rollout.logprobs += [float("nan") if x is None else float(x) for x in logprobs]
+            rollout.logprobs += logprobs
         rollout.turns += 1
         text = tokenizer.decode(ids, skip_special_tokens=True)
-        result = rollout.driver.step(text)
+        result = rollout.driver.step(text)  # any reply, tool call or text, is the env's to judge
         if result.done or rollout.turns >= self._max_turns(rollout):
             rollout.active = False
             return
-        closing = [] if ids and ids[-1] == eos_id else [eos_id]  # close a turn cut by the token limit
+        # Close a turn cut by the token limit; a turn that ended on any EOS id is closed already
+        # (Qwen2.5 ends on <|im_end|> or <|endoftext|>: neither gets a second end-of-turn token).
+        closing = [] if ids and ids[-1] in eos_ids else [eos_ids[0]]
         suffix = closing + self._observation_ids(result.observation, tokenizer, template_kwargs, rollout)
         if limit is not None and len(rollout.completion_ids) + len(suffix) >= limit:
             rollout.active = False  # no room for the observation and another turn
@@ -441,6 +554,19 @@ class RolloutFunction:
         if full[: len(prefix)] != prefix:
             raise ConfigError("the chat template is not prefix-preserving; cannot append observation turns")
         return full[len(prefix) :]
+
+
+def _cut(ids: list[int], logprobs: Any, room: int) -> tuple[list[int], list[float] | None]:
+    """One turn's tokens and their log-probabilities cut together to the rollout's room."""
+    if logprobs is None:
+        return ids[:room], None
+    values = [float("nan") if x is None else float(x) for x in logprobs]
+    if len(values) != len(ids):
+        raise ConfigError(
+            f"the generate function returned {len(values)} log-probabilities for {len(ids)} tokens; "
+            "return one per generated token (or None to let TRL compute them)"
+        )
+    return ids[:room], values[:room]
 
 
 def _dialect_style(driver: EpisodeDriver) -> str:

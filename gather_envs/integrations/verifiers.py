@@ -20,8 +20,12 @@ Two ways to play, picked by the taskset's ``style``:
   observation back as the user's turn (like verifiers' TextArena env). The episode ends when the
   env ends it.
 - **tools** (``tools``): each rollout launches a :class:`GatherToolset` MCP server whose ``search``
-  and ``answer`` tools step that rollout's env; its result reaches the host through the rollout
-  ``State``.
+  and ``answer`` tools (each argument described in the schema) step that rollout's env. The host
+  keeps its own copy of the episode: it replays each segment's tool calls on it (same task, seed
+  and rules, so the same results) and steps a closing text reply (a bare JSON call, ``answer[...]``)
+  like any other action, sending the observation back as the user's turn and queueing the reply
+  in the rollout ``State`` for the server to apply before its next call. The host's copy scores
+  the rollout and writes its record; a run that stops first is recorded as ``truncated``.
 
 Either way the env applies its own rules, :meth:`GatherTask.env_reward` is the env's reward, and
 finished episodes are appended as EpisodeRecords to ``records_path`` when one is set.
@@ -29,18 +33,20 @@ finished episodes are appended as EpisodeRecords to ``records_path`` when one is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.integrations import chat
 from gather_envs.integrations._optional import require
-from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver
+from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, tool_call_text
 
 EXTRA = "verifiers"
 INFO_KEY = "gather"
 TOOLS_STYLE = "tools"
 DEFAULT_AGENT_ID = "verifiers"
 DEFAULT_SPLIT = "test"
+QUERY_DESCRIPTION = "Words to search for, such as the name of a person, place or thing."
+ANSWER_DESCRIPTION = "Only the name, number, yes or no that the question asks for."
 CLASS_NAMES = (
     "GatherTaskData",
     "GatherState",
@@ -84,6 +90,12 @@ def _build() -> dict[str, type]:
     """Define the verifiers classes (verifiers is imported only now)."""
     vf = require("verifiers.v1", EXTRA)
     pydantic = require("pydantic", EXTRA)
+    # Evaluated here, not as (postponed) annotation strings: MCP builds each tool's argument
+    # schema from the signature, and these carry the per-argument descriptions.
+    described = {
+        SEARCH: ("query", Annotated[str, pydantic.Field(description=QUERY_DESCRIPTION)]),
+        ANSWER: ("answer", Annotated[str, pydantic.Field(description=ANSWER_DESCRIPTION)]),
+    }
 
     class GatherTaskData(vf.TaskData):
         """One Gather episode: the task, its budget T and seed, and the env that plays it."""
@@ -98,13 +110,18 @@ def _build() -> dict[str, type]:
         style: str = chat.DEFAULT_STYLE
 
     class GatherState(vf.State):
-        """What a tool server tells the host about its rollout's episode."""
+        """What a tool server and the host tell each other about the rollout's episode.
+
+        ``pending``: text replies the host stepped into its copy of the episode; the tool server
+        applies them, in order, before its next tool call, so both copies stay the same episode.
+        """
 
         reward: float = 0.0
         success: bool = False
         tool_calls: int = 0
         invalid_actions: int = 0
         termination: str = ""
+        pending: list[str] = pydantic.Field(default_factory=list)
 
     class GatherToolsetConfig(vf.ToolsetConfig):
         """Where the tool server writes records (it runs in its own process)."""
@@ -132,9 +149,12 @@ def _build() -> dict[str, type]:
             self.driver.reset(_row(task.data))
 
         def _act(self, action: str) -> str:
+            state = self.state
+            for text in state.pending:  # the host's text replies come first, in their order
+                self.driver.step(text)
+            state.pending = []
             result = self.driver.step(action)
             summary = _summary(self.driver)
-            state = self.state
             state.reward = summary["reward"]
             state.success = summary["success"]
             state.tool_calls = summary["tool_calls"]
@@ -143,14 +163,14 @@ def _build() -> dict[str, type]:
             return result.observation
 
         @vf.tool
-        def search(self, query: str) -> str:
+        def search(self, query: str = "") -> str:
             """Search the documents and return the best matches (uses one of the limited searches)."""
-            return self._act(_json_call(SEARCH, "query", query))
+            return self._act(mcp_action(SEARCH, query=query))
 
         @vf.tool
-        def answer(self, answer: str) -> str:
+        def answer(self, answer: str = "") -> str:
             """Give the final answer (only the name, number, yes or no); ends the episode."""
-            return self._act(_json_call(ANSWER, "answer", answer))
+            return self._act(mcp_action(ANSWER, answer=answer))
 
     class GatherTask(vf.Task[GatherTaskData, GatherState, GatherTaskConfig]):
         """A Gather task; its reward is the env's, read from the finished run's trace."""
@@ -244,16 +264,20 @@ def _build() -> dict[str, type]:
         """Plays a Gather task with the player: text turns stepped host-side, or one tool-using segment."""
 
         async def run(self, task: Any, agents: Any) -> None:
-            if task.config.use_tools:  # the tool server plays the episode within one segment
-                async with agents.player.interaction(task) as interaction:
-                    await interaction.turn()
-                return
             driver = EpisodeDriver(records_path=self.config.records_path, agent_id=self.config.agent_id)
             driver.reset(_row(task.data))
+            tools = bool(task.config.use_tools)
             async with agents.player.interaction(task) as interaction:
                 segment = await interaction.turn()
                 while not segment.terminated:
-                    result = driver.step(segment.last_reply)
+                    # Tools: the server played the segment's calls; replay them on the host's copy
+                    # (same task, seed and rules: same results), then step a closing text reply.
+                    reply = _replay_tool_calls(driver, segment.messages) if tools else segment.last_reply
+                    if driver.done or reply is None:
+                        break
+                    result = driver.step(reply)
+                    if tools:
+                        interaction.trace.state.pending.append(reply)
                     if driver.done:
                         break
                     segment = await interaction.turn(
@@ -265,16 +289,54 @@ def _build() -> dict[str, type]:
 
     scope = dict(locals())
     found = {name: scope[name] for name in CLASS_NAMES}
+    for tool, (argument, annotation) in described.items():
+        getattr(GatherToolset, tool).__annotations__[argument] = annotation
     for name, cls in found.items():
         cls.__module__ = __name__
         cls.__qualname__ = name
     return found
 
 
-def _json_call(name: str, key: str, value: str) -> str:
+def mcp_action(name: str, **arguments: str) -> str:
+    """An MCP tool call as the env's JSON-dialect action (an argument the call left out stays out)."""
+    return tool_call_text(name, {key: value for key, value in arguments.items() if value != ""})
+
+
+def _replay_tool_calls(driver: EpisodeDriver, messages: Any) -> str | None:
+    """Step the segment's tool calls as the tool server received them; the closing text reply, if any.
+
+    MCP validates arguments against the tool's schema first: names it does not declare are
+    dropped, so the call reaches the env as the server saw it. A call to an unknown tool never
+    reaches the server; here it reaches the host's copy as the invalid action it is.
+    """
+    reply: str | None = None
+    for message in messages:
+        calls = getattr(message, "tool_calls", None)
+        if getattr(message, "role", "") != chat.ASSISTANT:
+            continue
+        if not calls:
+            reply = (getattr(message, "content", None) or "").strip() or None
+            continue
+        reply = None
+        for call in calls:
+            arguments = _arguments(call.arguments)
+            if call.name in (SEARCH, ANSWER):
+                key = "query" if call.name == SEARCH else "answer"
+                value = arguments.get(key, "") if isinstance(arguments, dict) else ""
+                driver.step(mcp_action(call.name, **{key: str(value)}))
+            else:
+                driver.step(tool_call_text(call.name, arguments))
+    return reply
+
+
+def _arguments(raw: str) -> Any:
+    """A tool call's raw argument string as JSON (left a string when it is not JSON)."""
     import json
 
-    return json.dumps({"name": name, "arguments": {key: value}}, ensure_ascii=False)
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return raw
 
 
 def _outcome(trace: Any) -> dict[str, Any]:

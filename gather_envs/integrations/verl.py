@@ -9,7 +9,10 @@ through hydra and calls ``await loop.run(sampling_params, **row)`` with the data
 (``ct_merge_assistant_token``: mask 1), steps the env with the decoded text in any dialect, and
 appends the observation as the row style's user turn (``ct_merge_context_msg``: mask 0), until the
 env ends the episode, ``rollout.response_length`` is reached or ``max_turns`` (T + the invalid
-action limit + 1) have been played. ``reward_score`` is the env's reward, so verl's reward manager
+action limit + 1) have been played. A reply that would overrun ``response_length`` is cut to the
+room left *before* the env sees it and is never stepped: the episode is recorded as truncated
+with reward 0 (like verl's own ``ToolAgentLoop``, which stops before acting on such a turn), so
+no reward is paid for tokens the sample does not contain (``extra_fields["gather_overrun"]``). ``reward_score`` is the env's reward, so verl's reward manager
 is not consulted; ``extra_fields`` carry success, searches and invalid actions.
 
 Use it with a dataset in the ``verl`` layout (``gather_envs.integrations.dataset``, whose
@@ -33,6 +36,7 @@ from uuid import uuid4
 from gather_envs.integrations import chat
 from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import EpisodeDriver, row_value
+from gather_envs.records import TERMINATION_TRUNCATED
 
 EXTRA = "verl"
 AGENT_NAME = "gather_agent"
@@ -81,27 +85,34 @@ def _build_class() -> type:
             extra_fields: dict[str, Any] = {}
             request_id = uuid4().hex
             turns = observations = 0
+            overrun = False
             while True:
                 output = await self.server_manager.generate(
                     request_id=request_id, prompt_ids=runtime_ids, sampling_params=sampling_params
                 )
                 if not extra_fields:
                     extra_fields.update(output.extra_fields or {})
-                if output.log_probs and logprobs is None:
+                room = self.response_length - len(response_mask)
+                reply_ids = list(output.token_ids)[:room]
+                reply_logprobs = list(output.log_probs)[:room] if output.log_probs else None
+                if reply_logprobs and logprobs is None:
                     logprobs = [0.0] * len(response_mask)
                 merge, response_mask, merged_logprobs = await self.ct_merge_assistant_token(
                     runtime_ids,
-                    output.token_ids,
+                    reply_ids,
                     response_mask,
                     logprobs,
-                    assistant_logprobs=output.log_probs
-                    if (output.log_probs and logprobs is not None)
-                    else None,
+                    assistant_logprobs=reply_logprobs if (reply_logprobs and logprobs is not None) else None,
                 )
                 runtime_ids = merge.token_ids
                 if merged_logprobs is not None:
                     logprobs = merged_logprobs
                 turns += 1
+                if len(output.token_ids) > room or len(response_mask) > self.response_length:
+                    # The turn overruns response_length: the sample keeps only its head, so the env
+                    # never sees it (a cut answer earns nothing) and the episode ends as truncated.
+                    overrun = True
+                    break
                 reply = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
                 messages.append({"role": chat.ASSISTANT, "content": reply})
                 result = driver.step(reply)
@@ -119,6 +130,7 @@ def _build_class() -> type:
                     break
             driver.cut()  # stopped by a length or turn limit: recorded as truncated
             info = driver.info
+            termination = driver.termination
             driver.close()
             split = len(runtime_ids) - len(response_mask)
             extra_fields.update(
@@ -128,6 +140,8 @@ def _build_class() -> type:
                     "gather_success": float(bool(info.get("success", False))),
                     "gather_tool_calls": int(info.get("tool_calls_used", 0)),
                     "gather_invalid_actions": int(info.get("invalid_actions", 0)),
+                    "gather_truncated": float(termination == TERMINATION_TRUNCATED),
+                    "gather_overrun": float(overrun),
                 }
             )
             return agent_loop.AgentLoopOutput(

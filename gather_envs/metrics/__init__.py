@@ -8,6 +8,7 @@ from gather_envs.metrics.compare import (
     compare_runs,
     crossing_point,
     mcnemar_exact,
+    run_labels,
 )
 from gather_envs.metrics.diversity import (
     Diversity,
@@ -16,6 +17,7 @@ from gather_envs.metrics.diversity import (
     normalize_query,
     strategy_diversity,
 )
+from gather_envs.metrics.floor import ChanceFloor, chance_floor_of, load_chance_floor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_CONFIDENCE",
     "RESULTS_SCHEMA_VERSION",
     "Boundary",
+    "ChanceFloor",
     "BudgetComparison",
     "Comparison",
     "Diversity",
@@ -61,12 +64,14 @@ __all__ = [
     "TStar",
     "TaskCounts",
     "bootstrap_weights",
+    "chance_floor_of",
     "boundary",
     "compare_runs",
     "count_episodes",
     "crossing_point",
     "default_ks",
     "diversity_by_agent",
+    "load_chance_floor",
     "load_results",
     "mcnemar_exact",
     "normalize_query",
@@ -77,6 +82,7 @@ __all__ = [
     "percentile_interval",
     "resampled_means",
     "results_from_records",
+    "run_labels",
     "save_results",
     "split_by_family",
     "strategy_diversity",

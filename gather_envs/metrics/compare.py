@@ -2,20 +2,29 @@
 
 Both runs must come from one corpus and cover the same tasks at each compared budget; pass
 ``restrict_to_common=True`` to compare on the tasks (and budgets) both runs share instead. Runs on
-different corpora are always refused: equal task ids there name different questions.
+different corpora are always refused: equal task ids there name different questions. Each run
+must be one agent on one env, with one record per (task, T, episode) cell.
+
+Curves, differences, boundary sets and McNemar's test all use the episodes both runs played,
+matched by episode index (the first n_min indices of each (task, T) when one run is longer), so
+both sides rest on the same tries: "solved at least once" depends on how many tries a task got
+(64 episodes against 4 made one agent look far ahead of itself), and the runner gives episode i
+the same seed in both runs, which pairs the curves episode by episode as well as task by task.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from gather_envs.errors import ConfigError, RecordsError
+from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
@@ -30,7 +39,8 @@ from gather_envs.metrics.passk import (
     task_columns,
     validate_bootstrap_args,
 )
-from gather_envs.records import EpisodeRecord
+from gather_envs.records import EPISODE_INDEX_UNKNOWN, EpisodeRecord
+from gather_envs.records.cells import check_unique_cells
 
 # Differences smaller than this count as ties when looking for the crossing point.
 CROSSING_TOLERANCE = 1e-12
@@ -96,7 +106,9 @@ class BudgetComparison:
     """A against B at one budget T, on ``num_tasks`` shared tasks.
 
     Curves are over ``ks``; ``diff`` = PASS_A - PASS_B with a paired bootstrap interval (the same
-    resampled tasks for both). Interval entries are None without bootstrap.
+    resampled tasks for both). Interval entries are None without bootstrap. ``n_a`` and ``n_b``
+    are (min, max) episodes per task of each run; ``boundary_n`` the (min, max) episodes per task
+    both runs played, on which the curves and the boundary sets are computed.
     """
 
     budget: int
@@ -118,6 +130,16 @@ class BudgetComparison:
     both: tuple[str, ...]
     neither: int
     mcnemar_p: float
+    n_a: tuple[int, int] | None = None
+    n_b: tuple[int, int] | None = None
+    boundary_n: tuple[int, int] | None = None
+
+    @property
+    def boundary_is_matched(self) -> bool:
+        """Whether the comparison left out episodes of a run (one run had more per task)."""
+        if self.boundary_n is None or self.n_a is None or self.n_b is None:
+            return False
+        return self.boundary_n[0] < max(self.n_a[1], self.n_b[1])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,7 +163,10 @@ class BudgetComparison:
                 "both": list(self.both),
                 "neither": self.neither,
                 "mcnemar_p": self.mcnemar_p,
+                "episodes_per_task": _pair_json(self.boundary_n),
             },
+            "n_a": _pair_json(self.n_a),
+            "n_b": _pair_json(self.n_b),
         }
 
     @classmethod
@@ -169,6 +194,9 @@ class BudgetComparison:
                 both=tuple(str(i) for i in bnd["both"]),
                 neither=int(bnd["neither"]),
                 mcnemar_p=float(bnd["mcnemar_p"]),
+                n_a=_pair(data.get("n_a")),
+                n_b=_pair(data.get("n_b")),
+                boundary_n=_pair(bnd.get("episodes_per_task")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RecordsError(f"malformed comparison entry: missing or bad {exc!r}") from exc
@@ -182,7 +210,21 @@ def _maybe_floats(values: Iterable[Any]) -> tuple[float | None, ...]:
     return tuple(None if v is None else float(v) for v in values)
 
 
-COMPARISON_SCHEMA_VERSION = 1
+def _pair_json(pair: tuple[int, int] | None) -> dict[str, int] | None:
+    return None if pair is None else {"min": pair[0], "max": pair[1]}
+
+
+def _pair(data: Any) -> tuple[int, int] | None:
+    return None if data is None else (int(data["min"]), int(data["max"]))
+
+
+def _span(values: Iterable[int]) -> tuple[int, int]:
+    items = list(values)
+    return (min(items), max(items))
+
+
+COMPARISON_SCHEMA_VERSION = 2
+"""2: boundary sets on matched episodes; labels, env ids, families, n per run and the chance floor."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +232,9 @@ class Comparison:
     """Agent A against agent B, budget by budget.
 
     ``excluded_tasks`` counts, per budget, the tasks left out because only one run had them
-    (always 0 unless ``restricted``).
+    (always 0 unless ``restricted``). ``label_a``/``label_b`` name the runs in reports (the agent
+    ids, or agent and file when both runs are of one agent); ``chance_floor`` is PASS@(k,0) of a
+    question-only guesser on the compared tasks (empty when the corpus has none).
     """
 
     agent_a: str
@@ -204,6 +248,12 @@ class Comparison:
     seed: int
     confidence: float
     schema_version: int = COMPARISON_SCHEMA_VERSION
+    label_a: str = ""
+    label_b: str = ""
+    env_a: str = ""
+    env_b: str = ""
+    families: tuple[str, ...] = ()
+    chance_floor: dict[int, float] = field(default_factory=dict)
 
     def at(self, budget: int) -> BudgetComparison:
         """The comparison at budget T."""
@@ -217,6 +267,12 @@ class Comparison:
             "schema_version": self.schema_version,
             "agent_a": self.agent_a,
             "agent_b": self.agent_b,
+            "label_a": self.label_a,
+            "label_b": self.label_b,
+            "env_a": self.env_a,
+            "env_b": self.env_b,
+            "families": list(self.families),
+            "chance_floor": {str(k): v for k, v in self.chance_floor.items()},
             "corpus_hash": self.corpus_hash,
             "budgets": list(self.budgets),
             "restricted": self.restricted,
@@ -229,11 +285,24 @@ class Comparison:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Comparison:
+        """Inverse of :meth:`to_json`; reads schema 1 too (its boundary sets used every episode)."""
         try:
+            version = int(data["schema_version"])
+            if version > COMPARISON_SCHEMA_VERSION:
+                raise RecordsError(
+                    f"comparison schema_version {version} is newer than this gather-envs supports "
+                    f"({COMPARISON_SCHEMA_VERSION}); upgrade gather-envs to read it"
+                )
             return cls(
-                schema_version=int(data["schema_version"]),
+                schema_version=version,
                 agent_a=str(data["agent_a"]),
                 agent_b=str(data["agent_b"]),
+                label_a=str(data.get("label_a", data["agent_a"])),
+                label_b=str(data.get("label_b", data["agent_b"])),
+                env_a=str(data.get("env_a", "")),
+                env_b=str(data.get("env_b", "")),
+                families=tuple(str(f) for f in data.get("families", ())),
+                chance_floor={int(k): float(v) for k, v in data.get("chance_floor", {}).items()},
                 corpus_hash=str(data["corpus_hash"]),
                 budgets=tuple(int(t) for t in data["budgets"]),
                 restricted=bool(data["restricted"]),
@@ -255,8 +324,61 @@ def _describe_ids(ids: Sequence[str]) -> str:
 def _single(values: Iterable[str], what: str, run: str) -> str:
     distinct = sorted(set(values))
     if len(distinct) > 1:
-        raise RecordsError(f"run {run} mixes {len(distinct)} {what}s ({', '.join(distinct)})")
+        raise RecordsError(
+            f"run {run} mixes {len(distinct)} {what}s ({', '.join(distinct)}); compare one run of "
+            f"one agent on one env per side (split the file by {what})"
+        )
     return distinct[0] if distinct else ""
+
+
+def run_labels(
+    agent_a: str, agent_b: str, source_a: str | None = None, source_b: str | None = None
+) -> tuple[str, str]:
+    """Names for the two runs in reports: the agent ids, or agent plus file when they are equal.
+
+    >>> run_labels("rl", "base")
+    ('rl', 'base')
+    >>> run_labels("heuristic", "heuristic", "runs/n64.jsonl", "runs/n4.jsonl")
+    ('heuristic (n64.jsonl)', 'heuristic (n4.jsonl)')
+    """
+    if agent_a != agent_b:
+        return agent_a, agent_b
+    names = ("A", "B")
+    if source_a is not None and source_b is not None:
+        base_a, base_b = os.path.basename(source_a), os.path.basename(source_b)
+        if base_a != base_b:
+            names = (base_a, base_b)
+        elif source_a != source_b:
+            names = (source_a, source_b)
+        else:
+            names = (f"A: {source_a}", f"B: {source_b}")
+    return f"{agent_a} ({names[0]})", f"{agent_b} ({names[1]})"
+
+
+Outcomes = dict[int, dict[str, dict[int, bool]]]
+"""budget -> task -> episode key -> success, infrastructure errors left out."""
+
+
+def _outcomes(records: Sequence[EpisodeRecord]) -> Outcomes:
+    """Each played episode's success by (T, task, episode key).
+
+    The key is the episode index; a (task, T) whose records lack one is keyed by file order.
+    """
+    grouped: dict[int, dict[str, list[EpisodeRecord]]] = {}
+    for record in records:
+        if not record.is_infra_error:
+            grouped.setdefault(record.budget, {}).setdefault(record.task_id, []).append(record)
+    outcomes: Outcomes = {}
+    for budget, tasks in grouped.items():
+        for task, group in tasks.items():
+            if any(r.episode_index == EPISODE_INDEX_UNKNOWN for r in group):
+                keys = list(range(len(group)))
+            else:
+                keys = [r.episode_index for r in group]
+            outcomes.setdefault(budget, {})[task] = {
+                key: r.success for key, r in zip(keys, group, strict=True)
+            }
+    return outcomes
 
 
 def compare_runs(
@@ -268,26 +390,40 @@ def compare_runs(
     seed: int = DEFAULT_SEED,
     confidence: float = DEFAULT_CONFIDENCE,
     restrict_to_common: bool = False,
+    sources: tuple[str, str] | None = None,
+    chance_floor: ChanceFloor | None = None,
 ) -> Comparison:
     """Compare run A with run B per budget on their shared tasks (see the module docstring).
 
-    Infrastructure errors are excluded from n, as in the table. The k grid at T stops at the
-    smallest n of either run. Bootstrap resamples are drawn once over all compared tasks from
-    ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets.
+    Infrastructure errors are excluded from n, as in the table. Only the episodes both runs
+    played enter (see the module docstring); the k grid at T stops at their smallest number. Bootstrap resamples are drawn once over all compared tasks from
+    ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets. ``sources``
+    (the runs' file names) appear in errors and label two runs of one agent (:func:`run_labels`);
+    ``chance_floor`` (family -> k -> PASS@(k,0)) adds the floor of the compared tasks.
     """
     validate_bootstrap_args(bootstrap, confidence)
     if not records_a or not records_b:
         raise RecordsError("compare_runs needs records for both runs; one of them is empty")
-    corpus_a = _single((r.corpus_hash for r in records_a), "corpus hash", "A")
-    corpus_b = _single((r.corpus_hash for r in records_b), "corpus hash", "B")
+    run_a, run_b = ("A", "B") if sources is None else (f"A ({sources[0]})", f"B ({sources[1]})")
+    corpus_a = _single((r.corpus_hash for r in records_a), "corpus hash", run_a)
+    corpus_b = _single((r.corpus_hash for r in records_b), "corpus hash", run_b)
     if corpus_a != corpus_b:
         raise RecordsError(
             f"refusing to compare runs on different corpora (A: {corpus_a!r}, B: {corpus_b!r}); "
             "the same task id names different questions there. Rerun both on one corpus"
         )
-    agent_a = ",".join(sorted({r.agent_id for r in records_a}))
-    agent_b = ",".join(sorted({r.agent_id for r in records_b}))
+    agent_a = _single((r.agent_id for r in records_a), "agent id", run_a)
+    agent_b = _single((r.agent_id for r in records_b), "agent id", run_b)
+    env_a = _single((r.env_id for r in records_a), "env id", run_a)
+    env_b = _single((r.env_id for r in records_b), "env id", run_b)
+    for run, records in ((run_a, records_a), (run_b, records_b)):
+        try:
+            check_unique_cells(records)
+        except RecordsError as exc:
+            raise RecordsError(f"run {run}: {exc}") from None
+    label_a, label_b = run_labels(agent_a, agent_b, *(sources or (None, None)))
     counts_a, counts_b = count_episodes(records_a), count_episodes(records_b)
+    outcomes_a, outcomes_b = _outcomes(records_a), _outcomes(records_b)
 
     budgets = sorted(set(counts_a) & set(counts_b))
     if set(counts_a) != set(counts_b) and not restrict_to_common:
@@ -320,17 +456,29 @@ def compare_runs(
         _compare_budget(
             budget,
             shared[budget],
-            counts_a[budget],
-            counts_b[budget],
+            (counts_a[budget], counts_b[budget]),
+            (outcomes_a[budget], outcomes_b[budget]),
             ks,
             task_columns(weights, np.array([position[t] for t in shared[budget]]), len(union)),
             confidence,
         )
         for budget in budgets
     ]
+    family_of = {r.task_id: r.family for r in records_a}
+    tasks_per_family: dict[str, int] = {}
+    for task in union:
+        tasks_per_family[family_of[task]] = tasks_per_family.get(family_of[task], 0) + 1
+    floor = {} if chance_floor is None else parse_chance_floor(chance_floor, "compare_runs", ConfigError)
+    all_ks = tuple(sorted({k for entry in entries for k in entry.ks}))
     return Comparison(
         agent_a=agent_a,
         agent_b=agent_b,
+        label_a=label_a,
+        label_b=label_b,
+        env_a=env_a,
+        env_b=env_b,
+        families=tuple(sorted(tasks_per_family)),
+        chance_floor=at_ks(floor_for_families(floor, tasks_per_family), all_ks),
         corpus_hash=corpus_a,
         budgets=tuple(budgets),
         per_budget=tuple(entries),
@@ -349,23 +497,49 @@ def _aligned(counts: TaskCounts, ids: Sequence[str]) -> tuple[np.ndarray, np.nda
     return np.asarray(counts.n)[rows], np.asarray(counts.c)[rows]
 
 
+def _matched_successes(
+    budget: int,
+    ids: Sequence[str],
+    outcomes_a: Mapping[str, Mapping[int, bool]],
+    outcomes_b: Mapping[str, Mapping[int, bool]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per task: episodes both runs played (same episode key), and each run's successes among them."""
+    matched, c_a, c_b = [], [], []
+    for task in ids:
+        episodes_a, episodes_b = outcomes_a[task], outcomes_b[task]
+        common = sorted(set(episodes_a) & set(episodes_b))
+        if not common:
+            raise RecordsError(
+                f"task {task!r} at T={budget}: the runs share no episode index (A: "
+                f"{_span(episodes_a)}, B: {_span(episodes_b)} as (min, max)); boundary sets need "
+                "the same episodes from both runs"
+            )
+        matched.append(len(common))
+        c_a.append(sum(episodes_a[key] for key in common))
+        c_b.append(sum(episodes_b[key] for key in common))
+    return np.asarray(matched), np.asarray(c_a), np.asarray(c_b)
+
+
 def _compare_budget(
     budget: int,
     ids: Sequence[str],
-    counts_a: TaskCounts,
-    counts_b: TaskCounts,
+    counts: tuple[TaskCounts, TaskCounts],
+    outcomes: tuple[Mapping[str, Mapping[int, bool]], Mapping[str, Mapping[int, bool]]],
     ks: Sequence[int] | None,
     weights: np.ndarray,
     confidence: float,
 ) -> BudgetComparison:
-    n_a, c_a = _aligned(counts_a, ids)
-    n_b, c_b = _aligned(counts_b, ids)
-    n_min = int(min(n_a.min(), n_b.min()))
+    counts_a, counts_b = counts
+    n_a, _ = _aligned(counts_a, ids)
+    n_b, _ = _aligned(counts_b, ids)
+    # Everything below uses the episodes both runs played, so both sides rest on the same tries.
+    matched, c_a, c_b = _matched_successes(budget, ids, *outcomes)
+    n_min = int(matched.min())
     grid = default_ks(n_min) if ks is None else tuple(sorted({k for k in ks if 1 <= k <= n_min}))
     if not grid:
         raise ConfigError(f"compare_runs: no k in {list(ks or [])} fits n = {n_min} at T={budget}")
-    mat_a = per_task_pass_at_k(n_a, c_a, grid)
-    mat_b = per_task_pass_at_k(n_b, c_b, grid)
+    mat_a = per_task_pass_at_k(matched, c_a, grid)
+    mat_b = per_task_pass_at_k(matched, c_b, grid)
     est_a, est_b = mat_a.mean(axis=0), mat_b.mean(axis=0)
     diff = est_a - est_b
 
@@ -405,4 +579,7 @@ def _compare_budget(
         both=both,
         neither=len(ids) - len(only_a) - len(only_b) - len(both),
         mcnemar_p=mcnemar_exact(len(only_a), len(only_b)),
+        n_a=_span(n_a.tolist()),
+        n_b=_span(n_b.tolist()),
+        boundary_n=_span(matched.tolist()),
     )

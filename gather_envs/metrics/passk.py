@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, overload
 
 import numpy as np
@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gather_envs.errors import ConfigError, RecordsError
 from gather_envs.records import EpisodeRecord
+from gather_envs.records.cells import check_unique_cells
 
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_CONFIDENCE = 0.95
@@ -312,7 +313,13 @@ class TaskCounts:
 
 
 def count_episodes(records: Iterable[EpisodeRecord]) -> dict[int, TaskCounts]:
-    """Per budget T (sorted): each task's (n, c), infrastructure errors excluded and counted."""
+    """Per budget T (sorted): each task's (n, c), infrastructure errors excluded and counted.
+
+    A (task, T, episode) cell with two records is refused (RecordsError naming both), since it
+    would silently inflate n (see :func:`gather_envs.records.cells.check_unique_cells`).
+    """
+    records = list(records)
+    check_unique_cells(records)
     n: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     c: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     infra: dict[int, int] = defaultdict(int)
@@ -389,6 +396,8 @@ class PassTable:
     ``rows`` holds one :class:`PassRow` per (T, k) with k <= the smallest n among T's tasks.
     ``t_star`` is computed on the tasks present at every budget and the k valid at every budget
     (None without bootstrap or without such tasks); ``t_star_by_k`` maps those k to T*(k).
+    ``floor`` is the chance floor PASS@(k,0) of these tasks at the table's k (see
+    :mod:`gather_envs.metrics.floor`), empty when the corpus has none.
     """
 
     budgets: tuple[int, ...]
@@ -405,6 +414,7 @@ class PassTable:
     bootstrap: int
     seed: int
     confidence: float
+    floor: dict[int, float] = field(default_factory=dict)
 
     def row(self, budget: int, k: int) -> PassRow:
         """The cell (T, k); ConfigError if the table has none."""
@@ -432,6 +442,7 @@ class PassTable:
             "n_max": {str(t): v for t, v in self.n_max.items()},
             "infra_errors": {str(t): v for t, v in self.infra_errors.items()},
             "infra_only_tasks": {str(t): v for t, v in self.infra_only_tasks.items()},
+            "chance_floor": {str(k): v for k, v in self.floor.items()},
         }
 
     @classmethod
@@ -455,6 +466,7 @@ class PassTable:
                 bootstrap=bootstrap,
                 seed=seed,
                 confidence=confidence,
+                floor={int(k): float(v) for k, v in data.get("chance_floor", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordsError(f"malformed PASS@(k,T) table section: missing or bad {exc!r}") from exc

@@ -12,9 +12,14 @@ Layout (budgets as string keys)::
      "t_star": 2, "t_star_by_k": {"1": 3, ...},
      "tasks_per_budget": {...}, "n_min": {...}, "n_max": {...},
      "infra_errors": {...}, "infra_only_tasks": {...},
+     "chance_floor": {"1": 0.01, ...},
+     "task_families": ["bridge"], "chance_floor_by_family": {"bridge": {"1": 0.01, ...}},
      "families": {"bridge": {<the same table section keys>}, ...}}
 
-``families`` is empty unless the records mix task families.
+``families`` is empty unless the records mix task families. ``chance_floor`` (in every table
+section) is PASS@(k,0) of a question-only guesser on those tasks at the table's k, and
+``chance_floor_by_family`` the corpus's floor per family; both are empty when the corpus has none
+(see :mod:`gather_envs.metrics.floor`).
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from gather_envs.errors import RecordsError
+from gather_envs.errors import ConfigError, RecordsError
+from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
@@ -73,6 +79,8 @@ class Results:
     confidence: float
     overall: PassTable
     families: dict[str, PassTable] = field(default_factory=dict)
+    task_families: tuple[str, ...] = ()
+    chance_floor: dict[str, dict[int, float]] = field(default_factory=dict)
     schema_version: int = RESULTS_SCHEMA_VERSION
 
     @property
@@ -102,6 +110,10 @@ class Results:
             "confidence": self.confidence,
         }
         data.update(self.overall.to_json())
+        data["task_families"] = list(self.task_families)
+        data["chance_floor_by_family"] = {
+            family: {str(k): v for k, v in per_k.items()} for family, per_k in self.chance_floor.items()
+        }
         data["families"] = {name: table.to_json() for name, table in self.families.items()}
         return data
 
@@ -139,6 +151,11 @@ class Results:
                 families={
                     str(name): PassTable.from_json(section, **settings)
                     for name, section in data.get("families", {}).items()
+                },
+                task_families=tuple(str(f) for f in data.get("task_families", ())),
+                chance_floor={
+                    str(family): {int(k): float(v) for k, v in per_k.items()}
+                    for family, per_k in data.get("chance_floor_by_family", {}).items()
                 },
                 **settings,
             )
@@ -207,12 +224,15 @@ def results_from_records(
     *,
     confidence: float = DEFAULT_CONFIDENCE,
     ks: Sequence[int] | None = None,
+    chance_floor: ChanceFloor | None = None,
 ) -> Results:
     """Results of one run: the overall table, per-family tables when families mix, metadata.
 
-    The records must share one env id, corpus hash and agent id (RecordsError otherwise).
-    ``env_kwargs`` and ``agent_settings`` (from ``extra["agent_settings"]``) keep the items every
-    record agrees on, so per-budget kwargs such as the tool budget drop out.
+    The records must share one env id, corpus hash and agent id, and hold one record per
+    (task, T, episode) cell (RecordsError otherwise). ``env_kwargs`` and ``agent_settings`` (from
+    ``extra["agent_settings"]``) keep the items every record agrees on, so per-budget kwargs such
+    as the tool budget drop out. ``chance_floor`` (family -> k -> PASS@(k,0), e.g. from
+    :func:`~gather_envs.metrics.floor.load_chance_floor`) puts the floor beside every table.
     """
     if not records:
         raise RecordsError("no episode records to build results from")
@@ -223,9 +243,20 @@ def results_from_records(
     def table(group: Sequence[EpisodeRecord]) -> PassTable:
         return pass_table(count_episodes(group), ks=ks, bootstrap=bootstrap, seed=seed, confidence=confidence)
 
-    overall = table(records)
     by_family = split_by_family(records)
-    families = {name: table(group) for name, group in by_family.items()} if len(by_family) > 1 else {}
+    tasks_per_family = {
+        name: len({r.task_id for r in group if not r.is_infra_error}) for name, group in by_family.items()
+    }
+    floor = (
+        {} if chance_floor is None else parse_chance_floor(chance_floor, "results_from_records", ConfigError)
+    )
+    overall = table(records)
+    overall = replace(overall, floor=at_ks(floor_for_families(floor, tasks_per_family), overall.ks))
+    families = {}
+    if len(by_family) > 1:
+        for name, group in by_family.items():
+            family_table = table(group)
+            families[name] = replace(family_table, floor=at_ks(floor.get(name, {}), family_table.ks))
     settings = [
         r.extra[AGENT_SETTINGS_KEY] for r in records if isinstance(r.extra.get(AGENT_SETTINGS_KEY), Mapping)
     ]
@@ -244,4 +275,6 @@ def results_from_records(
         confidence=confidence,
         overall=overall,
         families=families,
+        task_families=tuple(by_family),
+        chance_floor={name: dict(floor[name]) for name in by_family if name in floor},
     )

@@ -56,8 +56,6 @@ CORRUPT_SUFFIX = ".corrupt"
 _RECORD_START = b"{"
 """Every record line starts with this; a torn write is a prefix of a record line, so it does too."""
 
-MAX_DUPLICATES_LISTED = 3
-"""How many duplicate cells a refusal names before it only counts the rest."""
 
 _log = logging.getLogger("gather_envs.records")
 
@@ -447,7 +445,7 @@ def _read_and_repair(
 
 
 # --------------------------------------------------------------------------------------------
-# Duplicate cells
+# Locations
 
 
 class RecordLocation(NamedTuple):
@@ -458,56 +456,6 @@ class RecordLocation(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"
-
-
-class DuplicateCell(NamedTuple):
-    """A (task, T, episode index) cell recorded twice, with both places."""
-
-    task_id: str
-    budget: int
-    episode_index: int
-    first: RecordLocation
-    second: RecordLocation
-
-    def __str__(self) -> str:
-        return (
-            f"task {self.task_id!r}, T={self.budget}, episode {self.episode_index} is recorded twice: "
-            f"at {self.first} and at {self.second}"
-        )
-
-
-def find_duplicate_cells(
-    records_with_locations: Iterable[tuple[EpisodeRecord, RecordLocation]],
-) -> list[DuplicateCell]:
-    """Every record whose (task_id, budget, episode_index) cell an earlier record already holds.
-
-    Records without an episode index (not written by the evaluation runner) are not cells and are
-    skipped. Each duplicate names the first record of its cell and itself, in input order.
-    """
-    first: dict[tuple[str, int, int], RecordLocation] = {}
-    duplicates: list[DuplicateCell] = []
-    for record, location in records_with_locations:
-        if record.episode_index == EPISODE_INDEX_UNKNOWN:
-            continue
-        cell = (record.task_id, record.budget, record.episode_index)
-        if cell in first:
-            duplicates.append(DuplicateCell(*cell, first=first[cell], second=location))
-        else:
-            first[cell] = location
-    return duplicates
-
-
-def refuse_duplicate_cells(
-    records_with_locations: Iterable[tuple[EpisodeRecord, RecordLocation]], remedy: str
-) -> None:
-    """RecordsError naming both places of the first duplicate cells, if any; ``remedy`` ends it."""
-    duplicates = find_duplicate_cells(records_with_locations)
-    if not duplicates:
-        return
-    listed = "; ".join(str(d) for d in duplicates[:MAX_DUPLICATES_LISTED])
-    more = len(duplicates) - MAX_DUPLICATES_LISTED
-    tail = f" (and {more} more)" if more > 0 else ""
-    raise RecordsError(f"{len(duplicates)} duplicate episode record(s): {listed}{tail}; {remedy}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,17 +8,21 @@ from gather_envs.reports.plots import (
     plot_curves,
     plot_heatmap,
     plot_results,
+    require_matplotlib,
 )
 from gather_envs.reports.tables import (
     FORMATS,
+    comparison_verdict,
     render_comparison,
     render_diversity,
     render_results,
+    render_verdict,
 )
 
 __all__ = [
     "FORMATS",
     "PlotDependencyError",
+    "comparison_verdict",
     "plot_comparison",
     "plot_curves",
     "plot_heatmap",
@@ -26,4 +30,6 @@ __all__ = [
     "render_comparison",
     "render_diversity",
     "render_results",
+    "render_verdict",
+    "require_matplotlib",
 ]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from gather_envs.errors import ConfigError
-from gather_envs.metrics.compare import BudgetComparison, Comparison
+from gather_envs.metrics.compare import CROSSING_TOLERANCE, BudgetComparison, Comparison
 from gather_envs.metrics.diversity import Diversity
 from gather_envs.metrics.passk import PassTable
 from gather_envs.metrics.results import Results
@@ -69,6 +69,34 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 # Results
 
 
+FLOOR_ROW = "floor"
+"""Row (or column) label of the chance floor in text tables."""
+
+
+def _bullets(lines: Sequence[str], markdown: bool) -> str:
+    return "\n".join(f"- {line}" if markdown else f"  {line}" for line in lines)
+
+
+def _results_legend(results: Results, markdown: bool) -> str:
+    """What the cells, brackets, |B_T|, T* and the floor row mean."""
+    confidence = f"{results.confidence:.0%}"
+    lines = [
+        "cell: PASS@(k,T), the chance that at least one of k episodes with at most T tool calls "
+        "solves a task (unbiased estimate from the n episodes, mean over tasks)"
+        + (f"; [low, high]: its {confidence} bootstrap interval over tasks" if results.bootstrap else ""),
+        "|B_T|: tasks solved at least once in their n episodes at budget T (solved/all)",
+        f"T*: the smallest budget T that no larger budget beats significantly ({confidence} paired "
+        "intervals), per k and at every k at once",
+    ]
+    if any(table.floor for _, table in _sections(results)):
+        lines.append(
+            f"{FLOOR_ROW}: PASS@(k,0) of a question-only guesser (no search, no documents): what luck "
+            "alone scores (measured on the family's test split)"
+        )
+    title = "How to read this:"
+    return (f"**{title}**\n\n" if markdown else f"{title}\n") + _bullets(lines, markdown)
+
+
 def _table_text(table: PassTable, markdown: bool) -> str:
     header = ["T", *(f"k={k}" for k in table.ks), "|B_T|"]
     rows = []
@@ -76,6 +104,9 @@ def _table_text(table: PassTable, markdown: bool) -> str:
         cells = {row.k: _cell(row.pass_at_k, row.ci_low, row.ci_high) for row in table.curve(budget)}
         bound = f"{table.boundary[budget].size}/{table.num_tasks[budget]}"
         rows.append([str(budget), *(cells.get(k, _MISSING) for k in table.ks), bound])
+    if table.floor:
+        floor = [_fmt(table.floor[k]) if k in table.floor else _MISSING for k in table.ks]
+        rows.append([FLOOR_ROW, *floor, _MISSING])
     lines = [_grid(header, rows, markdown), ""]
     if table.t_star is None:
         lines.append("T* = n/a (needs bootstrap intervals and tasks run at every budget)")
@@ -115,7 +146,7 @@ def render_results(results: Results, fmt: str = "table") -> str:
     if fmt == "json":
         return results.dumps()
     if fmt == "csv":
-        header = ["section", "T", "k", "pass", "ci_low", "ci_high", "boundary", "num_tasks"]
+        header = ["section", "T", "k", "pass", "ci_low", "ci_high", "boundary", "num_tasks", "chance_floor"]
         rows = [
             [
                 name,
@@ -126,6 +157,7 @@ def render_results(results: Results, fmt: str = "table") -> str:
                 "" if row.ci_high is None else repr(row.ci_high),
                 table.boundary[row.budget].size,
                 table.num_tasks[row.budget],
+                repr(table.floor[row.k]) if row.k in table.floor else "",
             ]
             for name, table in _sections(results)
             for row in table.rows
@@ -138,6 +170,7 @@ def render_results(results: Results, fmt: str = "table") -> str:
         parts.append("# PASS@(k,T)\n\n" + "\n".join(f"- {line}" for line in head))
     else:
         parts.append("PASS@(k,T)\n" + "\n".join(head))
+    parts.append(_results_legend(results, markdown))
     for name, table in _sections(results):
         title = "all tasks" if name == OVERALL_SECTION else f"family {name}"
         parts.append(f"## {title}" if markdown else f"[{title}]")
@@ -149,33 +182,169 @@ def render_results(results: Results, fmt: str = "table") -> str:
 # Comparisons
 
 
+def _span_text(pair: tuple[int, int] | None) -> str:
+    if pair is None:
+        return "?"
+    low, high = pair
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _crossing_text(entry: BudgetComparison, a: str, b: str) -> str:
+    """Where the curves cross, or what is true when they do not."""
+    if not any(entry.pass_a) and not any(entry.pass_b):
+        return f"both curves are 0 at every k: neither run solved a task at T={entry.budget}"
+    if all(abs(d) <= CROSSING_TOLERANCE for d in entry.diff):
+        return "the curves coincide at every k"
+    if entry.k_star is not None and entry.k_star_interval is not None:
+        lo, hi = entry.k_star_interval
+        return f"curves cross at k* = {entry.k_star:.2f} (between k={lo} and k={hi})"
+    upper, lower = (a, b) if all(d >= -CROSSING_TOLERANCE for d in entry.diff) else (b, a)
+    return f"curves do not cross: {upper} is at or above {lower} at every k"
+
+
+def _boundary_text(entry: BudgetComparison, a: str, b: str) -> str:
+    return (
+        f"boundary (tasks solved at least once): only {a} {len(entry.only_a)}, only {b} "
+        f"{len(entry.only_b)}, both {len(entry.both)}, neither {entry.neither}; "
+        f"exact McNemar p = {entry.mcnemar_p:.4g}"
+    )
+
+
 def _comparison_text(comparison: Comparison, entry: BudgetComparison, markdown: bool) -> str:
-    a, b = comparison.agent_a or "A", comparison.agent_b or "B"
-    header = ["k", f"{a}", f"{b}", f"{a} - {b}"]
+    a, b = _columns(comparison)
+    floor = comparison.chance_floor
+    header = ["k", f"{a}", f"{b}", f"{a} - {b}", *([FLOOR_ROW] if floor else [])]
     rows = [
         [
             str(k),
             _cell(entry.pass_a[i], entry.pass_a_low[i], entry.pass_a_high[i]),
             _cell(entry.pass_b[i], entry.pass_b_low[i], entry.pass_b_high[i]),
             _cell(entry.diff[i], entry.diff_low[i], entry.diff_high[i]),
+            *([_fmt(floor.get(k))] if floor else []),
         ]
         for i, k in enumerate(entry.ks)
     ]
-    if entry.k_star is None or entry.k_star_interval is None:
-        crossing = "curves do not cross"
-    else:
-        lo, hi = entry.k_star_interval
-        crossing = f"curves cross at k* = {entry.k_star:.2f} (between k={lo} and k={hi})"
-    boundary = (
-        f"boundary: only {a} {len(entry.only_a)}, only {b} {len(entry.only_b)}, "
-        f"both {len(entry.both)}, neither {entry.neither}; "
-        f"exact McNemar p = {entry.mcnemar_p:.4g}"
+    return "\n".join(
+        [_grid(header, rows, markdown), "", _crossing_text(entry, a, b), _boundary_text(entry, a, b)]
     )
-    return "\n".join([_grid(header, rows, markdown), "", crossing, boundary])
 
 
-def render_comparison(comparison: Comparison, fmt: str = "table") -> str:
-    """Agent A against agent B, budget by budget, in ``fmt`` (one of :data:`FORMATS`)."""
+def _budget_title(comparison: Comparison, entry: BudgetComparison) -> str:
+    a, b = _columns(comparison)
+    n = _span_text(entry.boundary_n)
+    if not entry.boundary_is_matched:
+        return f"T = {entry.budget} ({entry.num_tasks} tasks, n = {n} episodes per task)"
+    return (
+        f"T = {entry.budget} ({entry.num_tasks} tasks, n = {n} episodes per task: those both runs "
+        f"played; {a} has {_span_text(entry.n_a)}, {b} {_span_text(entry.n_b)})"
+    )
+
+
+LABEL_WIDTH = 16
+"""Run labels longer than this are shown as A and B in table columns (the header says which is which)."""
+
+
+def _columns(comparison: Comparison) -> tuple[str, str]:
+    """Column names of the two runs: their labels, or A and B when a label is long."""
+    a, b = _labels(comparison)
+    return (a, b) if max(len(a), len(b)) <= LABEL_WIDTH else ("A", "B")
+
+
+def _labels(comparison: Comparison) -> tuple[str, str]:
+    return (
+        comparison.label_a or comparison.agent_a or "A",
+        comparison.label_b or comparison.agent_b or "B",
+    )
+
+
+def _k_ranges(grid: Sequence[int], chosen: Sequence[int]) -> str:
+    """``chosen`` (a subset of ``grid``) as runs of consecutive grid entries: ``k=1-4, 32``."""
+    runs: list[list[int]] = []
+    previous = -2
+    for position, k in enumerate(grid):
+        if k not in chosen:
+            continue
+        if position == previous + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+        previous = position
+    return "k=" + ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def comparison_verdict(comparison: Comparison) -> str:
+    """One line: which run is significantly ahead at which T and k, and where the boundaries differ.
+
+    A run is ahead at (T, k) when the paired interval of A - B excludes 0; the boundary differs
+    at T when McNemar's p is below 1 - confidence. No correction for multiple comparisons.
+    """
+    a, b = _labels(comparison)
+    alpha = 1.0 - comparison.confidence
+    if comparison.bootstrap == 0:
+        curves = "no intervals (bootstrap = 0), so no verdict on the curves"
+    else:
+        ahead = []
+        for label, sign in ((a, 1.0), (b, -1.0)):
+            spots = []
+            for e in comparison.per_budget:
+                chosen = [
+                    k
+                    for k, low, high in zip(e.ks, e.diff_low, e.diff_high, strict=True)
+                    if low is not None and high is not None and (low > 0 if sign > 0 else high < 0)
+                ]
+                if chosen:
+                    spots.append(f"T={e.budget} ({_k_ranges(e.ks, chosen)})")
+            if spots:
+                ahead.append(f"{label} ahead at {', '.join(spots)}")
+        curves = "; ".join(ahead) or "no significant difference between the curves at any T and k"
+    differ = [e for e in comparison.per_budget if e.mcnemar_p < alpha]
+    if differ:
+        boundary = "boundary differs significantly at " + ", ".join(
+            f"T={e.budget} (p = {e.mcnemar_p:.2g}, {a if len(e.only_a) > len(e.only_b) else b} "
+            "solves more tasks alone)"
+            for e in differ
+        )
+    else:
+        boundary = f"the boundaries do not differ significantly at any T (McNemar p >= {alpha:g})"
+    return f"Verdict: {curves}; {boundary}."
+
+
+def render_verdict(comparison: Comparison, fmt: str = "table") -> str:
+    """The one-line verdict of a comparison, as a section in ``fmt`` (table or md)."""
+    _check_format(fmt)
+    line = comparison_verdict(comparison)
+    return f"## Verdict\n\n{line}\n" if fmt == "md" else f"{line}\n"
+
+
+def _comparison_legend(comparison: Comparison, markdown: bool) -> str:
+    a, b = _columns(comparison)
+    confidence = f"{comparison.confidence:.0%}"
+    lines = [
+        f"{a}, {b}: PASS@(k,T) of each run on the episodes both runs played (matched by episode "
+        "index, so a longer run gains nothing from extra tries)"
+        + (f"; [low, high]: its {confidence} bootstrap interval over tasks" if comparison.bootstrap else ""),
+        f"{a} - {b}: the paired difference (the same resampled tasks for both); significant where "
+        "its interval excludes 0",
+        "k*: where the curves cross (interpolated on log2 k)",
+        f"boundary: tasks solved at least once; McNemar: exact test of only-{a} against only-{b} "
+        f"tasks (significant when p < {1 - comparison.confidence:g}); no correction for multiple "
+        "comparisons",
+    ]
+    if comparison.chance_floor:
+        lines.append(
+            f"{FLOOR_ROW}: PASS@(k,0) of a question-only guesser (no search, no documents) on the "
+            "family's test split: what luck alone scores"
+        )
+    title = "How to read this:"
+    return (f"**{title}**\n\n" if markdown else f"{title}\n") + _bullets(lines, markdown)
+
+
+def render_comparison(comparison: Comparison, fmt: str = "table", *, verdict: bool = True) -> str:
+    """Agent A against agent B, budget by budget, in ``fmt`` (one of :data:`FORMATS`).
+
+    Text and Markdown end with the one-line verdict unless ``verdict`` is False (the CLI prints it
+    last, after the diversity table).
+    """
     _check_format(fmt)
     if fmt == "json":
         return json.dumps(comparison.to_json(), indent=2, ensure_ascii=False, allow_nan=False)
@@ -183,7 +352,7 @@ def render_comparison(comparison: Comparison, fmt: str = "table") -> str:
         header = [
             "T", "k", "pass_a", "pass_a_low", "pass_a_high", "pass_b", "pass_b_low",
             "pass_b_high", "diff", "diff_low", "diff_high", "k_star", "only_a", "only_b",
-            "both", "neither", "mcnemar_p",
+            "both", "neither", "mcnemar_p", "chance_floor",
         ]  # fmt: skip
         rows = []
         for e in comparison.per_budget:
@@ -192,12 +361,15 @@ def render_comparison(comparison: Comparison, fmt: str = "table") -> str:
                     e.pass_a[i], e.pass_a_low[i], e.pass_a_high[i], e.pass_b[i], e.pass_b_low[i],
                     e.pass_b_high[i], e.diff[i], e.diff_low[i], e.diff_high[i], e.k_star,
                 )  # fmt: skip
+                floor = comparison.chance_floor.get(k)
                 rows.append(
                     [e.budget, k, *("" if v is None else repr(v) for v in values)]
                     + [len(e.only_a), len(e.only_b), len(e.both), e.neither, repr(e.mcnemar_p)]
+                    + ["" if floor is None else repr(floor)]
                 )
         return _csv(header, rows)
     markdown = fmt == "md"
+    a, b = _labels(comparison)
     scope = (
         "restricted to shared tasks ("
         + ", ".join(f"T={t}: {v} dropped" for t, v in comparison.excluded_tasks.items())
@@ -205,16 +377,32 @@ def render_comparison(comparison: Comparison, fmt: str = "table") -> str:
         if comparison.restricted
         else "same tasks"
     )
-    head = (
-        f"{comparison.agent_a} vs {comparison.agent_b}  corpus {comparison.corpus_hash}  {scope}; "
-        f"paired {comparison.confidence:.0%} bootstrap CI, {comparison.bootstrap} resamples"
+    envs = (
+        comparison.env_a
+        if comparison.env_a == comparison.env_b
+        else f"{comparison.env_a} / {comparison.env_b}"
     )
-    parts = [f"# Comparison\n\n{head}" if markdown else f"Comparison\n{head}"]
+    head = [
+        f"{a} vs {b}" if _columns(comparison) == (a, b) else f"A: {a}  vs  B: {b}",
+        f"env {envs}"
+        + (f"  family {', '.join(comparison.families)}" if comparison.families else "")
+        + f"  corpus {comparison.corpus_hash}",
+        f"{scope}; paired {comparison.confidence:.0%} bootstrap CI, {comparison.bootstrap} resamples, "
+        f"seed {comparison.seed}",
+    ]
+    if markdown:
+        parts = ["# Comparison\n\n" + "\n".join(f"- {line}" for line in head)]
+    else:
+        parts = ["Comparison\n" + "\n".join(head)]
+    parts.append(_comparison_legend(comparison, markdown))
     for entry in comparison.per_budget:
-        title = f"T = {entry.budget} ({entry.num_tasks} tasks)"
+        title = _budget_title(comparison, entry)
         parts.append(f"## {title}" if markdown else f"[{title}]")
         parts.append(_comparison_text(comparison, entry, markdown))
-    return "\n\n".join(parts) + "\n"
+    text = "\n\n".join(parts) + "\n"
+    if verdict:
+        text += "\n" + render_verdict(comparison, fmt)
+    return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,5 +436,5 @@ def render_diversity(diversities: Mapping[str, Diversity], fmt: str = "table") -
     header = ["T", *agents]
     rows = [[str(t), *(cell(a, t) for a in agents)] for t in budgets]
     title = "Strategy diversity: unique query sequences per task, mean (min/median/max)"
-    lead = f"# {title}\n\n" if fmt == "md" else f"{title}\n"
+    lead = f"## {title}\n\n" if fmt == "md" else f"{title}\n"
     return lead + _grid(header, rows, fmt == "md") + "\n"

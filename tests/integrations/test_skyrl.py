@@ -116,3 +116,26 @@ def test_records_and_metrics_of_a_finished_and_a_cut_off_episode(small_oracle, t
     done, truncated = read_records(path)
     assert done.success and done.agent_id == "skyrl-test" and done.task_id == task.task_id
     assert truncated.termination == TERMINATION_TRUNCATED and truncated.tool_calls == 1
+
+
+def test_max_turns_ends_the_episode_as_truncated(tmp_path):
+    path = tmp_path / "skyrl.jsonl"
+    row = _rows("react", budgets=(3,))[0]
+    env = _make(row, records_path=str(path), max_turns=2)
+    env.init(row["prompt"])
+    first = env.step("search[something]")
+    second = env.step("search[something else]")
+    assert not first["done"] and second["done"] and second["observations"] == []
+    assert second["metadata"]["termination"] == TERMINATION_TRUNCATED
+    env.close()
+    (record,) = read_records(path)
+    assert record.termination == TERMINATION_TRUNCATED and record.tool_calls == 2 and record.reward == 0.0
+
+
+def test_the_default_turn_limit_is_the_longest_possible_episode():
+    row = _rows("react", budgets=(1,))[0]
+    env = _make(row)
+    env.init(row["prompt"])
+    assert env.max_turns == 1 + 2 + 1  # T, the invalid-action limit, the answer
+    outs = [env.step("I am not sure.") for _ in range(env.max_turns)]
+    assert outs[-1]["done"]

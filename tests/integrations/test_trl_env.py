@@ -118,3 +118,42 @@ def test_env_reward_reads_the_rollout_field():
 def test_prompt_key_ignores_extra_message_fields():
     messages = [{"role": "user", "content": "q"}]
     assert prompt_key(messages) == prompt_key([{"role": "user", "content": "q", "tool_calls": None}])
+
+
+def test_tools_prompt_shows_calls_in_the_form_trls_parser_accepts(oracle):
+    """Qwen2.5's template (the SmolLM2 checkpoint carries it): the prompt asks for what TRL parses."""
+    transformers = pytest.importorskip("transformers", reason="needs the [trl] extra")
+    template_utils = pytest.importorskip("trl.chat_template_utils", reason="needs the [trl] extra")
+    from gather_envs.integrations import chat
+    from gather_envs.integrations.models import smollm2_checkpoint
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(smollm2_checkpoint())
+    call_format = chat.tool_call_format(tokenizer)
+    assert call_format == "<tool_call>\n{call}\n</tool_call>"
+    row, task = _row(oracle, budget=2, tool_call_format=call_format)
+    system, user = row["prompt"]
+    for message in (system, user):
+        assert (
+            '<tool_call>\n{"name": "search", "arguments": {"query": "<query>"}}\n</tool_call>'
+            in message["content"]
+        )
+        assert message["content"].count('{"name"') == message["content"].count("<tool_call>")
+    env = GatherToolEnv(tool_call_format=call_format)
+    assert env.reset(**row) is None  # the row's prompt is the env's observation in that form
+
+    # A reply written as the prompt shows it is a tool call to TRL's parser, a bare JSON one is not.
+    parsing = template_utils.add_response_schema(tokenizer)
+    prefix = tokenizer.apply_chat_template(
+        row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+
+    def parse(text: str):  # as GRPOTrainer parses a completion: after the prompt it continues
+        ids = tokenizer(text + "<|im_end|>", add_special_tokens=False)["input_ids"]
+        return template_utils.parse_response(parsing, ids, prefix=list(prefix))
+
+    shown = call_format.replace("{call}", _json("search", task.gold_path[0].query))
+    (call,) = parse(shown)["tool_calls"]
+    assert call["function"] == {"name": "search", "arguments": {"query": task.gold_path[0].query}}
+    assert not parse(_json("search", "x")).get("tool_calls")  # bare JSON is plain text to TRL
+    refused = env.search(term="x")  # the env's error message shows the same form
+    assert "<tool_call>" in refused and refused.startswith("Invalid action")

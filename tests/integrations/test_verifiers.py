@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 from typing import Any
 
@@ -47,10 +48,14 @@ def _env(taskset_id: str, records_path=None, **taskset: Any):
 class _Trace:
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
+        self.state = gather_vf.classes()["GatherState"]()
 
 
 class _Interaction:
-    """A player's interaction: replies come from ``reply(turn_index, user_message)``."""
+    """A player's interaction: replies come from ``reply(turn_index, user_message)``.
+
+    A reply is a text, a list of verifiers messages (a tool-using segment), or None (the end).
+    """
 
     def __init__(self, reply) -> None:
         self.reply = reply
@@ -59,10 +64,12 @@ class _Interaction:
 
     async def turn(self, message: str | None = None):
         self.messages.append(message)
-        text = self.reply(len(self.messages) - 1, message)
-        if text is None:
+        reply = self.reply(len(self.messages) - 1, message)
+        if reply is None:
             return vf.Segment(messages=[], terminated=True)
-        return vf.Segment(messages=[vf.AssistantMessage(content=text)])
+        if isinstance(reply, list):
+            return vf.Segment(messages=reply)
+        return vf.Segment(messages=[vf.AssistantMessage(content=reply)])
 
 
 class _Player:
@@ -166,6 +173,89 @@ def test_toolset_tools_play_the_episode_and_report_through_state(taskset_id, ora
     )
     asyncio.run(task.score(trace))
     assert trace.rewards["env_reward"].score == 1.0
+
+
+def _tool_segment(calls: list[tuple[str, dict]], results: list[str], closing: str | None = None) -> list:
+    """A tool-using segment as verifiers reports it: each call, its result, then a text reply."""
+    messages: list[Any] = []
+    for index, ((name, arguments), result) in enumerate(zip(calls, results)):
+        call = vf.ToolCall(id=f"call{index}", name=name, arguments=json.dumps(arguments))
+        messages += [
+            vf.AssistantMessage(content="", tool_calls=[call]),
+            vf.ToolMessage(tool_call_id=call.id, content=result),
+        ]
+    if closing is not None:
+        messages.append(vf.AssistantMessage(content=closing))
+    return messages
+
+
+def test_mcp_tools_describe_each_argument():
+    from mcp.server.mcpserver import MCPServer
+
+    classes = gather_vf.classes()
+    server = MCPServer("gather-test")
+    classes["GatherToolset"](classes["GatherToolsetConfig"]()).register(server)
+    schemas = {tool.name: tool.input_schema for tool in asyncio.run(server.list_tools())}
+    assert set(schemas) == {"search", "answer"}
+    assert schemas["search"]["properties"]["query"]["description"] == gather_vf.QUERY_DESCRIPTION
+    assert schemas["answer"]["properties"]["answer"]["description"] == gather_vf.ANSWER_DESCRIPTION
+
+
+def test_tools_mode_steps_a_text_reply_and_keeps_playing(taskset_id, oracle, tmp_path):
+    records = tmp_path / "host.jsonl"
+    env = _env(taskset_id, records_path=records, style="tools", budgets=[2])
+    task = next(t for t in env.taskset if t.data.hops == 2)
+    gold = oracle.by_id[task.data.task_id]
+    first = gold.gold_path[0].query
+    # The model stops calling tools and writes the second search as a bare JSON object; the host
+    # steps it and answers with the observation; the model then answers in text too.
+    second = json.dumps({"name": "search", "arguments": {"query": gold.gold_path[1].query}})
+    final = json.dumps({"name": "answer", "arguments": {"answer": gold.answer}})
+    segments = [
+        _tool_segment([("search", {"query": first})], ["(the server's result)"], closing=second),
+        final,
+        None,
+    ]
+    agents = _Agents(lambda i, message: segments[i])
+    asyncio.run(env.run(task, agents))
+    interaction = agents.player.interaction_obj
+    expected = replay(
+        ENV_ID,
+        {"split": "train", "dialect": "json"},
+        task.data.model_dump(),
+        [json.dumps({"name": "search", "arguments": {"query": first}}), second, final],
+    )
+    assert interaction.messages[1] == chat.observation_text("tools", expected[1][0])
+    outcome = interaction.trace.info[gather_vf.INFO_KEY]
+    assert (outcome["reward"], outcome["tool_calls"], outcome["termination"]) == (1.0, 2, "answered")
+    assert interaction.trace.state.pending == [second, final]  # queued for the tool server
+    (record,) = read_records(records)
+    assert record.success and record.tool_calls == 2
+
+
+def test_tools_mode_records_an_unfinished_rollout_as_truncated(taskset_id, oracle, tmp_path):
+    records = tmp_path / "host.jsonl"
+    env = _env(taskset_id, records_path=records, style="tools", budgets=[2])
+    task = next(t for t in env.taskset if t.data.hops == 2)
+    query = oracle.by_id[task.data.task_id].gold_path[0].query
+    segments = [_tool_segment([("search", {"query": query})], ["(result)"]), None]
+    agents = _Agents(lambda i, message: segments[i])
+    asyncio.run(env.run(task, agents))
+    assert agents.player.interaction_obj.trace.info[gather_vf.INFO_KEY]["reward"] == 0.0
+    (record,) = read_records(records)
+    assert record.termination == TERMINATION_TRUNCATED and record.tool_calls == 1
+
+
+def test_the_tool_server_applies_the_hosts_text_replies_first(taskset_id, oracle):
+    classes = gather_vf.classes()
+    env = _env(taskset_id, style="tools", budgets=[1])
+    task = next(t for t in env.taskset if t.data.hops == 2)
+    gold = oracle.by_id[task.data.task_id]
+    toolset = classes["GatherToolset"](classes["GatherToolsetConfig"]())
+    asyncio.run(toolset.setup_task(task))
+    toolset.state.pending = [f"search[{gold.gold_path[0].query}]"]  # the host stepped this text reply
+    refused = toolset.search(query=gold.gold_path[1].query)
+    assert refused.startswith("Invalid action: no searches left") and toolset.state.pending == []
 
 
 # --- vf-eval end to end: verifiers' own CLI against a real OpenAI-compatible server --------------

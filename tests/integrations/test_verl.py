@@ -62,7 +62,7 @@ class Server:
         return TokenOutput(token_ids=ids, log_probs=[LOGPROB] * len(ids))
 
 
-def _loop(tokenizer, server, **loop_kwargs):
+def _loop(tokenizer, server, response_length=RESPONSE_LENGTH, **loop_kwargs):
     """The registered loop, instantiated the way verl's AgentLoopWorker does it."""
     gather_verl.agent_loop_class()
     spec = dict(agent_loop._agent_loop_registry[gather_verl.AGENT_NAME])
@@ -70,7 +70,7 @@ def _loop(tokenizer, server, **loop_kwargs):
     config = OmegaConf.create(
         {
             "actor_rollout_ref": {
-                "rollout": {"prompt_length": PROMPT_LENGTH, "response_length": RESPONSE_LENGTH}
+                "rollout": {"prompt_length": PROMPT_LENGTH, "response_length": response_length}
             }
         }
     )
@@ -90,7 +90,10 @@ def _play(tokenizer, server, row, sampling_params=None, **loop_kwargs):
     """Build the loop inside the running event loop (as verl's worker does) and run it."""
 
     async def play():
-        return await _loop(tokenizer, server, **loop_kwargs).run(sampling_params or {}, **row)
+        loop = _loop(tokenizer, server, **loop_kwargs)
+        output = await loop.run(sampling_params or {}, **row)
+        assert isinstance(output, agent_loop.AgentLoopOutput)  # verl's own output type
+        return output
 
     return asyncio.run(play())
 
@@ -140,3 +143,52 @@ def test_turn_limit_cuts_the_episode_and_records_it(tokenizer, oracle, tmp_path)
     assert server.calls == 2 and output.reward_score == 0.0
     (record,) = read_records(records)
     assert record.termination == TERMINATION_TRUNCATED and record.invalid_actions == 2
+
+
+class OverrunningServer(Server):
+    """The oracle's actions, but the answer turn rambles past response_length before answering."""
+
+    RAMBLE = "Thought: " + "let me think about this once more, " * 40
+
+    async def generate(self, *, request_id, prompt_ids, sampling_params, **kwargs) -> TokenOutput:
+        output = await super().generate(
+            request_id=request_id, prompt_ids=prompt_ids, sampling_params=sampling_params
+        )
+        text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
+        if "answer[" not in text:
+            return output
+        ids = self.tokenizer(self.RAMBLE + text, add_special_tokens=False)["input_ids"] + [
+            self.tokenizer.eos_token_id
+        ]
+        return TokenOutput(token_ids=ids, log_probs=[LOGPROB] * len(ids))
+
+
+def _room_for_two_turns(tokenizer, oracle, tmp_path) -> int:
+    """A response_length that holds the search turns and their observations, not the rambling answer."""
+    output = _play(tokenizer, Server(tokenizer, oracle), _row(), records_path=str(tmp_path / "full.jsonl"))
+    return len(output.response_ids) + 40
+
+
+def test_a_turn_that_overruns_response_length_is_cut_before_the_env_acts(tokenizer, oracle, tmp_path):
+    records = tmp_path / "verl.jsonl"
+    length = _room_for_two_turns(tokenizer, oracle, tmp_path)
+    server = OverrunningServer(tokenizer, oracle, correct=True)
+    row = _row()
+    task = oracle.by_id[row["extra_info"]["task_id"]]
+    output = _play(tokenizer, server, row, response_length=length, records_path=str(records))
+
+    response = tokenizer.decode(output.response_ids)
+    assert OverrunningServer.RAMBLE[:40] in response  # the overrunning turn's head is in the sample
+    assert f"answer[{task.answer}]" not in response  # the correct answer was in the cut tokens ...
+    assert output.reward_score == 0.0  # ... so it earns nothing
+    assert len(output.response_ids) == len(output.response_mask) == len(output.response_logprobs) <= length
+    assert output.extra_fields["gather_overrun"] == 1.0 and output.extra_fields["gather_truncated"] == 1.0
+    (record,) = read_records(records)
+    assert record.termination == TERMINATION_TRUNCATED and record.answer is None and not record.success
+    assert record.tool_calls == 1 and record.invalid_actions == 1  # the turns before it were played
+
+
+def test_a_turn_that_fits_is_played_in_full(tokenizer, oracle, tmp_path):
+    server = OverrunningServer(tokenizer, oracle, correct=True)
+    output = _play(tokenizer, server, _row(), response_length=RESPONSE_LENGTH)
+    assert output.reward_score == 1.0 and output.extra_fields["gather_overrun"] == 0.0

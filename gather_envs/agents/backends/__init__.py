@@ -11,6 +11,7 @@ from typing import Any
 
 from gather_envs.agents.backends.base import ChatBackend, ChatResult, Message, ToolCall
 from gather_envs.errors import ConfigError
+from gather_envs.parameters import Parameter, parse_bool
 
 BACKENDS = ("http", "embedded")
 HTTP_OPTIONS = {
@@ -29,18 +30,25 @@ HTTP_OPTIONS = {
     "supports_tools": bool,
 }
 EMBEDDED_OPTIONS = {"model_path": str, "context_tokens": int, "n_threads": int}
-
-
-def parse_bool(value: Any) -> bool:
-    """A boolean from an option value (``true``/``false``/``1``/``0``/``yes``/``no`` or a bool)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ConfigError(f"expected true or false, got {value!r}")
+_MINIMUMS = {
+    "max_retries": 0,
+    "backoff_s": 0,
+    "max_backoff_s": 0,
+    "concurrency": 1,
+    "retry_seed": 0,
+    "context_tokens": 1,
+    "n_threads": 1,
+}
+BACKEND_PARAMETERS = (
+    Parameter("backend", str, choices=BACKENDS, help="http, or embedded (the default without base_url)"),
+    Parameter("timeout_s", float, minimum=0, exclusive_minimum=True),
+    *(
+        Parameter(name, kind, minimum=_MINIMUMS.get(name))
+        for name, kind in {**HTTP_OPTIONS, **EMBEDDED_OPTIONS}.items()
+        if name != "timeout_s"
+    ),
+)
+"""Every option :func:`make_backend` reads, with its type and range (declared for early checks)."""
 
 
 def _typed(options: dict[str, Any], schema: dict[str, type]) -> dict[str, Any]:
