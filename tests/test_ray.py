@@ -28,7 +28,7 @@ from gather_envs.records import EpisodeRecord, read_records
 
 TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE_ROOT = TESTS_DIR.parent
-ENV_ID = "Gather-MultiHop-v0"
+ENV_ID = "Gather-v1"
 ENV_KWARGS = {"family": "bridge", "world": SMALL_WORLD}
 GRID: dict[str, Any] = {"n": 3, "budgets": (0, 1, 3), "tasks": 4, "seed": 11}
 GRID_SIZE = 3 * 3 * 4
@@ -311,5 +311,5 @@ def test_ctrl_c_exits_130_with_every_received_record_on_disk(ray_cluster: str, t
     assert driver.returncode == 130, stderr
     assert "resume by running the same command again" in stderr
     recorded = line_count(out)
-    assert f"{recorded} of {GRID_SIZE} episodes recorded" in stderr
+    assert f"{recorded} of {GRID_SIZE} episodes recorded" in stderr, stderr[-1500:]
     assert comparable(read_records(out))  # whole lines, no duplicate

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import queue
 import sys
 import threading
 import time
@@ -213,8 +214,11 @@ class RayEngine:
                     f"ray_actor_options[{option!r}]"
                 )
 
-    def start_workers(self, count: int, init: Sequence[Any]) -> list[Any]:
-        """``count`` started actors built from ``init`` (the :class:`_EpisodeWorker` arguments)."""
+    def start_workers(self, count: int, init: Sequence[Any], stop: threading.Event) -> list[Any]:
+        """``count`` started actors built from ``init`` (the :class:`_EpisodeWorker` arguments).
+
+        Returns early, with the actors not yet started, once ``stop`` is set.
+        """
         self._check_fits(count)
         actor_class = self.ray.remote(_EpisodeWorker).options(
             max_restarts=MAX_WORKER_RESTARTS,
@@ -226,7 +230,7 @@ class RayEngine:
         pending = {actor.ready.remote() for actor in self._actors}
         started = time.monotonic()
         noted = False
-        while pending:
+        while pending and not stop.is_set():
             ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=POLL_INTERVAL_S)
             for ref in ready:
                 pending.discard(ref)
@@ -266,13 +270,20 @@ class RayWorkers:
         self._in_flight: dict[Any, tuple[list[EpisodeKey], int]] = {}
         self._lost: dict[EpisodeKey, int] = {}
         self._episode_s: float | None = None
+        self._stop = threading.Event()
+        self._results: queue.Queue[
+            tuple[tuple[EpisodeKey, EpisodeRecord] | None, BaseException | None] | None
+        ] = queue.Queue()
+        # Ray calls and writes run in this thread, so Ctrl-C (raised in the main thread) never
+        # interrupts a write: every record handed back is whole on disk, and counted.
+        self._thread = threading.Thread(target=self._drive, name="gather-eval-ray", daemon=True)
         self._writer = writer
         self._secrets = secrets
 
     def _start(self) -> None:
-        """Start the workers (inside :meth:`results`, so Ctrl-C while they start is an interrupt)."""
+        """Start the workers (in the driver thread, so Ctrl-C while they start is an interrupt)."""
         count = min(self._engine.worker_count(), len(self._queue))
-        self._actors = self._engine.start_workers(count, self._init)
+        self._actors = self._engine.start_workers(count, self._init, self._stop)
         self._alive = [True] * count
         self._load = [0] * count
 
@@ -341,35 +352,59 @@ class RayWorkers:
             file=sys.stderr,
         )
 
-    def results(self) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
-        """Finished cells as they come, each on disk first; every queued cell is played once."""
+    def _drive(self) -> None:
+        """The driver thread: start workers, hand out cells, write and hand back what returns."""
         ray = self._ray
-        if not self._actors:
+        try:
             self._start()
-        while self._queue or self._in_flight:
-            self._submit()
-            if not self._in_flight:
-                raise GatherError(
-                    f"every Ray worker died; {len(self._queue)} episodes are left: rerun the same "
-                    "command to resume"
-                )
-            refs = list(self._in_flight)
-            ready, rest = ray.wait(refs, num_returns=1, timeout=POLL_INTERVAL_S)
-            if ready and rest:
-                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
-                ready = ready + more
-            yield from self._collect(ready)
+            while (self._queue or self._in_flight) and not self._stop.is_set():
+                self._submit()
+                if not self._in_flight:
+                    raise GatherError(
+                        f"every Ray worker died; {len(self._queue)} episodes are left: rerun the same "
+                        "command to resume"
+                    )
+                refs = list(self._in_flight)
+                ready, rest = ray.wait(refs, num_returns=1, timeout=POLL_INTERVAL_S)
+                if ready and rest:
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    ready = ready + more
+                for pair in self._collect(ready):
+                    self._results.put((pair, None))
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            self._results.put((None, exc))
+        finally:
+            self._results.put(None)
+
+    def results(self) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
+        """Finished cells as they come, each on disk first; re-raises the driver thread's error."""
+        self._thread.start()
+        while True:
+            try:
+                item = self._results.get(timeout=POLL_INTERVAL_S)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            pair, error = item
+            if error is not None:
+                raise error
+            assert pair is not None
+            yield pair
 
     def drain(self) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
-        """Cells already finished, without waiting (used when stopping early); written too."""
-        refs = list(self._in_flight)
-        if not refs:
-            return
-        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
-        try:
-            yield from self._collect(ready)
-        except GatherError:
-            return
+        """Stop handing out cells; the cells written so far (used when stopping early)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        while True:
+            try:
+                item = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and item[0] is not None:
+                yield item[0]
 
     def join(self) -> None:
-        """Nothing to wait for: the engine stops the actors."""
+        """Wait for the driver thread after a complete run (it has exited or is about to)."""
+        self._thread.join()
