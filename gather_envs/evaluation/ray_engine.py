@@ -16,7 +16,8 @@ the episodes:
 * **Backpressure.** The driver hands out one (task, T, i) at a time and keeps at most
   ``concurrency`` cells in flight per actor; the rest wait in the driver's queue.
 * **One writer.** Actors return records; the driver alone appends them to the records file (the
-  same crash-safe writer as the local runner) before counting them done.
+  same crash-safe writer as the local runner) before counting them done. Its Ray calls and writes
+  run in a thread of their own, so Ctrl-C in the main thread never cuts a write short.
 * **Lost workers.** A cell whose actor dies (SIGKILL, OOM, a lost node) goes back to the front of
   the queue and is played again by any live actor; Ray restarts the actor up to
   ``MAX_WORKER_RESTARTS`` times. Only cells the driver received are written, so none is recorded
