@@ -246,11 +246,11 @@ def test_backoff_jitter_is_seeded_and_bounded() -> None:
 
 
 @pytest.mark.parametrize("linger_s", [0.0, 0.05])
-def test_concurrency_is_bounded_by_the_semaphore(serve, linger_s: float) -> None:
+def test_requests_in_flight_per_endpoint_are_bounded_by_max_connections(serve, linger_s: float) -> None:
     """With ``linger_s`` the handler threads run on after answering (the old flaky count saw 3-4)."""
     server = serve(("ok", completion(), 0.15))
     server.linger_s = linger_s
-    backend = OpenAIHTTPBackend(server.url, concurrency=2, **FAST)
+    backend = OpenAIHTTPBackend(server.url, max_connections=2, **FAST)
     threads = [threading.Thread(target=backend.chat, args=(MESSAGES,), kwargs=SAMPLING) for _ in range(6)]
     for thread in threads:
         thread.start()

@@ -417,6 +417,51 @@ class _Abandoned(Exception):
     """The run is stopping; the episode in this thread is dropped unfinished."""
 
 
+class _GroupCommit:
+    """Appends the records of many threads with one fsync per batch (a group commit).
+
+    A thread's record is on disk when :meth:`write` returns. While one thread writes and syncs a
+    batch, the records that finish meanwhile queue up and go to disk together in the next one: an
+    fsync per record took 0.5-3 ms on this machine and, serialized, capped a run at 300-400
+    episodes/s whatever the concurrency.
+    """
+
+    def __init__(self, writer: RecordWriter) -> None:
+        self.writer = writer
+        self._cond = threading.Condition()
+        self._pending: list[EpisodeRecord] = []
+        self._queued = 0  # records handed in so far; record k (from 1) is ticket k
+        self._durable = 0  # records on disk: tickets up to this one
+        self._flushing = False
+        self._failure: BaseException | None = None
+
+    def write(self, record: EpisodeRecord) -> None:
+        with self._cond:
+            self._pending.append(record)
+            self._queued += 1
+            ticket = self._queued
+            while self._durable < ticket:
+                if self._failure is not None:
+                    raise self._failure
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                batch, self._pending, last = self._pending, [], self._queued
+                self._flushing = True
+                self._cond.release()
+                try:
+                    self.writer.write_many(batch)
+                except BaseException as exc:
+                    self._failure = exc
+                    raise
+                finally:
+                    self._cond.acquire()
+                    self._flushing = False
+                    if self._failure is None:
+                        self._durable = last
+                    self._cond.notify_all()
+
+
 @dataclass
 class _Player:
     """Plays one cell in the calling thread, with that thread's own env; retries backend errors."""
@@ -438,6 +483,11 @@ class _Player:
     _local: threading.local = field(default_factory=threading.local)
     _envs: list[RecordPassAtKT] = field(default_factory=list)
     _envs_lock: threading.Lock = field(default_factory=threading.Lock)
+    _commit: _GroupCommit | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.writer is not None:
+            self._commit = _GroupCommit(self.writer)
 
     def env(self) -> RecordPassAtKT:
         """This thread's env, made on first use."""
@@ -478,8 +528,8 @@ class _Player:
                 if self.stop.wait(delay):
                     raise _Abandoned from exc
         record = _scrubbed(record, self.secrets)
-        if self.writer is not None:
-            self.writer.write(record)
+        if self._commit is not None:
+            self._commit.write(record)
         return record
 
     def _episode(self, key: EpisodeKey) -> EpisodeRecord:
@@ -499,8 +549,9 @@ class _Player:
                 break
         record = env.records.pop()
         usage = policy.usage()
-        if usage:
-            record = replace(record, extra={**record.extra, USAGE_KEY: usage})
+        extra = policy.record_extra()
+        if usage or extra:
+            record = replace(record, extra={**record.extra, **extra, **({USAGE_KEY: usage} if usage else {})})
         return record
 
     def _infra_record(

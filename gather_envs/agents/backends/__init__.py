@@ -9,12 +9,22 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gather_envs.agents.backends.base import ChatBackend, ChatResult, Message, ToolCall
+from gather_envs.agents.backends.base import (
+    ChatBackend,
+    ChatResult,
+    Message,
+    TokenLogprob,
+    ToolCall,
+    episode_backend,
+    split_urls,
+)
 from gather_envs.errors import ConfigError
 
 BACKENDS = ("http", "embedded")
-HTTP_OPTIONS = {
-    "base_url": str,
+
+
+HTTP_OPTIONS: dict[str, Any] = {
+    "base_url": split_urls,
     "model": str,
     "api_key": str,
     "timeout_s": float,
@@ -22,12 +32,17 @@ HTTP_OPTIONS = {
     "request_budget_s": float,
     "backoff_s": float,
     "max_backoff_s": float,
-    "concurrency": int,
+    "max_connections": int,
+    "probe_after_s": float,
     "constraint": str,
     "retry_seed": int,
     "context_tokens": int,
     "supports_tools": bool,
+    "logprobs": bool,
+    "top_logprobs": int,
 }
+RENAMED_OPTIONS = {"concurrency": "max_connections"}
+"""HTTP options that changed name: the old name is refused with the new one in the message."""
 EMBEDDED_OPTIONS = {"model_path": str, "context_tokens": int, "n_threads": int}
 
 
@@ -43,7 +58,7 @@ def parse_bool(value: Any) -> bool:
     raise ConfigError(f"expected true or false, got {value!r}")
 
 
-def _typed(options: dict[str, Any], schema: dict[str, type]) -> dict[str, Any]:
+def _typed(options: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     typed = {}
     for key, kind in schema.items():
         if key in options and options[key] is not None:
@@ -63,7 +78,15 @@ def make_backend(options: dict[str, Any]) -> ChatBackend:
     if kind not in BACKENDS:
         raise ConfigError(f"unknown backend {kind!r}; choose one of {BACKENDS}")
     if kind == "http":
-        from gather_envs.agents.backends.openai_http import OpenAIHTTPBackend
+        from gather_envs.agents.backends.openai_http import DEFAULT_MAX_CONNECTIONS, OpenAIHTTPBackend
+
+        for old, new in RENAMED_OPTIONS.items():
+            if old in options:
+                raise ConfigError(
+                    f"the HTTP backend option {old} is now {new}: open connections per endpoint "
+                    f"(default {DEFAULT_MAX_CONNECTIONS}); the runner's --concurrency sets how many "
+                    "episodes run at once"
+                )
 
         return OpenAIHTTPBackend(**_typed(options, HTTP_OPTIONS))
     from gather_envs.agents.backends.llama_embedded import LlamaEmbeddedBackend
@@ -73,4 +96,15 @@ def make_backend(options: dict[str, Any]) -> ChatBackend:
     return LlamaEmbeddedBackend(**_typed(options, EMBEDDED_OPTIONS))
 
 
-__all__ = ["BACKENDS", "ChatBackend", "ChatResult", "Message", "ToolCall", "make_backend", "parse_bool"]
+__all__ = [
+    "BACKENDS",
+    "ChatBackend",
+    "ChatResult",
+    "Message",
+    "TokenLogprob",
+    "ToolCall",
+    "episode_backend",
+    "make_backend",
+    "parse_bool",
+    "split_urls",
+]

@@ -46,13 +46,29 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its log-probability and (when asked for) the top alternatives.
+
+    A log-probability JSON cannot hold (``-inf``) is None.
+    """
+
+    token: str
+    logprob: float | None
+    top: tuple[tuple[str, float | None], ...] = ()
+
+
+@dataclass(frozen=True)
 class ChatResult:
-    """One completion: its text, token usage, native tool calls and why generation stopped."""
+    """One completion: its text, token usage, native tool calls and why generation stopped.
+
+    ``logprobs`` holds one entry per generated token when the backend was asked for them, else None.
+    """
 
     text: str
     usage: dict[str, int] = field(default_factory=dict)
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str = ""
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @runtime_checkable
@@ -88,6 +104,32 @@ class ChatBackend(Protocol):
     def settings(self) -> dict[str, Any]:
         """Everything needed to rerun with this backend (never a secret)."""
         ...
+
+
+@runtime_checkable
+class SessionBackend(Protocol):
+    """A backend that routes calls (several endpoints): ``session()`` pins one episode to one of them."""
+
+    def session(self) -> ChatBackend:
+        """A view of the backend whose calls all go to one endpoint while it stays up."""
+        ...
+
+
+def episode_backend(backend: ChatBackend) -> ChatBackend:
+    """What one episode calls: a routing backend's session (one endpoint, a warm prefix cache), else ``backend``."""
+    return backend.session() if isinstance(backend, SessionBackend) else backend
+
+
+def split_urls(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Endpoint URLs from ``"URL1,URL2"``, a list of URLs, or None; blanks are dropped.
+
+    >>> split_urls("http://a:8000/v1, http://b:8000/v1")
+    ('http://a:8000/v1', 'http://b:8000/v1')
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(item) for item in value]
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:
