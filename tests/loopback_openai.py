@@ -61,6 +61,7 @@ class LoopbackServer:
         self.max_in_flight = 0
         self.connections = 0
         self.max_connections = 0
+        self.accepted = 0
         self.seen: set[str] = set()
         """Hashes of every conversation a request carried (see :func:`conversation_hash`)."""
         self.parents_missing = 0
@@ -75,6 +76,7 @@ class LoopbackServer:
             "max_in_flight": self.max_in_flight,
             "connections": self.connections,
             "max_connections": self.max_connections,
+            "accepted": self.accepted,
             "parents_missing": self.parents_missing,
         }
 
@@ -100,6 +102,7 @@ class LoopbackServer:
         asyncio.run(run())
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         self.connections += 1
         self.max_connections = max(self.max_connections, self.connections)
         try:

@@ -650,3 +650,38 @@ def test_an_api_key_that_cannot_go_in_a_header_is_a_config_error_that_does_not_s
     with pytest.raises(ConfigError, match="whitespace or control") as error:
         OpenAIHTTPBackend("http://127.0.0.1:1/v1", api_key=SECRET + "\n", **FAST)
     assert SECRET not in str(error.value)
+
+
+def test_logprobs_asked_for_but_not_returned_is_a_backend_error_that_says_what_to_do(serve) -> None:
+    server = serve(("ok", completion()))
+    backend = OpenAIHTTPBackend(server.url, logprobs=True, top_logprobs=3, **FAST)
+    with pytest.raises(BackendError, match="logprobs were asked for.*drop logprobs=true"):
+        backend.chat(MESSAGES, **SAMPLING)
+    body = server.requests[0]["body"]
+    assert body["logprobs"] is True and body["top_logprobs"] == 3
+    assert len(server.requests) == 1  # not retried: the server does not return them
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [{"content": "tokens"}, {"content": [{"token": 1, "logprob": -0.5}]}, {"content": [{"token": "a"}]}],
+)
+def test_malformed_logprobs_are_retried_then_a_backend_error(serve, logprobs: dict) -> None:
+    body = completion()
+    body["choices"][0]["logprobs"] = logprobs
+    server = serve(("ok", body))
+    backend = OpenAIHTTPBackend(server.url, logprobs=True, max_retries=1, **FAST)
+    with pytest.raises(BackendError, match="malformed completion"):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 2
+
+
+def test_an_infinite_logprob_is_stored_as_none_and_the_key_is_scrubbed_from_tokens(serve) -> None:
+    body = completion()
+    body["choices"][0]["logprobs"] = {
+        "content": [{"token": SECRET, "logprob": -1e999, "top_logprobs": [{"token": "b", "logprob": -2}]}]
+    }
+    server = serve(("raw", json.dumps(body).encode()))
+    backend = OpenAIHTTPBackend(server.url, api_key=SECRET, logprobs=True, **FAST)
+    (token,) = backend.chat(MESSAGES, **SAMPLING).logprobs or ()
+    assert token.token == "****" and token.logprob is None and token.top == (("b", -2.0),)

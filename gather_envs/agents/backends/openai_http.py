@@ -82,7 +82,7 @@ DEFAULT_MAX_BACKOFF_S = 30.0
 DEFAULT_MAX_CONNECTIONS = 512
 """Open connections per endpoint, so requests in flight to it: above the 256 sequences vLLM
 batches by default, so the server's scheduler, not this client, sets the pace."""
-DEFAULT_PROBE_AFTER_S = 10.0
+DEFAULT_PROBE_AFTER_S = 30.0
 """How long an endpoint that failed stays out of the rotation before one request probes it."""
 MIN_TIMEOUT_S = 0.001  # a socket timeout of 0 would make it non-blocking
 WATCHDOG_COMPACT_AT = 1024  # cancelled alarms kept in the watchdog's heap before it is rebuilt
@@ -258,9 +258,11 @@ class _Endpoint:
         self.slots = threading.BoundedSemaphore(max_connections)
         self.idle: list[http.client.HTTPConnection] = []
         self.outstanding = 0
+        self.sessions = 0  # sessions ever routed here: among equally busy endpoints, the fewest wins
         self.down_until: float | None = None
         """None while in the rotation; else when (``time.monotonic``) a probe request may go."""
-        self.probing = False
+        self.prober: _Session | None = None
+        """The session whose request probes the endpoint while it is out of the rotation."""
 
     def target(self, path: str) -> str:
         return self.prefix + path + (f"?{self.query}" if self.query else "")
@@ -338,6 +340,7 @@ class OpenAIHTTPBackend:
                 raise ConfigError(
                     "base_url must not hold credentials; pass the key as api_key or in GATHER_API_KEY"
                 )
+        urls = tuple(url.rstrip("/") for url in urls)
         if len(set(urls)) != len(urls):
             raise ConfigError(f"base_url lists an endpoint twice: {[_public_url(u) for u in urls]}")
         if constraint not in CONSTRAINTS:
@@ -358,7 +361,7 @@ class OpenAIHTTPBackend:
                 f"{timeout_s}, {request_budget_s}, {max_connections}, {context_tokens}, {max_retries}, "
                 f"{backoff_s}, {probe_after_s}, {top_logprobs})"
             )
-        self.base_urls = tuple(url.rstrip("/") for url in urls)
+        self.base_urls = urls
         self.base_url = ",".join(self.base_urls)
         self._api_key = Secret(api_key or _from_env(ENV_API_KEY))
         key = self._api_key.reveal()
@@ -512,38 +515,41 @@ class OpenAIHTTPBackend:
         """The endpoint for the session's next attempt, counted as outstanding; caller holds the lock.
 
         A session keeps its endpoint while it is in the rotation. Otherwise: an endpoint due for a
-        probe (out of the rotation for ``probe_after_s``, no probe in flight) takes it, so a
-        restarted server comes back; else the endpoint in the rotation with the fewest requests
-        outstanding; else (all are out) the one that left the rotation first.
+        probe (out of the rotation for ``probe_after_s``, no probe in flight, not the one the
+        session just failed on) takes it, so a restarted server comes back; else the endpoint in
+        the rotation with the fewest requests outstanding (ties: the fewest sessions so far); else
+        (all are out) the one that left the rotation first.
         """
         endpoint = session.endpoint
-        if endpoint is None or endpoint.down_until is not None and not endpoint.probing:
+        if endpoint is None or endpoint.down_until is not None and endpoint.prober is not session:
             now = time.monotonic()
             up = [e for e in self._endpoints if e.down_until is None]
             due = [
                 e
                 for e in self._endpoints
-                if e.down_until is not None and not e.probing and e.down_until <= now
+                if e.down_until is not None and e.prober is None and e.down_until <= now and e is not endpoint
             ]
             if due:
                 endpoint = due[0]
-                endpoint.probing = True
+                endpoint.prober = session
             elif up:
-                endpoint = min(up, key=lambda e: (e.outstanding, e.position))
+                endpoint = min(up, key=lambda e: (e.outstanding, e.sessions, e.position))
             else:
                 endpoint = min(self._endpoints, key=lambda e: (e.down_until or 0.0, e.position))
             if session.endpoint is not None and session.endpoint is not endpoint:
                 self._totals["failovers"] += 1
             session.endpoint = endpoint
+            endpoint.sessions += 1
         endpoint.outstanding += 1
         return endpoint
 
-    def _settle(self, endpoint: _Endpoint, outcome: str) -> bool:
+    def _settle(self, session: _Session, endpoint: _Endpoint, outcome: str) -> bool:
         """Book the end of an attempt on ``endpoint`` (UP, DOWN or UNSENT); after a DOWN, True if
         another endpoint is in the rotation to take the next attempt at once."""
         with self._lock:
             endpoint.outstanding -= 1
-            endpoint.probing = False
+            if endpoint.prober is session:
+                endpoint.prober = None
             if outcome == UP:
                 endpoint.down_until = None
             if outcome != DOWN:
@@ -574,19 +580,19 @@ class OpenAIHTTPBackend:
             except _Retryable as error:
                 failure = error
             except _BudgetSpent:
-                self._settle(endpoint, UNSENT)
+                self._settle(session, endpoint, UNSENT)
                 failures.append(f"attempt {attempt + 1}{where}: the request budget was spent waiting")
                 break
             except BackendError:  # the server answered, with a refusal
-                self._settle(endpoint, UP)
+                self._settle(session, endpoint, UP)
                 raise
             except BaseException:
-                self._settle(endpoint, UNSENT)
+                self._settle(session, endpoint, UNSENT)
                 raise
             else:
-                self._settle(endpoint, UP)
+                self._settle(session, endpoint, UP)
                 return result
-            elsewhere = self._settle(endpoint, DOWN if failure.endpoint_down else UP)
+            elsewhere = self._settle(session, endpoint, DOWN if failure.endpoint_down else UP)
             failures.append(f"attempt {attempt + 1}{where}: {self._scrub(str(failure))}")
             if attempt == self.max_retries:
                 break
