@@ -451,7 +451,16 @@ def _echo_completion(handler: _Handler) -> None:
     handler._send(200, json.dumps(completion(f"answer[{header.removeprefix('Bearer ')}]")).encode())
 
 
+def _wire(handler: _Handler, answer: bytes) -> None:
+    """Write ``answer`` as the whole response, byte for byte, then hang up."""
+    handler._answered()
+    handler.wfile.write(answer)
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
 HOSTILE_KINDS = {
+    "wire": _wire,
     "truncated": _truncated,
     "trickle": _trickle,
     "echo": _echo,
@@ -685,3 +694,50 @@ def test_an_infinite_logprob_is_stored_as_none_and_the_key_is_scrubbed_from_toke
     backend = OpenAIHTTPBackend(server.url, api_key=SECRET, logprobs=True, **FAST)
     (token,) = backend.chat(MESSAGES, **SAMPLING).logprobs or ()
     assert token.token == "****" and token.logprob is None and token.top == (("b", -2.0),)
+
+
+BODY = json.dumps(completion("answer[wired]")).encode()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(
+            b"%x;ext=1\r\n%s\r\n" % (len(BODY[i : i + 7]), BODY[i : i + 7]) for i in range(0, len(BODY), 7)
+        )
+        + b"0\r\nX-Trailer: 1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY),
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BODY,  # no length: read to close
+        b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY),  # kept alive, then closed
+    ],
+    ids=["chunked", "100-continue", "read-to-close", "closed-keep-alive"],
+)
+def test_every_http_framing_of_an_answer_is_read(serve, answer: bytes) -> None:
+    """The last case promises keep-alive and hangs up: the next call finds the pooled connection
+    closed and silently takes a fresh one (no failed attempt)."""
+    server = serve(("wire", answer))
+    backend = OpenAIHTTPBackend(server.url, max_retries=0, **FAST)
+    for _ in range(2):
+        assert backend.chat(MESSAGES, **SAMPLING).text == "answer[wired]"
+    assert len(server.requests) == 2 and backend.totals()["attempts"] == 2
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n{}", "not a number"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle of the headers"),
+        (b"", "closed the connection before answering"),
+    ],
+)
+def test_an_answer_that_is_not_http_is_retried_then_a_backend_error(
+    serve, answer: bytes, message: str
+) -> None:
+    server = serve(("wire", answer))
+    backend = OpenAIHTTPBackend(server.url, max_retries=1, **FAST)
+    with pytest.raises(BackendError, match=message):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 2

@@ -106,18 +106,13 @@ class ChatBackend(Protocol):
         ...
 
 
-@runtime_checkable
-class SessionBackend(Protocol):
-    """A backend that routes calls (several endpoints): ``session()`` pins one episode to one of them."""
-
-    def session(self) -> ChatBackend:
-        """A view of the backend whose calls all go to one endpoint while it stays up."""
-        ...
-
-
 def episode_backend(backend: ChatBackend) -> ChatBackend:
-    """What one episode calls: a routing backend's session (one endpoint, a warm prefix cache), else ``backend``."""
-    return backend.session() if isinstance(backend, SessionBackend) else backend
+    """What one episode calls: a routing backend's ``session()`` (one endpoint, a warm prefix cache), else ``backend``.
+
+    A plain attribute check, not ``isinstance`` on a runtime Protocol, which cost 55 us per episode.
+    """
+    session = getattr(backend, "session", None)
+    return session() if callable(session) else backend
 
 
 def split_urls(value: str | Sequence[str] | None) -> tuple[str, ...]:
