@@ -201,3 +201,30 @@ def test_without_the_option_no_logprobs_are_asked_for_or_stored() -> None:
 def test_a_logprobs_layout_newer_than_this_reader_is_refused() -> None:
     with pytest.raises(ConfigError, match="upgrade"):
         logprobs_record({LOGPROBS_KEY: {"version": LOGPROBS_VERSION + 1, "calls": []}})
+
+
+def test_the_cli_takes_several_endpoints_and_logprobs_in_agent_options(tmp_path) -> None:
+    """A real `gather-envs eval` process: ``base_url=URL1,URL2`` and ``logprobs=true``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "cli.jsonl"
+    with serve_in_thread(SEARCH_THEN_ANSWER) as first, serve_in_thread(SEARCH_THEN_ANSWER) as second:
+        urls = f"http://127.0.0.1:{first.port}/v1,http://127.0.0.1:{second.port}/v1"
+        command = [
+            sys.executable, "-m", "gather_envs.cli", "eval", ENV_ID, "--agent", "react",
+            "--agent-option", f"base_url={urls}", "--agent-option", "model=loopback",
+            "--agent-option", "logprobs=true", "--n", "2", "--budgets", "2", "--tasks", "4",
+            "--concurrency", "4", "--out", str(out), "--quiet",
+        ]  # fmt: skip
+        finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert finished.returncode == 0, finished.stderr
+        assert first.requests > 0 and second.requests > 0
+    records = read_records(out)
+    assert len(records) == 8 and not any(r.is_infra_error for r in records)
+    assert all(len(logprobs_record(r.extra)) == 2 for r in records)
+    assert records[0].extra["agent_settings"]["backend"]["base_url"] == urls.split(",")
