@@ -21,6 +21,8 @@ JSON-lines file as soon as the episode ends.
   One agent object serves every thread; its per-episode state lives in the policy it starts.
   Workers are daemon threads rather than a ``ThreadPoolExecutor``, whose workers are joined at
   interpreter exit: after Ctrl-C an in-flight LLM call would otherwise keep the process alive.
+  Records of episodes that end together share one fsync (a group commit), so 256 and more
+  episodes in flight are not serialized on the disk; each is on disk before its worker moves on.
 * **Ctrl-C.** ``KeyboardInterrupt`` stops the run: queued episodes are dropped, in-flight ones are
   abandoned at their next step, and :class:`EvaluationInterrupted` (a ``KeyboardInterrupt``) is
   raised. Every finished episode is already on disk; rerun the same call to resume.

@@ -1,18 +1,34 @@
 """An OpenAI-compatible chat-completions client (vLLM, llama.cpp server, Ollama, hosted APIs).
 
-Standard library only (``urllib``). Configuration comes from arguments, else the environment:
-``GATHER_BASE_URL`` / ``GATHER_MODEL`` / ``GATHER_API_KEY``, falling back to ``OPENAI_BASE_URL`` /
-``OPENAI_MODEL`` / ``OPENAI_API_KEY``. Without a model name the first id of ``GET /models`` is used.
+Standard library only (``socket``, ``ssl``, ``json``). Configuration comes from arguments, else the
+environment: ``GATHER_BASE_URL`` / ``GATHER_MODEL`` / ``GATHER_API_KEY``, falling back to
+``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` / ``OPENAI_API_KEY``. Without a model name the first id of
+``GET /models`` is used.
 
-Reliability: at most ``concurrency`` requests are in flight per backend (a semaphore). Each attempt
-has a total deadline of ``timeout_s`` (connect, send, headers and body together: a server that
-trickles one byte a second is cut off at the deadline), and one :meth:`~OpenAIHTTPBackend.chat`
-call spends at most ``request_budget_s`` over all its attempts and backoff sleeps. Connection
-errors, timeouts, HTTP 429 and 5xx, and any answer that is not a completion (non-JSON, truncated,
-a string where an object belongs...) are retried with exponential backoff and jitter drawn from a
-seeded generator (``Retry-After`` is honoured, capped); a failure that survives the retries raises
+Endpoints: ``base_url`` may list several servers of one model (``"URL1,URL2"`` or a list). Each
+keeps a pool of keep-alive HTTP/1.1 connections, at most ``max_connections`` (default 512) open,
+so at most that many requests in flight to it; beyond, a call waits for a connection within its
+request budget. An episode calls through a :meth:`~OpenAIHTTPBackend.session`: its first call
+goes to the endpoint with the fewest requests outstanding and every later call to the same one
+(so the server's prefix cache holds the conversation). An endpoint that cannot be reached, drops
+the connection, passes the deadline or answers 5xx leaves the rotation; the attempt is retried at
+once on another endpoint (the session moves there for good), or, when none is left, after the
+usual backoff. After ``probe_after_s`` (default 30 s) the next new session probes it with its
+real request: a success brings it back, a failure keeps it out for another ``probe_after_s``.
+
+Reliability: each attempt has a total deadline of ``timeout_s`` (connect, send, headers and body
+together: a server that trickles one byte a second is cut off at the deadline, by one watchdog
+thread per process), and one :meth:`~OpenAIHTTPBackend.chat` call spends at most
+``request_budget_s`` over all its attempts and backoff sleeps. Connection errors, timeouts, HTTP
+429 and 5xx, and any answer that is not a completion (not HTTP, non-JSON, truncated, a string
+where an object belongs...) are retried with exponential backoff and jitter drawn from a seeded
+generator (``Retry-After`` is honoured, capped); a failure that survives the retries raises
 :class:`~gather_envs.errors.BackendError`, which the runner records as an infrastructure error
 (never a task failure). Other 4xx answers (bad request, unauthorized) and redirects are not retried.
+
+With ``logprobs=True`` (and ``top_logprobs=k`` for alternatives) every request asks for the
+completion's token log-probabilities and :class:`~gather_envs.agents.backends.base.ChatResult`
+carries them; a server that returns none is a BackendError that says so.
 
 Worst case with the defaults (60 s deadline, 3 retries, 120 s budget): a hung server costs 120 s
 per ``chat`` call; a dead one (connection refused) or a persistent 500 at most 5.25 s (the backoff
