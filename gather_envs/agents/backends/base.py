@@ -111,7 +111,7 @@ def episode_backend(backend: ChatBackend) -> ChatBackend:
 
     A plain attribute check, not ``isinstance`` on a runtime Protocol, which cost 55 us per episode.
     """
-    session = getattr(backend, "session", None)
+    session: Any = getattr(backend, "session", None)
     return session() if callable(session) else backend
 
 
