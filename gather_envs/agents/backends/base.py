@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 Message = dict[str, Any]
 """One chat message in the OpenAI format: ``{"role": ..., "content": ...}`` (plus tool fields)."""
@@ -111,8 +111,8 @@ def episode_backend(backend: ChatBackend) -> ChatBackend:
 
     A plain attribute check, not ``isinstance`` on a runtime Protocol, which cost 55 us per episode.
     """
-    session: Any = getattr(backend, "session", None)
-    return session() if callable(session) else backend
+    session = getattr(backend, "session", None)
+    return cast(ChatBackend, session()) if callable(session) else backend
 
 
 def split_urls(value: str | Sequence[str] | None) -> tuple[str, ...]:
