@@ -160,6 +160,8 @@ def test_several_endpoints_from_options_and_python_and_settings_list_them() -> N
     assert OpenAIHTTPBackend(urls[0], model="m").settings()["base_url"] == urls[0]  # one: a string, as before
     with pytest.raises(ConfigError, match="twice"):
         OpenAIHTTPBackend([urls[0], urls[0] + "/"], model="m")
+    with pytest.raises(ConfigError, match="whitespace or control"):
+        OpenAIHTTPBackend("http://127.0.0.1:1/v1 HTTP/1.1\r\nX-Injected: 1", model="m")
     with pytest.raises(ConfigError, match="max_connections"):
         make_backend({"base_url": urls[0], "model": "m", "concurrency": "8"})
 

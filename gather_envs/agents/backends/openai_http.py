@@ -322,7 +322,7 @@ class _Session:
         self.context_tokens = backend.context_tokens
 
     def chat(self, messages: Sequence[Message], **sampling: Any) -> ChatResult:
-        return self.backend.chat(messages, _session=self, **sampling)
+        return self.backend._complete(messages, self, **sampling)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return self.backend.count_tokens(messages)
@@ -362,6 +362,11 @@ class OpenAIHTTPBackend:
                 f"separated by commas) or set {ENV_BASE_URL[0]}"
             )
         for url in urls:
+            if any(ch.isspace() or not ch.isprintable() for ch in url):
+                raise ConfigError(
+                    f"base_url {_public_url(url)!r} holds whitespace or control characters; "
+                    "separate several URLs with commas only"
+                )
             parts = urllib.parse.urlsplit(url)
             if parts.scheme not in ("http", "https"):
                 raise ConfigError(f"base_url must start with http:// or https://, got {_public_url(url)!r}")
@@ -491,13 +496,29 @@ class OpenAIHTTPBackend:
         grammar: str | None = None,
         regex: str | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
-        _session: _Session | None = None,
     ) -> ChatResult:
-        """One chat completion; raises BackendError once retries are exhausted.
+        """One chat completion on the endpoint with the fewest requests outstanding; raises
+        BackendError once retries are exhausted (a :meth:`session` keeps one endpoint instead)."""
+        return self._complete(
+            messages, _Session(self), temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+            seed=seed, stop=stop, grammar=grammar, regex=regex, tools=tools,
+        )  # fmt: skip
 
-        Called on the backend itself, each call goes to the endpoint with the fewest requests
-        outstanding; called through a :meth:`session`, to the session's endpoint.
-        """
+    def _complete(
+        self,
+        messages: Sequence[Message],
+        session: _Session,
+        *,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int | None,
+        stop: Sequence[str] = (),
+        grammar: str | None = None,
+        regex: str | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> ChatResult:
+        """:meth:`chat` on the session's endpoint."""
         payload: dict[str, Any] = {
             "model": self.model,
             "messages": list(messages),
@@ -519,7 +540,7 @@ class OpenAIHTTPBackend:
         payload.update(self._constraint_fields(grammar, regex))
         payload.update(self.extra_body)
         parse = _parse_completion_with_logprobs if self.logprobs else _parse_completion
-        data = self._request("POST", "/chat/completions", payload, parse, _session or _Session(self))
+        data = self._request("POST", "/chat/completions", payload, parse, session)
         with self._lock:
             self._totals["prompt_tokens"] += data.usage.get("prompt_tokens", 0)
             self._totals["completion_tokens"] += data.usage.get("completion_tokens", 0)
