@@ -8,6 +8,7 @@ run that never did. No assertion here is about time.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -230,3 +231,66 @@ def test_the_cli_takes_several_endpoints_and_logprobs_in_agent_options(tmp_path)
     assert len(records) == 8 and not any(r.is_infra_error for r in records)
     assert all(len(logprobs_record(r.extra)) == 2 for r in records)
     assert records[0].extra["agent_settings"]["backend"]["base_url"] == urls.split(",")
+
+
+# -- records of many episodes: one fsync per batch -------------------------------------------------
+
+
+class _SlowWriter:
+    """A RecordWriter stand-in whose first write waits for ``release``; it logs each batch."""
+
+    path = None
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.batches: list[list[Any]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.failure = failure
+
+    def write_many(self, records: list[Any]) -> None:
+        self.entered.set()
+        self.release.wait()
+        if self.failure is not None:
+            raise self.failure
+        self.batches.append(list(records))
+
+
+def _commit_from_threads(writer: _SlowWriter, count: int) -> list[BaseException | None]:
+    from gather_envs.evaluation.runner import _GroupCommit
+
+    commit = _GroupCommit(writer)  # type: ignore[arg-type]
+    outcomes: list[BaseException | None] = [None] * count
+
+    def write(index: int) -> None:
+        try:
+            commit.write(index)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcomes[index] = exc
+
+    first = threading.Thread(target=write, args=(0,))
+    first.start()
+    writer.entered.wait()  # record 0 is being written: the others queue behind it
+    others = [threading.Thread(target=write, args=(i,)) for i in range(1, count)]
+    for thread in others:
+        thread.start()
+    while commit._queued < count:  # every record handed in before the first write ends
+        time.sleep(POLL_S)
+    writer.release.set()
+    for thread in [first, *others]:
+        thread.join()
+    return outcomes
+
+
+def test_records_that_finish_during_a_write_go_to_disk_together_in_the_next() -> None:
+    writer = _SlowWriter()
+    outcomes = _commit_from_threads(writer, 10)
+    assert outcomes == [None] * 10
+    assert [len(batch) for batch in writer.batches] == [1, 9]
+    assert sorted(record for batch in writer.batches for record in batch) == list(range(10))
+
+
+def test_a_failed_write_fails_every_thread_whose_record_it_held_or_was_waiting() -> None:
+    writer = _SlowWriter(OSError("disk full"))
+    outcomes = _commit_from_threads(writer, 5)
+    assert all(isinstance(outcome, OSError) for outcome in outcomes)
+    assert writer.batches == []
