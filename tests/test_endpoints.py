@@ -294,3 +294,28 @@ def test_a_failed_write_fails_every_thread_whose_record_it_held_or_was_waiting()
     outcomes = _commit_from_threads(writer, 5)
     assert all(isinstance(outcome, OSError) for outcome in outcomes)
     assert writer.batches == []
+
+
+def test_running_out_of_file_descriptors_is_not_the_endpoints_fault(monkeypatch) -> None:
+    import errno
+    import socket
+
+    from gather_envs.agents.backends import openai_http
+
+    real = socket.create_connection
+    calls = []
+
+    def exhausted_once(*args: Any, **kwargs: Any) -> socket.socket:
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real(*args, **kwargs)
+
+    with serve_in_thread(["answer[x]"]) as first, serve_in_thread(["answer[x]"]) as second:
+        backend = OpenAIHTTPBackend(
+            [f"http://127.0.0.1:{first.port}/v1", f"http://127.0.0.1:{second.port}/v1"], max_retries=1, **FAST
+        )
+        monkeypatch.setattr(openai_http.socket, "create_connection", exhausted_once)
+        assert backend.session().chat(MESSAGES, **SAMPLING).text == "answer[x]"
+    assert [state["up"] for state in backend.endpoint_states()] == [True, True]
+    assert backend.totals()["failovers"] == 0 and backend.totals()["retries"] == 1

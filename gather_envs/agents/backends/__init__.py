@@ -2,6 +2,8 @@
 
 :func:`make_backend` picks one from agent options: ``backend=http`` or a ``base_url`` option or
 the ``GATHER_BASE_URL`` variable selects the HTTP client; otherwise the embedded SmolLM2 model.
+``base_url`` may name several endpoints (``URL1,URL2``); each episode then calls one of them
+through :func:`episode_backend`.
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ class ChatBackend(Protocol):
 
     ``grammar`` is a llama.cpp GBNF grammar and ``regex`` the same constraint as a regular
     expression (for servers that take regexes); a backend applies the one it supports, or none.
-    ``tools`` are OpenAI function-tool schemas, used only when ``supports_tools`` is true.
+    ``tools`` are OpenAI function-tool schemas, used only when ``supports_tools`` is true. A
+    backend that routes among several servers also offers ``session()`` (see :func:`episode_backend`).
     """
 
     supports_tools: bool

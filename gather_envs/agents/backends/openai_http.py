@@ -56,6 +56,7 @@ scrubbed before it is quoted or returned.
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
 import json
@@ -104,6 +105,8 @@ MIN_TIMEOUT_S = 0.001  # a socket timeout of 0 would make it non-blocking
 WATCHDOG_COMPACT_AT = 1024  # cancelled alarms kept in the watchdog's heap before it is rebuilt
 STALE_ERRORS = (BrokenPipeError, ConnectionResetError)
 """How a request on a keep-alive connection the server has since closed fails (or no answer at all)."""
+LOCAL_LIMIT_ERRNOS = (errno.EMFILE, errno.ENFILE)
+"""Out of file descriptors: a failure here, which must not take the endpoint out of the rotation."""
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of an answer
 HTTP_CONTINUE = 100
 NO_BODY_STATUSES = (204, 304)
@@ -785,6 +788,11 @@ class OpenAIHTTPBackend:
     def _connection_failure(self, error: Exception, deadline_s: float) -> _Retryable:
         if isinstance(error, TimeoutError):
             return _timed_out(deadline_s)
+        if isinstance(error, OSError) and error.errno in LOCAL_LIMIT_ERRNOS:  # our limit, not the server's
+            return _Retryable(
+                f"connection failed: {error.strerror} in this process; lower --concurrency or "
+                "max_connections, or raise the limit (ulimit -n)"
+            )
         return _Retryable(
             f"connection failed: {type(error).__name__}: {self._scrub(str(error))}",
             endpoint_down=not isinstance(error, ValueError),
