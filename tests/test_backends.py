@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -741,3 +742,28 @@ def test_an_answer_that_is_not_http_is_retried_then_a_backend_error(
     with pytest.raises(BackendError, match=message):
         backend.chat(MESSAGES, **SAMPLING)
     assert len(server.requests) == 2
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_https_endpoints_are_verified_and_served(serve, tmp_path, monkeypatch) -> None:
+    """A real TLS server with a self-signed certificate for 127.0.0.1: trusted through
+    SSL_CERT_FILE it serves the call; untrusted, the handshake fails and nothing is sent."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = serve(("ok", completion("answer[tls]")))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    url = server.url.replace("http://", "https://")
+    with pytest.raises(BackendError, match="connection failed: SSLCertVerificationError"):
+        OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, **SAMPLING)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    assert OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, **SAMPLING).text == "answer[tls]"
+    assert len(server.requests) == 1
