@@ -11,7 +11,11 @@
   takes the capitalized names of the question, searches one, follows a name from the retrieved
   document (favouring sentences that share words with the question), and answers with a name,
   number or yes/no drawn from what it found. Its success grows with the budget T on bridge tasks
-  and with k, so its PASS@(k,T) curves show the metric working.
+  and with k, so its PASS@(k,T) curves show the metric working. A "whichever of X and Y" question
+  it parses with the published question and sentence templates (as a rule-based reader would):
+  it searches X and Y, reads their years off their documents, picks the winner by the comparison
+  word and reads the asked fact from the winner's document; short of evidence it answers with what
+  it has (the fact of the one entity it read).
 
 Every agent writes its actions in the env's dialect with the env's own syntax table
 (:data:`gather_envs.envs.prompts.SYNTAX`), so agent and env never disagree.
@@ -31,6 +35,8 @@ from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.envs.prompts import SYNTAX
 from gather_envs.errors import ConfigError
 from gather_envs.parameters import Parameter, parse_parameters
+from gather_envs.tasks.comparison import SELECTORS
+from gather_envs.world.schema import ATTRIBUTES_BY_NAME, RELATIONS, Attribute, Relation
 
 UNKNOWN_ANSWER = "unknown"
 YES, NO = "yes", "no"
@@ -54,6 +60,7 @@ _WORD = re.compile(r"\w+")
 _NAME = re.compile(r"[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*")
 _NUMBER = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
 _DOCUMENT_LINE = re.compile(r"^\s*(?:\d+\.\s+)?\[([^\]\n]+)\]\s*(.*)$", re.MULTILINE)
+_ARTICLE = re.compile(r"^(?:the|a|an)\s+")  # the lower-case article of a mid-sentence reference
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HOP_MARKER = re.compile(r"\bof (?=the\b|[A-Z])|\bwhere\b|\bin which\b|\bthat\b|\bthe person the\b")
 _YES_NO_START = re.compile(r"^(was|were|is|are|do|does|did|has|have|had)\b", re.IGNORECASE)
@@ -74,6 +81,55 @@ _QUESTION_STOP = _NOT_NAME | frozenset(
     ("same", "year", "many", "much", "square", "kilometres", "kilometers", "first", "before")
     + ("after", "earlier", "later", "apart")
 )
+
+
+def _template_pattern(template: str, groups: dict[str, str]) -> re.Pattern[str]:
+    """A pattern matching ``template`` with each ``{field}`` replaced by the regex ``groups[field]``."""
+    parts = re.split(r"(\{\w+\})", template)
+    return re.compile("".join(groups[p[1:-1]] if p[:1] == "{" else re.escape(p) for p in parts))
+
+
+@dataclass(frozen=True)
+class _SelectQuestion:
+    """A parsed "fact of whichever of two entities wins a year comparison" question."""
+
+    relation: Relation
+    attribute: Attribute
+    later: bool  # the winner has the later year (last, later, younger)
+    pattern: re.Pattern[str]  # the whole question, with groups a and b for the two names
+
+
+def _select_questions() -> tuple[_SelectQuestion, ...]:
+    """Every select-question shape: a relation phrase around a year selector of its subject type."""
+    shapes = []
+    for attribute_name, selectors in SELECTORS.items():
+        attribute = ATTRIBUTES_BY_NAME[attribute_name]
+        for later, selector in enumerate(selectors):
+            inner = _template_pattern(selector, {"a": "(?P<a>.+?)", "b": "(?P<b>.+?)"}).pattern
+            for relation in RELATIONS:
+                if relation.subject == attribute.entity:
+                    phrase = _template_pattern(relation.phrase, {"s": inner}).pattern
+                    pattern = re.compile(rf"(?:Who|What) is {phrase}\?", re.IGNORECASE)
+                    shapes.append(_SelectQuestion(relation, attribute, bool(later), pattern))
+    return tuple(shapes)
+
+
+_SELECT_QUESTIONS = _select_questions()
+_SUBJECT_GROUPS = {"s": "(?P<s>.+?)", "o": "(?P<o>.+?)", "v": r"(?P<v>\d[\d,]*)"}
+_SENTENCE_PATTERNS = {
+    item.name: tuple(_template_pattern(t, _SUBJECT_GROUPS) for t in item.sentences)
+    for item in (*RELATIONS, *ATTRIBUTES_BY_NAME.values())
+}
+
+
+def _read_fact(text: str, name: str, fact: str) -> str | None:
+    """The value of relation or attribute ``fact`` of entity ``name`` in a document's ``text``."""
+    for sentence in _SENTENCE_END.split(text):
+        for pattern in _SENTENCE_PATTERNS[fact]:
+            match = pattern.fullmatch(sentence.strip())
+            if match and _key(match.group("s")) == _key(name):
+                return match.group("v" if "v" in pattern.groupindex else "o")
+    return None
 
 
 def action_text(dialect: str, kind: str, argument: str) -> str:
@@ -303,6 +359,7 @@ class _HeuristicPolicy(EpisodePolicy):
         self._retried = False  # whether the pending name was already searched again in full
         self._plan = 0
         self._searches = 0
+        self._select: _SelectQuestion | None = None
 
     # The episode: read the question, then per observation resolve the last search and move on.
 
@@ -355,6 +412,11 @@ class _HeuristicPolicy(EpisodePolicy):
         name_words = {w.lower() for name in names for w in name.split()}
         words = [w for w in _WORD.findall(self._question.lower()) if w not in _QUESTION_STOP]
         self._relation = {w[:STEM_LENGTH] for w in words if w not in name_words and not w.isdigit()}
+        self._select, pair = _parse_select(self._question)
+        if pair:  # a fact of whichever of two entities wins: look up both, then read the winner's fact
+            self._targets = list(pair)
+            self._plan = len(pair)
+            return
         if len(names) >= 2:  # a comparison: look up each named entity
             self._targets = list(names)
             lookups = len(self._targets)
@@ -417,6 +479,8 @@ class _HeuristicPolicy(EpisodePolicy):
         question = self._question.lower()
         yes_no = bool(_YES_NO_START.match(self._question))
         numeric = bool(_NUMBER_QUESTION.search(question)) or "apart" in question
+        if self._select is not None:
+            return self._select_answer(self._select)
         if len(self._targets) >= 2:
             return self._compare(question, yes_no)
         focus = self._resolved[-1] if self._resolved else None
@@ -424,6 +488,23 @@ class _HeuristicPolicy(EpisodePolicy):
             return [YES, NO][int(self._rng.integers(2))]
         value = self._value(focus, "number" if numeric else "name")
         return value if value is not None else UNKNOWN_ANSWER
+
+    def _select_answer(self, select: _SelectQuestion) -> str:
+        """The asked fact of the entity whose year wins; of the one entity read when the other is not."""
+        years = {}
+        for name in self._targets:
+            document = self._evidence.docs.get(_key(name))
+            year = None if document is None else _read_fact(document[1], name, select.attribute.name)
+            if year is not None:
+                years[name] = int(year.replace(",", ""))
+        if not years:
+            return UNKNOWN_ANSWER
+        pick = max if select.later else min
+        winner = pick(years, key=lambda name: years[name])
+        fact = _read_fact(self._evidence.docs[_key(winner)][1], winner, select.relation.name)
+        if fact is None:  # the relation sentence is not in the document as read: guess from it
+            fact = self._value(_key(winner), "name")
+        return fact if fact is not None else UNKNOWN_ANSWER
 
     def _compare(self, question: str, yes_no: bool) -> str:
         """Answer a two-entity question from one drawn value per entity (a guess when one is missing)."""
@@ -443,6 +524,16 @@ class _HeuristicPolicy(EpisodePolicy):
             return str(abs(x - y))
         later = any(word in question for word in ("after", "later", "younger"))
         return YES if (x > y if later else x < y) else NO
+
+
+def _parse_select(question: str) -> tuple[_SelectQuestion | None, tuple[str, str] | None]:
+    """The shape and the two entity names of a select question; ``(None, None)`` for other questions."""
+    for shape in _SELECT_QUESTIONS:
+        match = shape.pattern.fullmatch(question)
+        if match:
+            a, b = (_ARTICLE.sub("", match.group(g)) for g in ("a", "b"))
+            return shape, (a, b)
+    return None, None
 
 
 register_agent(OracleAgent.agent_id, OracleAgent)
