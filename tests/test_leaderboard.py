@@ -228,3 +228,18 @@ def test_build_refuses_an_invalid_submission(submission: Path, tmp_path: Path) -
     assert result.returncode == 2
     assert "missing-cell" in result.stderr and "refusing to build" in result.stderr
     assert not (tmp_path / "site").exists()
+
+
+def test_a_path_that_is_not_a_directory_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("leaderboard", "verify", str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"gather-envs: error: {tmp_path / 'nope'} is not a directory; a submission is a directory "
+        "holding submission.json and its records"
+    ]
+
+
+def test_markdown_goes_to_stdout() -> None:
+    result = run("leaderboard", "build", str(SUBMISSIONS / "oracle"), "--format", "md")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("### Gather-Compare-v1 (comparison), quick track")

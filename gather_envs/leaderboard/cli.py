@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_INVALID = 1
@@ -11,9 +12,21 @@ EXIT_INVALID = 1
 BUILD_FORMATS = ("site", "md")
 
 
+def _check_dirs(dirs: list[str]) -> None:
+    """A path that is not a directory is a usage error (exit 2), not an invalid submission."""
+    from gather_envs.leaderboard.verify import SUBMISSION_FILE, LeaderboardError
+
+    for directory in dirs:
+        if not Path(directory).is_dir():
+            raise LeaderboardError(
+                f"{directory} is not a directory; a submission is a directory holding {SUBMISSION_FILE} and its records"
+            )
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from gather_envs.leaderboard.verify import verify_submission
 
+    _check_dirs(args.dirs)
     status = 0
     for directory in args.dirs:
         verification = verify_submission(directory)
@@ -32,6 +45,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from gather_envs.leaderboard.build import build_data, render_markdown, write_site
     from gather_envs.leaderboard.verify import LeaderboardError, verify_submission
 
+    _check_dirs(args.dirs)
+    if args.format == "site" and not args.out:
+        raise LeaderboardError("leaderboard build --format site needs --out SITE (the directory to write)")
     verifications = [verify_submission(directory) for directory in args.dirs]
     invalid = [v for v in verifications if not v.ok]
     for verification in invalid:
@@ -49,8 +65,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         else:
             print(text, end="")
         return 0
-    if not args.out:
-        raise LeaderboardError("leaderboard build --format site needs --out SITE (the directory to write)")
     index = write_site(data, args.out)
     print(f"wrote {index} ({len(data['boards'])} boards, {len(verifications)} submissions)")
     return 0
