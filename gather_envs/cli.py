@@ -32,6 +32,7 @@ from gather_envs.envs.dataset_registration import DATASET_ENVS
 from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.envs.parameters import MAX_TOOL_CALLS, env_parameters
 from gather_envs.errors import ConfigError, GatherError
+from gather_envs.leaderboard.cli import add_leaderboard_parser
 from gather_envs.parameters import Parameter, parameters_from_signature, parse_parameters
 from gather_envs.records import EpisodeRecord, read_records
 
@@ -827,6 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats_options(compare)
     compare.set_defaults(func=cmd_compare)
     add_sample_parser(sub)
+    add_leaderboard_parser(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Leaderboard kit: verified submissions (records + metadata) and a static site ranking them."""

@@ -1,0 +1,134 @@
+"""The built leaderboard site in a real headless Chromium: loads clean, ranks, draws, compares.
+
+Skips only when Chromium is absent (``apt-get install chromium``; ``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chromium_cdp import Browser
+
+from gather_envs.leaderboard.build import build_data, write_site
+from gather_envs.leaderboard.verify import verify_submission
+
+SUBMISSIONS = Path(__file__).resolve().parents[1] / "baselines" / "submissions"
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium; .ci/run installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """The site built from the shipped baselines."""
+    verifications = [verify_submission(path) for path in sorted(SUBMISSIONS.iterdir()) if path.is_dir()]
+    data = build_data(verifications)
+    return data, write_site(data, tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture(scope="module")
+def page(site: tuple[dict, Path]) -> Iterator[Browser]:
+    """A headless Chromium that has loaded the index page."""
+    assert CHROMIUM is not None
+    browser = Browser(CHROMIUM)
+    try:
+        for domain in ("Page", "Runtime", "Log"):
+            browser.call(f"{domain}.enable")
+        browser.call("Page.navigate", url=site[1].as_uri())
+        browser.wait_for("Page.loadEventFired")
+        yield browser
+    finally:
+        browser.close()
+
+
+def board_of(data: dict, env_id: str) -> dict:
+    return next(board for board in data["boards"] if board["env_id"] == env_id)
+
+
+def test_page_loads_without_console_errors(page: Browser) -> None:
+    assert page.evaluate("document.title") == "gather-envs leaderboard"
+    errors = [
+        event
+        for event in page.events
+        if event.get("method") == "Runtime.exceptionThrown"
+        or (
+            event.get("method") == "Runtime.consoleAPICalled"
+            and event["params"]["type"] in ("error", "assert")
+        )
+        or (event.get("method") == "Log.entryAdded" and event["params"]["entry"]["level"] == "error")
+    ]
+    assert errors == []
+
+
+def test_table_lists_the_entries_in_the_verified_order(page: Browser, site: tuple[dict, Path]) -> None:
+    board = board_of(site[0], "Gather-MultiHop-v1")
+    shown = page.evaluate(
+        "[...document.querySelectorAll('#ranking tbody tr[data-name]')].map(r => r.dataset.name)"
+    )
+    assert shown == board["order"] == ["oracle", "heuristic", "random"]
+    first = page.evaluate("document.querySelector('#ranking tbody tr').children[3].textContent")
+    assert (
+        first == f"{next(r['pass'] for r in board['entries'][0]['table'] if r['T'] == 5 and r['k'] == 1):.3f}"
+    )
+
+
+def test_every_board_can_be_selected_and_ranks_as_built(page: Browser, site: tuple[dict, Path]) -> None:
+    for board in site[0]["boards"]:
+        page.evaluate(
+            f"(() => {{ const s = document.getElementById('board'); s.value = {json.dumps(board['id'])}; "
+            "s.dispatchEvent(new Event('change')); })()"
+        )
+        shown = page.evaluate(
+            "[...document.querySelectorAll('#ranking tbody tr[data-name]')].map(r => r.dataset.name)"
+        )
+        assert shown == board["order"], board["id"]
+    page.evaluate(
+        "(() => { const s = document.getElementById('board'); s.value = 'quick/Gather-MultiHop-v1'; "
+        "s.dispatchEvent(new Event('change')); })()"
+    )
+
+
+def test_curves_render_as_svg_paths_with_interval_bands(page: Browser) -> None:
+    curves = page.evaluate(
+        "[...document.querySelectorAll('#curves-svg path.curve')].map(p => p.getAttribute('d'))"
+    )
+    assert len(curves) == 3 and all(d.startswith("M") and "L" in d for d in curves)
+    assert page.evaluate("document.querySelectorAll('#curves-svg path.band').length") == 3
+    assert (
+        page.evaluate("document.querySelectorAll('#heatmap-svg rect').length") == 5 * 4
+    )  # T x k (k = 1, 2, 4, 8)
+
+
+def test_comparison_view_shows_the_paired_boundary_differences(
+    page: Browser, site: tuple[dict, Path]
+) -> None:
+    pair = board_of(site[0], "Gather-MultiHop-v1")["pairs"]["oracle|heuristic"]
+    at_5 = next(entry for entry in pair["per_budget"] if entry["T"] == 5)
+    page.evaluate(
+        "(() => { for (const [id, v] of [['cmp-a', 'heuristic'], ['cmp-b', 'oracle']]) { "
+        "const s = document.getElementById(id); s.value = v; s.dispatchEvent(new Event('change')); } })()"
+    )
+    row = page.evaluate(
+        "(() => { const r = document.querySelector('#compare-table tr[data-T=\"5\"]'); "
+        "return {a: r.querySelector('.only-a').textContent, b: r.querySelector('.only-b').textContent, "
+        "diff: r.children[1].textContent}; })()"
+    )
+    # A = heuristic, B = oracle: the stored pair is the other way round, so the view swaps and negates.
+    assert row == {
+        "a": str(len(at_5["only_b"])),
+        "b": str(len(at_5["only_a"])),
+        "diff": f"{-at_5['diff'][0]:+.3f}",
+    }
+    assert len(at_5["only_a"]) > 0
+
+
+def test_screenshot_is_a_png(page: Browser, tmp_path: Path) -> None:
+    shot = page.screenshot(tmp_path / "index.png")
+    assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
