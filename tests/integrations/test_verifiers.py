@@ -39,7 +39,7 @@ def taskset_id(tmp_path, monkeypatch) -> str:
 def _env(taskset_id: str, records_path=None, **taskset: Any):
     classes = gather_vf.classes()
     config = classes["GatherEnvConfig"](
-        taskset={"id": taskset_id, "split": "train", "limit": 2, "budgets": [1], **taskset},
+        taskset={"id": taskset_id, "split": "train", "limit": 6, "budgets": [1], **taskset},
         records_path=None if records_path is None else str(records_path),
     )
     return classes["GatherVerifiersEnv"](config)
@@ -93,7 +93,7 @@ def test_taskset_loads_tasks_prompted_with_the_envs_first_observation(taskset_id
     assert environment_class(taskset_id).__name__ == "GatherVerifiersEnv"
     env = _env(taskset_id, style="search-r1")
     tasks = list(env.taskset)
-    assert len(tasks) == 2 and len({t.key for t in tasks}) == 2
+    assert len(tasks) == 6 and len({t.key for t in tasks}) == 6
     for task in tasks:
         data = task.data
         assert data.system_prompt == chat.system_prompt("search-r1")
