@@ -20,7 +20,7 @@ import pytest
 import gather_envs
 from gather_envs.corpus.frozen import load_directory, write_frozen
 from gather_envs.corpus.synthetic import generate_corpus
-from gather_envs.serving.retrieval_server import MAX_BODY_BYTES, MAX_QUERIES, MAX_TOPK
+from gather_envs.serving.retrieval_server import MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_QUERIES, MAX_TOPK
 from gather_envs.world.generator import WorldConfig
 
 ENV_ID = next(i for i in gather_envs.ENV_IDS if gym.make(i).unwrapped.max_tool_calls > 0)  # type: ignore[attr-defined]
@@ -229,7 +229,12 @@ def test_missing_short_or_huge_content_length_never_hangs_or_crashes(server: Ser
     assert b" 400 " in raw_exchange(server, head + b"Content-Length: 100\r\n\r\n{}")  # the body ends early
     assert b" 413 " in raw_exchange(server, head + b"Content-Length: 99999999999999999999\r\n\r\n")
     assert b" 411 " in raw_exchange(server, head + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-    raw_exchange(server, b"\x00\x01garbage\r\n\r\n")
+    garbage = raw_exchange(server, b"\x00\x01garbage\r\n\r\n")
+    assert b" 400 " in garbage and json.loads(garbage.split(b"\r\n\r\n", 1)[1])["error"]
+    unknown = raw_exchange(server, f"PUT {server.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert b" 501 " in unknown and b"PUT" in unknown.split(b"\r\n\r\n", 1)[1]
+    long_header = raw_exchange(server, head + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert b" 431 " in long_header or b" 400 " in long_header
     # Still serving, with the same answers.
     status, answer = server.retrieve({"queries": [QUERIES[0]], "topk": 3, "return_scores": True})
     assert status == 200
@@ -237,6 +242,31 @@ def test_missing_short_or_huge_content_length_never_hangs_or_crashes(server: Ser
         env, QUERIES[0], 3
     )
     assert server.process.poll() is None
+
+
+def test_connections_past_the_bound_are_closed_and_the_server_recovers(server: Server) -> None:
+    idle = [socket.create_connection((server.host, server.port), timeout=60) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for connection in idle:  # once answered, each holds its slot (keep-alive) until it hangs up
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
+        with socket.create_connection((server.host, server.port), timeout=60) as extra:
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert extra.recv(1024) == b""
+    finally:
+        for connection in idle:
+            connection.close()
+    # Each held thread sees its client hang up and frees its slot; until then a request may be
+    # closed unanswered, so this asks until one is answered (the bound is MAX_CONNECTIONS tries).
+    for _ in range(MAX_CONNECTIONS):
+        try:
+            status, answer = server.request("GET", "/health")
+        except (ConnectionError, http.client.RemoteDisconnected):
+            continue
+        assert status == 200 and answer["status"] == "ok"
+        break
+    else:
+        raise AssertionError("the server did not recover after its clients hung up")
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(server: Server, env: gym.Env) -> None:
