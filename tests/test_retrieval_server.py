@@ -148,6 +148,13 @@ def test_missing_or_null_topk_takes_the_envs_top_k(server: Server, env: gym.Env)
         assert status == 200 and len(answer["result"][0]) == top_k
 
 
+def test_skyrls_single_query_field_gets_the_same_answer(server: Server, env: gym.Env) -> None:
+    status, answer = server.retrieve({"query": QUERIES[0], "topk": 3, "return_scores": True})
+    assert status == 200
+    (hits,) = answer["result"]
+    assert [(h["document"]["id"], h["score"]) for h in hits] == expected_hits(env, QUERIES[0], 3)
+
+
 def test_empty_batch_and_wordless_query(server: Server) -> None:
     assert server.retrieve({"queries": []}) == (200, {"result": []})
     assert server.retrieve({"queries": ["", " ?! "]}) == (200, {"result": [[], []]})
@@ -164,7 +171,9 @@ def test_health_names_the_corpus(server: Server, env: gym.Env) -> None:
     ("payload", "needle"),
     [
         ([1, 2], "must be a JSON object"),
-        ({"query": "x"}, 'missing field "queries"'),
+        ({"questions": ["x"]}, 'missing field "queries"'),
+        ({"query": ["x"]}, '"query" must be a string, got a list'),
+        ({"query": "x", "queries": ["y"]}, "not both"),
         ({"queries": "who"}, '"queries" must be a list of strings, got a string'),
         ({"queries": ["ok", 7]}, '"queries"[1] must be a string, got a number'),
         ({"queries": ["x"] * (MAX_QUERIES + 1)}, f"at most {MAX_QUERIES}"),

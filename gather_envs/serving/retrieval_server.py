@@ -6,7 +6,9 @@ JSON body ``{"queries": [...], "topk": 3, "return_scores": true}``. The answer i
 ``{"document": DOC, "score": FLOAT}``, without it each hit is ``DOC`` itself. ``DOC`` is
 ``{"id", "contents", "title", "text"}``: Search-R1's corpus rows carry ``id`` and ``contents``
 (``'"' + title + '"\\n' + text``), its BM25 path adds ``title`` and ``text``, and its clients read
-``contents``. A missing or null ``topk`` takes the server's default, as in Search-R1.
+``contents``. A missing or null ``topk`` takes the server's default, as in Search-R1. SkyRL's
+search tool (``skyrl_gym/tools/search.py``) sends one ``"query"`` string instead of ``queries``
+and reads the same answer, so that is accepted too.
 
 The hits are the corpus's own world-scope BM25 index (:meth:`Corpus.index`), the one the env
 searches, so ids, order and float64 scores equal the env's; JSON carries the floats exactly. A
@@ -125,6 +127,12 @@ def parse_request(payload: Any, default_topk: int) -> tuple[list[str], int, bool
     example = 'e.g. {"queries": ["who founded X"], "topk": 3, "return_scores": true}'
     if not isinstance(payload, dict):
         raise RetrievalRequestError(f"the body must be a JSON object, got {_kind(payload)}; {example}")
+    if "query" in payload:  # SkyRL's search tool sends one query per request under this name
+        if "queries" in payload:
+            raise RetrievalRequestError('send "queries" (a list) or "query" (one string), not both')
+        if not isinstance(payload["query"], str):
+            raise RetrievalRequestError(f'"query" must be a string, got {_kind(payload["query"])}')
+        payload = {**payload, "queries": [payload["query"]]}
     if "queries" not in payload:
         raise RetrievalRequestError(f'missing field "queries" (a list of strings); {example}')
     queries = payload["queries"]
