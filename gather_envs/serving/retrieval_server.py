@@ -1,7 +1,7 @@
 """A retrieval server in the protocol of Search-R1's ``search_r1/search/retrieval_server.py``.
 
-Search-R1, and the verl, SkyRL and rLLM recipes built on it, search with ``POST /retrieve`` and a
-JSON body ``{"queries": [...], "topk": 3, "return_scores": true}``. The answer is
+Search-R1, and the recipes that reuse its server (verl's ``search_r1_like``), search with
+``POST /retrieve`` and a JSON body ``{"queries": [...], "topk": 3, "return_scores": true}``. The answer is
 ``{"result": [hits of query 1, hits of query 2, ...]}``. With ``return_scores`` each hit is
 ``{"document": DOC, "score": FLOAT}``, without it each hit is ``DOC`` itself. ``DOC`` is
 ``{"id", "contents", "title", "text"}``: Search-R1's corpus rows carry ``id`` and ``contents``
