@@ -36,8 +36,11 @@ CLI = [sys.executable, "-m", "gather_envs.cli"]
 SUMMARY_NOTE = (
     "Mean over the sampled test tasks of the unbiased pass@k estimate, for k = 1 and k = n; "
     "the per-env JSON and markdown reports beside this file have every k, 95% bootstrap intervals, "
-    "|B_T| and T*. Written by `python baselines/run_baselines.py`."
+    "|B_T| and T*. The `chance floor` row is the best question-only guesser's PASS@(k,0) over all "
+    "test tasks (from the corpus manifest's `chance_floor`; it never searches, so it is the same "
+    "at every T). Written by `python baselines/run_baselines.py`."
 )
+FLOOR_KS = (1, 64)
 
 
 def load_definitions(names: list[str]) -> list[dict[str, Any]]:
@@ -115,6 +118,7 @@ def summarize(results_dir: Path) -> str:
         lines += [f"## {env_id}", ""]
         lines.append("| baseline | n | tasks | k | " + " | ".join(f"T={b}" for b in budgets) + " |")
         lines.append("|---" * (4 + len(budgets)) + "|")
+        lines += _floor_rows(env_id, budgets)
         for run in runs:
             cells = {(row["T"], row["k"]): row["pass"] for row in run["table"]}
             for k in sorted({1, max(run["ks"])}):
@@ -126,6 +130,26 @@ def summarize(results_dir: Path) -> str:
                 )
         lines.append("")
     return "\n".join(lines)
+
+
+def _floor_rows(env_id: str, budgets: list[int]) -> list[str]:
+    """The chance-floor rows of one env's table, read from the default corpus's manifest."""
+    from gather_envs.corpus.frozen import DEFAULT_CORPUS, corpora_root
+    from gather_envs.envs.registration import SYNTHETIC_ENVS
+
+    if env_id not in SYNTHETIC_ENVS:
+        return []
+    manifest = json.loads((corpora_root() / DEFAULT_CORPUS / "manifest.json").read_text(encoding="utf-8"))
+    floor = manifest["chance_floor"][SYNTHETIC_ENVS[env_id]["family"]]
+    rows = []
+    for k in FLOOR_KS:
+        value, guesser = floor["floor"][str(k)], floor["best_guesser"][str(k)]
+        rows.append(
+            f"| chance floor ({guesser}) | — | {floor['tasks']} | {k} | "
+            + " | ".join(f"{value:.3f}" for _ in budgets)
+            + " |"
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,8 +51,8 @@ DESCRIPTION = """\
 Gymnasium environments for PASS@(k,T): search a corpus within a budget of T tool calls.
 
 Start with:  gather-envs list                          (the ids)
-             gather-envs play Gather-MultiHop-v0       (play one episode yourself)
-             gather-envs eval Gather-MultiHop-v0 --agent heuristic --out run.jsonl
+             gather-envs play Gather-MultiHop-v1       (play one episode yourself)
+             gather-envs eval Gather-MultiHop-v1 --agent heuristic --out run.jsonl
              gather-envs report run.jsonl
 Documentation: gather-envs docs TOPIC  (topics: {topics})"""
 
@@ -138,10 +138,10 @@ def _check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         import difflib
 
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+        offered = [*gather_envs.ENV_IDS, *DATASET_ENVS]  # retired ids stay registered, not offered
+        close = difflib.get_close_matches(env_id, offered, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        ids = ", ".join([*gather_envs.ENV_IDS, *DATASET_ENVS])
-        raise GatherError(f"unknown env id {env_id!r}{hint}; choose one of {ids}")
+        raise GatherError(f"unknown env id {env_id!r}{hint}; choose one of {', '.join(offered)}")
 
 
 def _env_kwargs(args: argparse.Namespace) -> dict:
@@ -394,7 +394,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         manifest = write_frozen(corpus, stats, out)
     print(f"wrote {out} content_hash={manifest['content_hash']}")
     for stat in manifest["filter_stats"]:
-        print(f"  {stat['family']:<11} kept={stat['kept']} shortcut_rate={stat['shortcut_rate']:.4f}")
+        split = stat.get("split", "")
+        print(
+            f"  {split:<5} {stat['family']:<11} kept={stat['kept']} shortcut_rate={stat['shortcut_rate']:.4f}"
+        )
     return 0
 
 

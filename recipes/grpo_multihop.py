@@ -1,4 +1,4 @@
-"""Recipe: GRPO through TRL on Gather-MultiHop-v0's train split, evaluated with PASS@(k,T) on test.
+"""Recipe: GRPO through TRL on Gather-MultiHop-v1's train split, evaluated with PASS@(k,T) on test.
 
 Stages (``--stages``, default all, in this order):
 
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-ENV_ID = "Gather-MultiHop-v0"
+ENV_ID = "Gather-MultiHop-v1"
 STAGES = ("base", "sft", "grpo", "compare")
 AGENT = "gather_envs.integrations.transformers_agent:react"
 STYLE = "react"

@@ -6,6 +6,7 @@ import gymnasium as gym
 import pytest
 
 import gather_envs  # noqa: F401  (registers the ids)
+from gather_envs.envs.registration import GENERIC_ENV_ID, RETIRED_ENVS
 
 SMALL_WORLD = {
     "seed": 7,
@@ -14,8 +15,13 @@ SMALL_WORLD = {
     "train_tasks_per_family": 6,
 }
 SYNTHETIC_IDS = tuple(gather_envs.ENV_IDS)
+RETIRED_IDS = tuple(RETIRED_ENVS)
 ALL_IDS = tuple(
-    sorted(e for e in gym.registry if e.startswith("Gather-") and e not in gather_envs.DATASET_IDS)
+    sorted(
+        e
+        for e in gym.registry
+        if e.startswith("Gather-") and e not in gather_envs.DATASET_IDS and e not in RETIRED_IDS
+    )
 )
 
 
@@ -26,4 +32,4 @@ def env_id(request: pytest.FixtureRequest) -> str:
 
 def small_env(family: str = "bridge", **kwargs) -> gym.Env:
     """A GatherEnv on a 400-entity procedural world."""
-    return gym.make("Gather-MultiHop-v0", family=family, world=SMALL_WORLD, **kwargs)
+    return gym.make(GENERIC_ENV_ID, family=family, world=SMALL_WORLD, **kwargs)

@@ -467,7 +467,7 @@ def play_gold_path(env: gym.Env, task_id: str, budget: int) -> tuple[float, dict
     return float(reward), info, "\n".join(seen)
 
 
-@pytest.mark.parametrize("scope", ["question", "full"])
+@pytest.mark.parametrize("scope", ["distractor", "world"])
 @pytest.mark.parametrize("fmt", SEQUENTIAL_FORMATS)
 def test_oracle_solves_every_item_within_its_supporting_paragraphs(files, fmt: str, scope: str) -> None:
     for family in ("bridge", "comparison"):
@@ -509,7 +509,7 @@ def test_question_scope_searches_only_the_questions_own_paragraphs(files) -> Non
     results = observation.split("\n", 1)[1]  # past the header that repeats the query
     assert results.count("\n") == 3  # the question's 3 paragraphs, then the budget line
     assert "nymph" not in results and "Gamma River" not in results
-    full = gym.make("Gather-HotpotQA-v0", path=str(files["hotpotqa"]), family="bridge", scope="full")
+    full = gym.make("Gather-HotpotQA-v0", path=str(files["hotpotqa"]), family="bridge", scope="world")
     full.reset(seed=0, options={"task_id": "5ae0d91e55429945ae959f65"})
     observation, *_ = full.step("search[Echo nymph]")
     assert "Echo is a nymph in Greek myth." in observation
@@ -551,7 +551,7 @@ def rollout(env: gym.Env, seed: int) -> list[Any]:
 
 @pytest.mark.parametrize("env_id", DATASET_IDS)
 def test_spec_round_trips_through_json(files, env_id: str) -> None:
-    extra = {} if env_id == "Gather-Math-v0" else {"max_tool_calls": 2, "scope": "full"}
+    extra = {} if env_id == "Gather-Math-v0" else {"max_tool_calls": 2, "scope": "world"}
     env = make_dataset_id(env_id, files, top_k=2, dialect="tags", seed=3, **extra)
     spec = EnvSpec.from_json(env.spec.to_json())
     assert spec == env.spec
@@ -615,7 +615,7 @@ def test_envs_share_one_corpus_per_process(files) -> None:
 
 
 def test_dataset_kwarg_works_on_any_id_and_rejects_bad_settings(files) -> None:
-    env = gym.make("Gather-Compare-v0", dataset=dataset("hotpotqa", files["hotpotqa"]), scope="distractor")
+    env = gym.make("Gather-Compare-v1", dataset=dataset("hotpotqa", files["hotpotqa"]), scope="distractor")
     assert len(env.unwrapped.tasks) == 3
     bad = [
         ({"scope": "full"}, ConfigError, "retrieval scope is the env's scope="),

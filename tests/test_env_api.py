@@ -12,6 +12,8 @@ from conftest import ALL_IDS, SYNTHETIC_IDS
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env
 
+from gather_envs.errors import ConfigError
+
 ACTIONS = ["search[capital city]", "bogus", "search[founder]", "answer[no]"]
 
 
@@ -99,7 +101,7 @@ def test_vector_envs_match_single_env(env_id: str, mode: str) -> None:
 
 def test_async_vector_env_with_shared_memory_fails_clearly() -> None:
     with pytest.raises(Exception, match="shared_memory=False"):
-        vec = gym.make_vec("Gather-MultiHop-v0", num_envs=2, vectorization_mode="async")
+        vec = gym.make_vec("Gather-MultiHop-v1", num_envs=2, vectorization_mode="async")
         vec.close()
 
 
@@ -130,7 +132,7 @@ def test_info_never_reveals_the_answer_before_the_end(env_id: str) -> None:
 def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
     from conftest import SMALL_WORLD
 
-    env = gym.make("Gather-MultiHop-v0", world=SMALL_WORLD, split="train", scope="distractor")
+    env = gym.make("Gather-MultiHop-v1", world=SMALL_WORLD, split="train", scope="distractor")
     rebuilt = gym.make(EnvSpec.from_json(env.spec.to_json()))
     assert rollout(rebuilt, 2) == rollout(env, 2)
     clone = pickle.loads(pickle.dumps(env))
@@ -139,8 +141,53 @@ def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
 
 
 def test_env_copies_share_one_corpus_and_one_index() -> None:
-    first, second = gym.make("Gather-MultiHop-v0").unwrapped, gym.make("Gather-Compare-v0").unwrapped
+    first, second = gym.make("Gather-MultiHop-v1").unwrapped, gym.make("Gather-Compare-v1").unwrapped
     assert first.corpus is second.corpus
-    assert first.corpus.index() is second.corpus.index()
+    assert first.corpus.index("test") is second.corpus.index("test")
+    assert first.corpus.index("test") is not first.corpus.index("train")  # each split its own world
     clone = pickle.loads(pickle.dumps(first))
     assert clone.corpus is first.corpus
+
+
+@pytest.mark.parametrize("env_id", SYNTHETIC_IDS)
+def test_a_family_id_pins_its_family_and_names_the_right_id(env_id: str) -> None:
+    from gather_envs.envs.registration import ID_FOR_FAMILY, SYNTHETIC_ENVS
+
+    pinned = SYNTHETIC_ENVS[env_id]["family"]
+    assert gym.make(env_id, family=pinned).unwrapped.family == pinned
+    for family, right in ID_FOR_FAMILY.items():
+        if family != pinned:
+            with pytest.raises(
+                ConfigError, match=rf"{env_id} is the '{pinned}' family; for '{family}' use .*{right}"
+            ):
+                gym.make(env_id, family=family)
+
+
+def test_the_generic_id_takes_any_family() -> None:
+    from gather_envs.envs.registration import GENERIC_ENV_ID, ID_FOR_FAMILY
+
+    for family, env_id in ID_FOR_FAMILY.items():
+        generic = gym.make(GENERIC_ENV_ID, family=family).unwrapped
+        assert generic.family == family
+        assert [t.task_id for t in generic.tasks] == [t.task_id for t in gym.make(env_id).unwrapped.tasks]
+
+
+@pytest.mark.parametrize(
+    "retired", ["Gather-Static-v0", "Gather-SingleHop-v0", "Gather-Compare-v0", "Gather-MultiHop-v0"]
+)
+def test_v0_ids_are_refused_with_what_changed(retired: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{retired} is retired; use {retired[:-1]}1\. v1 regenerated"):
+        gym.make(retired)
+
+
+def test_dataset_ids_use_the_same_scope_words() -> None:
+    for old, new in (("question", "distractor"), ("full", "world")):
+        with pytest.raises(ConfigError, match=rf"scope='{old}' was renamed: use scope='{new}'"):
+            gym.make("Gather-HotpotQA-v0", path="/no/such/file.json", scope=old)
+
+
+def test_a_task_of_another_split_is_refused_by_id() -> None:
+    """A train task cannot be played in a test env: the test env searches only the test world."""
+    train_task = gym.make("Gather-MultiHop-v1", split="train").unwrapped.tasks[0]
+    with pytest.raises(ConfigError, match=rf"{train_task.task_id}' is not in split 'test'"):
+        gym.make("Gather-MultiHop-v1").reset(options={"task_id": train_task.task_id})

@@ -166,7 +166,7 @@ FIELD_EDITS = [
     ("knobs|distractor_density", 2.5, "knobs", "not a valid world config"),
     ("knobs|num_entities", 5, "knobs", "not a valid world config"),
     ("knobs|colour", "blue", "knobs", "unknown world knob"),
-    ("knobs|seed", [1], "knobs", "must be a number or a string"),
+    ("knobs|seed", [1], "knobs", "must be a number, a string or a list of strings"),
     ("knobs|generator_version", DELETE, "knobs", "generator_version must be an int"),
     ("content_hash", "c6c86b62", "content_hash", "must be a sha256"),
     ("content_hash", 7, "content_hash", "must be a sha256"),
@@ -189,7 +189,13 @@ FIELD_EDITS = [
     ("filter_stats|0|kept", "many", "filter_stats", "kept must be an int"),
     ("filter_stats|0|family", "poetry", "filter_stats", "unknown or repeated family"),
     ("filter_stats|1|family", "single-hop", "filter_stats", "unknown or repeated family"),
-    ("filter_stats|1|shortcut_rate", 0.5, "filter_stats", "its counts give 0.025498"),
+    ("filter_stats|1|shortcut_rate", 0.5, "filter_stats", "its counts give 0.493927"),
+    ("version", "one", "version", "must be an env-id version"),
+    ("split_documents|train", [10, 20], "split_documents", "overlaps"),
+    ("chance_floor|bridge|floor|1", 0.5, "chance_floor", "its best guesser scores 0.0"),
+    ("chance_floor|bridge|guessers|coin", {}, "chance_floor", "unknown guesser"),
+    ("hop_skip_rates|test|distractor|3", 0.1, "hop_skip_rates", "inside the guaranteed top_k"),
+    ("hop_skip_rates|guaranteed_top_k", 0, "hop_skip_rates", "must be an int >= 1"),
     ("field_hashes", [], "field_hashes", "must be a JSON object"),
     ("field_hashes|name", "abc", "field_hashes", "the hash of field 'name' must be a sha256"),
 ]
@@ -259,16 +265,16 @@ def test_a_resealed_field_that_contradicts_the_files_is_a_corpus_error(
 
 
 def test_unknown_and_missing_fields_are_named(default_copy: Path) -> None:
-    write_manifest(default_copy, {**shipped_manifest(), "chance_floor": {}}, seal=True)
-    with pytest.raises(CorpusError, match=r"unknown manifest field\(s\) \['chance_floor'\]"):
+    write_manifest(default_copy, {**shipped_manifest(), "future_field": {}}, seal=True)
+    with pytest.raises(CorpusError, match=r"unknown manifest field\(s\) \['future_field'\]"):
         load_directory(default_copy)
     write_manifest(default_copy, edit(shipped_manifest(), "filter_stats", DELETE), seal=True)
     with pytest.raises(CorpusError, match=r"manifest lacks field\(s\) \['filter_stats'\]"):
         load_directory(default_copy)
-    hashes = {**shipped_manifest()["field_hashes"], "chance_floor": SHA}
+    hashes = {**shipped_manifest()["field_hashes"], "future_field": SHA}
     write_manifest(default_copy, {**shipped_manifest(), "field_hashes": hashes}, seal=False)
     with pytest.raises(
-        CorpusError, match=r"field 'field_hashes' hashes unknown field\(s\) \['chance_floor'\]"
+        CorpusError, match=r"field 'field_hashes' hashes unknown field\(s\) \['future_field'\]"
     ):
         load_directory(default_copy)
 

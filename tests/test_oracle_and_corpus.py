@@ -6,8 +6,10 @@ import gymnasium as gym
 import pytest
 from conftest import SYNTHETIC_IDS
 
+from gather_envs.corpus.frozen import load_frozen
+from gather_envs.envs.registration import ID_FOR_FAMILY
 from gather_envs.scoring.normalize import answer_in_text
-from gather_envs.tasks.builder import SHORTCUT_K
+from gather_envs.tasks.builder import GUARANTEED_TOP_K
 
 
 def follow_gold_path(env: gym.Env, task_id: str, budget: int | None = None) -> tuple[float, dict, list[str]]:
@@ -38,7 +40,7 @@ def test_gold_path_solves_every_test_task_with_exactly_hops_calls(env_id: str) -
 
 def test_bridge_answers_appear_only_after_the_last_hop() -> None:
     """With T < hops the evidence for the answer is never shown: the budget really binds."""
-    env = gym.make("Gather-MultiHop-v0")
+    env = gym.make(ID_FOR_FAMILY["bridge"])
     leaks = 0
     for task in env.unwrapped.tasks:
         _, _, seen = follow_gold_path(env, task.task_id, budget=task.hops - 1)
@@ -48,26 +50,74 @@ def test_bridge_answers_appear_only_after_the_last_hop() -> None:
     assert leaks / len(env.unwrapped.tasks) < 0.05
 
 
-def test_no_bridge_test_task_is_a_shortcut() -> None:
-    """The final supporting document is not in BM25's top-k for the question text alone."""
-    env = gym.make("Gather-MultiHop-v0")
-    corpus = env.unwrapped.corpus
-    index = corpus.index()
-    for split in corpus.splits:
-        for task in corpus.tasks(split, "bridge"):
-            final = corpus.position[task.supporting_doc_ids[-1]]
-            assert final not in [doc for doc, _ in index.search(task.question, SHORTCUT_K)], task.task_id
+def hop_skips(env: gym.Env, task_id: str) -> list[str]:
+    """Searches (the question, then each earlier hop's gold query) whose results show the final document."""
+    env.reset(seed=0, options={"task_id": task_id})
+    task = env.unwrapped.task
+    final = env.unwrapped.corpus.doc(task.supporting_doc_ids[-1]).title
+    skips = []
+    for query in [task.question, *(step.query for step in task.gold_path[:-1])]:
+        observation, *_ = env.step(f"search[{query}]")
+        if f"[{final}]" in observation:
+            skips.append(query)
+    return skips
+
+
+@pytest.mark.parametrize("scope", ["world", "distractor"])
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_no_bridge_task_lets_a_hop_be_skipped_in_either_scope_up_to_the_guaranteed_top_k(
+    scope: str, split: str
+) -> None:
+    """Played through the real env: neither the question text nor an earlier hop's query shows the
+    final supporting document, in both scopes, for every top_k up to GUARANTEED_TOP_K."""
+    for top_k in range(1, GUARANTEED_TOP_K + 1):
+        env = gym.make(ID_FOR_FAMILY["bridge"], scope=scope, top_k=top_k, split=split)
+        tasks = env.unwrapped.tasks
+        assert len(tasks) >= 500
+        for task in tasks:
+            assert hop_skips(env, task.task_id) == [], (scope, top_k, task.task_id)
+
+
+def test_published_hop_skip_rates_match_a_replay_at_top_k_10() -> None:
+    """The manifest's measured (not guaranteed) rates at top_k = 10 are what the env really shows."""
+    import json
+
+    from gather_envs.corpus.frozen import DEFAULT_CORPUS, corpora_root
+
+    manifest = json.loads((corpora_root() / DEFAULT_CORPUS / "manifest.json").read_text())
+    rates = manifest["hop_skip_rates"]
+    assert rates["guaranteed_top_k"] == GUARANTEED_TOP_K
+    for scope in ("world", "distractor"):
+        assert all(rates["test"][scope][str(k)] == 0.0 for k in range(1, GUARANTEED_TOP_K + 1))
+        env = gym.make(ID_FOR_FAMILY["bridge"], scope=scope, top_k=10)
+        tasks = env.unwrapped.tasks
+        skipped = sum(bool(hop_skips(env, task.task_id)) for task in tasks)
+        assert rates["test"][scope]["10"] == round(skipped / len(tasks), 6), scope
+
+
+def test_train_tasks_are_solvable_in_their_own_world() -> None:
+    """The train split searches the train world: its gold paths work there, not in the test world."""
+    for family in ("bridge", "comparison", "single-hop"):
+        env = gym.make(ID_FOR_FAMILY[family], split="train")
+        for task in env.unwrapped.tasks[::10]:
+            reward, info, _ = follow_gold_path(env, task.task_id)
+            assert reward == 1.0 and info["tool_calls_used"] == len(task.gold_path), task.task_id
+    corpus = load_frozen()
+    test_world = {d.doc_id for d in corpus.documents_of("test")}
+    train_world = {d.doc_id for d in corpus.documents_of("train")}
+    assert test_world and train_world and not test_world & train_world
+    assert len(test_world) + len(train_world) == len(corpus.documents)
 
 
 def test_default_corpus_answers_follow_from_its_graph() -> None:
     """Rebuild the default world from the manifest's knobs and recompute every answer."""
     from test_world_and_tasks import recompute_answer
 
-    from gather_envs.corpus.frozen import config_from_knobs, load_frozen
-    from gather_envs.world.generator import generate_world
+    from gather_envs.corpus.frozen import config_from_knobs
+    from gather_envs.world.generator import generate_worlds
 
     corpus = load_frozen()
-    world = generate_world(config_from_knobs(corpus.knobs))
-    for tasks in corpus.splits.values():
+    worlds = generate_worlds(config_from_knobs(corpus.knobs))
+    for split, tasks in corpus.splits.items():
         for task in tasks:
-            assert recompute_answer(world, task) == task.answer, task.task_id
+            assert recompute_answer(worlds[split], task) == task.answer, task.task_id

@@ -23,7 +23,7 @@ from gather_envs.records import (
 )
 from gather_envs.wrappers import RecordPassAtKT
 
-ENV_ID = "Gather-MultiHop-v0"
+ENV_ID = "Gather-MultiHop-v1"
 NUM_ENVS = 3
 VECTOR_STEPS = 40
 RESET_SEED = 100
@@ -68,7 +68,7 @@ def test_records_a_solved_episode_completely() -> None:
     [record] = env.records
     assert record.schema_version == RECORD_SCHEMA_VERSION
     assert record.env_id == ENV_ID
-    assert record.env_kwargs == {"family": "bridge", "world": SMALL_WORLD}
+    assert record.env_kwargs == {"pinned_family": "bridge", "world": SMALL_WORLD}
     assert record.corpus_hash == inner(env).corpus.content_hash
     assert (record.task_id, record.family, record.hops) == (task.task_id, task.family, task.hops)
     assert record.seed == 5 and record.budget == 4

@@ -83,7 +83,7 @@ def test_oracle_speaks_the_env_dialect(dialect: str) -> None:
 
 
 def test_oracle_fails_every_bridge_task_when_the_budget_is_below_its_hops() -> None:
-    env = gym.make("Gather-MultiHop-v0")
+    env = gym.make("Gather-MultiHop-v1")
     for index, task in enumerate(env.unwrapped.tasks):
         info, _ = play(env, "oracle", seed=index, task_index=index, max_tool_calls=task.hops - 1)
         assert not info["success"], task.task_id
@@ -102,12 +102,12 @@ def test_random_agent_never_crashes_and_rarely_succeeds(env_id: str) -> None:
         assert info["tool_calls_used"] <= info["max_tool_calls"]
         successes += info["success"]
     # yes/no comparisons are coin flips; elsewhere random answers almost never match
-    assert successes / episodes < (0.5 if env_id == "Gather-Compare-v0" else 0.1)
+    assert successes / episodes < (0.5 if env_id == "Gather-Compare-v1" else 0.1)
 
 
 @pytest.mark.parametrize("name", ["random", "heuristic"])
 def test_seeded_agents_repeat_their_episodes(name: str) -> None:
-    env = gym.make("Gather-MultiHop-v0")
+    env = gym.make("Gather-MultiHop-v1")
     first = play(env, name, seed=3, task_index=5)[1]
     assert play(env, name, seed=3, task_index=5)[1] == first
     others = {tuple(play(env, name, seed=s, task_index=5)[1]) for s in range(8)}
@@ -115,7 +115,7 @@ def test_seeded_agents_repeat_their_episodes(name: str) -> None:
 
 
 def test_scripted_agents_refuse_unknown_options() -> None:
-    env = gym.make("Gather-MultiHop-v0")
+    env = gym.make("Gather-MultiHop-v1")
     for name in ("oracle", "random", "heuristic"):
         with pytest.raises(ConfigError, match="no option"):
             make_agent(name, env, temperature=1.0)
@@ -123,7 +123,7 @@ def test_scripted_agents_refuse_unknown_options() -> None:
 
 def test_heuristic_pass_at_k_rises_with_budget_and_k_on_bridge_tasks() -> None:
     records = evaluate(
-        "Gather-MultiHop-v0",
+        "Gather-MultiHop-v1",
         "heuristic",
         n=HEURISTIC_N,
         budgets=(1, 2, 5),
@@ -143,17 +143,31 @@ def test_heuristic_pass_at_k_rises_with_budget_and_k_on_bridge_tasks() -> None:
     assert table[5][1] < 0.5 * table[5][HEURISTIC_N]
 
 
-def test_heuristic_pass_at_k_rises_with_k_on_comparison_tasks() -> None:
+def test_heuristic_pass_at_k_rises_with_k_on_binary_comparison_tasks() -> None:
+    """On the opt-in yes/no and which-of-two styles a guessing searcher's pass@k rises with k (the
+    default v1 comparisons ask for a third entity, which this heuristic never reads off)."""
+    from conftest import SMALL_WORLD
+
+    world = {
+        **SMALL_WORLD,
+        "tasks_per_family": HEURISTIC_TASKS,
+        "comparison_styles": ["earlier", "same", "which"],
+    }
     records = evaluate(
-        "Gather-Compare-v0", "heuristic", n=HEURISTIC_N, budgets=(1, 2), tasks=HEURISTIC_TASKS, progress=False
+        "Gather-v1",
+        "heuristic",
+        n=HEURISTIC_N,
+        budgets=(1, 2),
+        tasks=HEURISTIC_TASKS,
+        progress=False,
+        env_kwargs={"family": "comparison", "world": world},
     )
     table = pass_at_k_by_budget(records)
     assert table[2][1] + 0.2 < table[2][HEURISTIC_N]
-    assert table[1][HEURISTIC_N] < table[2][HEURISTIC_N]
     assert table[1][1] < table[2][1]
 
 
 def test_heuristic_answers_static_tasks_from_the_documents_in_the_prompt() -> None:
-    env = gym.make("Gather-Static-v0")
+    env = gym.make("Gather-Static-v1")
     wins = sum(play(env, "heuristic", seed=s, task_index=s)[0]["success"] for s in range(40))
     assert wins > 0

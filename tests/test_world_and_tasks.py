@@ -11,14 +11,23 @@ import sys
 import pytest
 from conftest import SMALL_WORLD
 
-from gather_envs.corpus.frozen import procedural_corpus
+from gather_envs.corpus.frozen import load_frozen, procedural_corpus
 from gather_envs.errors import ConfigError
-from gather_envs.scoring.normalize import answer_in_text
-from gather_envs.world.generator import WorldConfig, generate_world
+from gather_envs.scoring.normalize import answer_in_text, normalize_answer
+from gather_envs.world.check import world_problems
+from gather_envs.world.generator import WorldConfig, generate_world, generate_worlds
 from gather_envs.world.render import format_number
-from gather_envs.world.schema import ATTRIBUTES, ENTITY_TYPES, RELATIONS, RELATIONS_BY_NAME
+from gather_envs.world.schema import (
+    ATTRIBUTES,
+    ENTITY_TYPES,
+    RELATIONS,
+    RELATIONS_BY_NAME,
+    TIME_CONSTRAINTS,
+)
 
 CONFIG = WorldConfig.from_json(SMALL_WORLD)
+MIN_RELATION_COVERAGE = 0.9
+COVERAGE_MIN_ENTITIES = 400
 
 
 def test_schema_is_rich_enough() -> None:
@@ -53,11 +62,15 @@ def recompute_answer(world, task) -> str:
     parts = task.kind.split(".")
     if task.family == "comparison":
         a, b = (step.doc_id for step in task.gold_path)
-        style, name = parts
+        style, name = parts[0], parts[1]
         if style == "earlier":
             return "yes" if world.attr(a, name) < world.attr(b, name) else "no"
         if style == "apart":
             return str(abs(world.attr(a, name) - world.attr(b, name)))
+        if style in ("select", "which"):
+            first, last = sorted((a, b), key=lambda e: world.attr(e, name))
+            winner = last if parts[2] == "last" else first
+            return world.name(winner) if style == "which" else world.name(world.obj(winner, parts[3]))
         return "yes" if world.obj(a, name) == world.obj(b, name) else "no"
     current = start
     for part in parts:
@@ -70,10 +83,11 @@ def recompute_answer(world, task) -> str:
 
 def test_every_answer_follows_from_the_graph_and_is_not_in_the_question() -> None:
     corpus = procedural_corpus(SMALL_WORLD)
-    world = generate_world(CONFIG)
-    tasks = [t for tasks in corpus.splits.values() for t in tasks]
-    assert {t.family for t in tasks} == {"single-hop", "bridge", "comparison"}
-    for task in tasks:
+    worlds = generate_worlds(CONFIG)
+    tasks = [(split, t) for split, tasks in corpus.splits.items() for t in tasks]
+    assert {t.family for _, t in tasks} == {"single-hop", "bridge", "comparison"}
+    for split, task in tasks:
+        world = worlds[split]
         assert recompute_answer(world, task) == task.answer, task.task_id
         assert not answer_in_text(task.answer, task.question), task.task_id
         assert len(task.gold_path) == task.hops == len(task.supporting_doc_ids)
@@ -87,12 +101,108 @@ def test_bridge_tasks_have_two_to_four_hops_and_distinct_documents() -> None:
     assert all(len(set(t.supporting_doc_ids)) == t.hops for t in bridges)
 
 
-def test_splits_are_disjoint() -> None:
+def gold_path_entities(corpus, task) -> set[str]:
+    """Every entity on a task's gold path, by doc id and by normalized name, plus the answer when it
+    names an entity (a number such as a year may occur in both worlds without naming anything)."""
+    names = {normalize_answer(corpus.doc(d).title) for d in task.supporting_doc_ids}
+    answer = set() if task.answer.replace(",", "").isdigit() else {normalize_answer(task.answer)}
+    return set(task.supporting_doc_ids) | names | answer
+
+
+@pytest.mark.parametrize(
+    "corpus_of", [lambda: procedural_corpus(SMALL_WORLD), load_frozen], ids=["small", "default"]
+)
+def test_train_and_test_share_no_gold_path_entity_and_no_question(corpus_of) -> None:
+    """Each split comes from its own world: zero overlap of gold-path entities (ids or names, the
+    answer entity included) and of (question, answer) pairs; the worlds share no name at all."""
+    corpus = corpus_of()
+    test, train = corpus.splits["test"], corpus.splits["train"]
+    assert test and train and not {t.task_id for t in test} & {t.task_id for t in train}
+    test_entities = set().union(*(gold_path_entities(corpus, t) for t in test))
+    train_entities = set().union(*(gold_path_entities(corpus, t) for t in train))
+    assert test_entities & train_entities == set()
+    test_docs = {d for t in test for d in t.supporting_doc_ids + t.context_doc_ids}
+    train_docs = {d for t in train for d in t.supporting_doc_ids + t.context_doc_ids}
+    assert test_docs.isdisjoint(train_docs)
+    assert not {(t.question, t.answer) for t in test} & {(t.question, t.answer) for t in train}
+    test_names = {normalize_answer(d.title) for d in corpus.documents_of("test")}
+    train_names = {normalize_answer(d.title) for d in corpus.documents_of("train")}
+    assert test_names.isdisjoint(train_names)
+
+
+def test_static_and_sequential_twins_share_their_facts_within_each_split() -> None:
     corpus = procedural_corpus(SMALL_WORLD)
-    test_ids = {t.task_id for t in corpus.splits["test"]}
-    train_ids = {t.task_id for t in corpus.splits["train"]}
-    assert test_ids and train_ids and not test_ids & train_ids
-    assert not {t.question for t in corpus.splits["test"]} & {t.question for t in corpus.splits["train"]}
+    for split in ("test", "train"):
+        own = {d.doc_id for d in corpus.documents_of(split)}
+        for static in corpus.tasks(split, "static"):
+            twin = corpus.task(static.meta["source_task_id"])
+            assert (static.question, static.answer, static.context_doc_ids) == (
+                twin.question,
+                twin.answer,
+                twin.context_doc_ids,
+            )
+            assert set(static.context_doc_ids) <= own and set(twin.supporting_doc_ids) <= own
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2026])
+@pytest.mark.parametrize("num_entities", [40, 400, 3000])
+def test_every_generated_world_is_consistent(seed: int, num_entities: int) -> None:
+    """The checker finds nothing in either world of several seeds and sizes ..."""
+    worlds = generate_worlds(WorldConfig(seed=seed, num_entities=num_entities))
+    for world in worlds.values():
+        assert world_problems(world) == [], (seed, num_entities, world.split)
+    test_world = worlds["test"]
+    # The constraints drop few facts: in worlds of realistic size most subjects keep every relation.
+    for relation in RELATIONS if num_entities >= COVERAGE_MIN_ENTITIES else ():
+        subjects = test_world.of_type(relation.subject)
+        present = sum(test_world.obj(e, relation.name) is not None for e in subjects)
+        assert present >= MIN_RELATION_COVERAGE * len(subjects), (relation.name, present, len(subjects))
+
+
+def test_the_checker_catches_each_kind_of_contradiction() -> None:
+    """... and it would: a founder born after the founding, a self-mentor, a mentor cycle."""
+    world = generate_world(CONFIG)
+    org = world.of_type("organization")[0]
+    founder = world.obj(org, "founder")
+    world.attrs(founder)["birth_year"] = world.attr(org, "founding_year") + 1
+    person, other = world.of_type("person")[:2]
+    world.graph.nodes[person]["out"]["mentor"] = person
+    world.graph.nodes[other]["out"]["mentor"] = world.of_type("person")[2]
+    world.graph.nodes[world.of_type("person")[2]]["out"]["mentor"] = other
+    problems = "\n".join(world_problems(world))
+    assert f"{org} founder -> {founder}" in problems
+    assert f"{person} mentor -> {person}: not a distinct person" in problems
+    assert "mentor cycle" in problems
+    assert {c.relation for c in TIME_CONSTRAINTS} >= {
+        "founder",
+        "author",
+        "mentor",
+        "presenter",
+        "named_after",
+    }
+
+
+def test_default_comparisons_are_never_yes_no_nor_a_named_entity() -> None:
+    for corpus in (procedural_corpus(SMALL_WORLD), load_frozen()):
+        tasks = corpus.tasks("test", "comparison") + corpus.tasks("train", "comparison")
+        assert tasks and all(t.kind.startswith("select.") for t in tasks)
+        for task in tasks:
+            assert normalize_answer(task.answer) not in ("yes", "no"), task.task_id
+            named = {normalize_answer(corpus.doc(d).title) for d in task.supporting_doc_ids}
+            assert normalize_answer(task.answer) not in named, task.task_id
+            assert not answer_in_text(task.answer, task.question), task.task_id
+
+
+def test_binary_comparison_styles_are_opt_in() -> None:
+    knobs = {**SMALL_WORLD, "comparison_styles": ["earlier", "same", "which", "apart"]}
+    corpus = procedural_corpus(knobs)
+    worlds = generate_worlds(WorldConfig.from_json(knobs))
+    tasks = corpus.tasks("test", "comparison")
+    assert {t.kind.split(".")[0] for t in tasks} == {"earlier", "same", "which", "apart"}
+    for task in tasks:
+        assert recompute_answer(worlds["test"], task) == task.answer, task.task_id
+    with pytest.raises(ConfigError, match="comparison_styles"):
+        WorldConfig.from_json({**SMALL_WORLD, "comparison_styles": ["coin"]})
 
 
 @pytest.mark.parametrize(

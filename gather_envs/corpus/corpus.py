@@ -28,7 +28,12 @@ def documents_hash(documents: Sequence[Document]) -> str:
 
 
 class Corpus:
-    """Documents and their tasks; one instance per corpus is shared by every env in a process."""
+    """Documents and their tasks; one instance per corpus is shared by every env in a process.
+
+    ``split_documents`` maps a split to the ``[start, stop)`` range of ``documents`` that is its
+    own world (a synthetic corpus's test and train worlds are disjoint); a split it does not name,
+    and every split when it is None (real datasets), searches all documents.
+    """
 
     def __init__(
         self,
@@ -37,6 +42,7 @@ class Corpus:
         splits: Mapping[str, Sequence[Task]],
         knobs: dict[str, Any] | None = None,
         content_hash: str | None = None,
+        split_documents: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         self.name = name
         self.documents = tuple(documents)
@@ -47,6 +53,21 @@ class Corpus:
         if len(self.position) != len(self.documents):
             raise ConfigError(f"corpus {name!r} has duplicate document ids")
         self._by_id = {task.task_id: task for tasks in self.splits.values() for task in tasks}
+        self.split_documents: dict[str, tuple[int, int]] = {}
+        for split, bounds in sorted((split_documents or {}).items()):
+            start, stop = (int(b) for b in bounds)
+            if not 0 <= start <= stop <= len(self.documents):
+                raise ConfigError(
+                    f"corpus {name!r}: split {split!r} documents [{start}, {stop}) are outside [0, {len(self.documents)})"
+                )
+            self.split_documents[split] = (start, stop)
+
+    def documents_of(self, split: str | None) -> tuple[Document, ...]:
+        """The documents a ``scope="world"`` search in ``split`` sees: its own world's."""
+        if split is None or split not in self.split_documents:
+            return self.documents
+        start, stop = self.split_documents[split]
+        return self.documents[start:stop]
 
     def doc(self, doc_id: str) -> Document:
         return self.documents[self.position[doc_id]]
@@ -74,12 +95,12 @@ class Corpus:
             return make_static(self._by_id[task_id[len("static-") :]])
         raise ConfigError(f"corpus {self.name!r} has no task {task_id!r}")
 
-    def index(self) -> BM25Index:
-        """The world-scope BM25 index, built once per process per content hash."""
-        return get_index(
-            f"world:{self.content_hash}",
-            lambda: BM25Index.from_texts([index_text(d) for d in self.documents]),
-        )
+    def index(self, split: str | None = None) -> BM25Index:
+        """The world-scope BM25 index over ``documents_of(split)``, built once per process."""
+        documents = self.documents_of(split)
+        bounds = self.split_documents.get(split or "")
+        key = f"world:{self.content_hash}" + (f":{bounds[0]}-{bounds[1]}" if bounds else "")
+        return get_index(key, lambda: BM25Index.from_texts([index_text(d) for d in documents]))
 
 
 def index_text(document: Document) -> str:

@@ -1,7 +1,9 @@
 """Frozen corpora: JSON-lines files plus a manifest of sha256 hashes, checked at load.
 
 Layout of ``corpora/<name>/``: ``manifest.json`` (knobs, file hashes, content hash, filter
-statistics), ``documents.jsonl`` and one ``tasks-<split>.jsonl`` per split. The files are the
+statistics, each split's document range, the chance floor and the measured hop-skip rates),
+``documents.jsonl`` (the test world's documents, then the train world's) and one
+``tasks-<split>.jsonl`` per split. The files are the
 exact bytes :func:`write_frozen` produces, so regenerating from the manifest's knobs must give
 identical hashes. The manifest itself is verified field by field (see
 :mod:`gather_envs.corpus.manifest`).
@@ -25,16 +27,18 @@ from gather_envs.corpus.manifest import (
     parse_manifest,
     seal_manifest,
 )
-from gather_envs.corpus.synthetic import generate_corpus
+from gather_envs.corpus.synthetic import floor_tasks, generate_corpus, hop_skip_rates
 from gather_envs.errors import CorpusError
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import Task
-from gather_envs.tasks.builder import FamilyStats
+from gather_envs.tasks.builder import GUARANTEED_TOP_K, FamilyStats
+from gather_envs.tasks.floor import chance_floor_table
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
 
 MANIFEST = "manifest.json"
 DOCUMENTS = DOCUMENTS_FILE
 DEFAULT_CORPUS = "default"
+CORPUS_VERSION = "v1"  # the suffix of the env ids that serve this corpus (Gather-*-v1)
 
 
 def corpora_root() -> Path:
@@ -74,6 +78,15 @@ def write_frozen(corpus: Corpus, stats: list[FamilyStats], directory: Path) -> d
             for split, tasks in sorted(corpus.splits.items())
         },
         "filter_stats": [{**asdict(s), "shortcut_rate": round(s.shortcut_rate, 6)} for s in stats],
+        "version": CORPUS_VERSION,
+        "split_documents": {split: list(bounds) for split, bounds in sorted(corpus.split_documents.items())},
+        "chance_floor": chance_floor_table(
+            floor_tasks(corpus, "test"), floor_tasks(corpus, "train") if "train" in corpus.splits else ()
+        ).to_json(),
+        "hop_skip_rates": {
+            "guaranteed_top_k": GUARANTEED_TOP_K,
+            **{split: hop_skip_rates(corpus, split) for split in sorted(corpus.splits)},
+        },
     }
     manifest = seal_manifest(manifest)
     check_manifest(manifest, str(directory / MANIFEST))  # never write what loading would refuse
@@ -123,7 +136,14 @@ def load_directory(directory: Path) -> Corpus:
         if name.startswith("tasks-")
     }
     check_against_content(manifest, str(directory / MANIFEST), documents_hash(documents), splits)
-    corpus = Corpus(manifest["name"], documents, splits, manifest["knobs"], manifest["content_hash"])
+    corpus = Corpus(
+        manifest["name"],
+        documents,
+        splits,
+        manifest["knobs"],
+        manifest["content_hash"],
+        manifest["split_documents"],
+    )
     return corpus
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from gather_envs.errors import ConfigError, CorpusError
 from gather_envs.records.tasks import FAMILIES, Task
 from gather_envs.tasks.builder import FamilyStats
+from gather_envs.tasks.floor import GUESSER_NONE, GUESSERS
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
 
 MANIFEST_SCHEMA_VERSION = 2
@@ -36,6 +37,7 @@ FILE_NAME_PATTERNS = (re.compile(r"documents\.jsonl"), re.compile(r"tasks-[A-Za-
 SPLIT_PATTERN = re.compile(r"[A-Za-z0-9_]+")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+VERSION_PATTERN = re.compile(r"v[0-9]+")
 SHORTCUT_RATE_DIGITS = 6
 """The manifest stores each family's shortcut rate rounded to this many digits."""
 
@@ -95,8 +97,10 @@ def _check_knobs(value: Any) -> None:
     knobs = dict(_mapping(value))
     version = _int(knobs.pop("generator_version", None), "knobs.generator_version", 1)
     for name, knob in sorted(knobs.items()):
+        if isinstance(knob, list) and all(isinstance(item, str) for item in knob):
+            continue  # a list of names (comparison_styles)
         if not isinstance(knob, int | float | str) or (isinstance(knob, float) and not math.isfinite(knob)):
-            raise _Invalid(f"knob {name!r} must be a number or a string, got {knob!r:.60}")
+            raise _Invalid(f"knob {name!r} must be a number, a string or a list of strings, got {knob!r:.60}")
     if version != GENERATOR_VERSION:
         return  # another generator's knobs: only regenerating needs to understand them
     types = {f.name: f.type for f in fields(WorldConfig)}
@@ -141,21 +145,23 @@ def _check_filter_stats(value: Any) -> None:
     if not isinstance(value, list):
         raise _Invalid(f"must be a JSON list, got {type(value).__name__}")
     expected = sorted([f.name for f in fields(FamilyStats)] + ["shortcut_rate"])
-    seen: list[str] = []
+    seen: list[tuple[str, str]] = []
     for i, entry in enumerate(value):
         entry = _mapping(entry, f"filter_stats[{i}]")
         if sorted(entry) != expected:
             raise _Invalid(f"[{i}] must have the fields {expected}, has {sorted(entry)}")
-        family = entry["family"]
-        if family not in FAMILIES or family in seen:
-            raise _Invalid(f"[{i}] has an unknown or repeated family {family!r:.60}")
-        seen.append(family)
+        family, split = entry["family"], entry["split"]
+        if not isinstance(split, str) or not SPLIT_PATTERN.fullmatch(split):
+            raise _Invalid(f"[{i}] has a split named {split!r:.60}, not letters, digits or '_'")
+        if family not in FAMILIES or (split, family) in seen:
+            raise _Invalid(f"[{i}] has an unknown or repeated family {family!r:.60} in split {split!r}")
+        seen.append((split, family))
         counts = {
             name: _int(entry[name], f"filter_stats[{i}].{name}")
             for name in expected
-            if name not in ("family", "shortcut_rate")
+            if name not in ("family", "split", "shortcut_rate")
         }
-        rate = round(FamilyStats(family=family, **counts).shortcut_rate, SHORTCUT_RATE_DIGITS)
+        rate = round(FamilyStats(family=family, split=split, **counts).shortcut_rate, SHORTCUT_RATE_DIGITS)
         if entry["shortcut_rate"] != rate or isinstance(entry["shortcut_rate"], bool):
             raise _Invalid(
                 f"[{i}].shortcut_rate is {entry['shortcut_rate']!r:.30}, but its counts give {rate}"
@@ -164,6 +170,71 @@ def _check_filter_stats(value: Any) -> None:
 
 def _check_content_hash(value: Any) -> None:
     _sha256(value)
+
+
+def _rate(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise _Invalid(f"{what} must be a rate in [0, 1], got {value!r:.30}")
+    return float(value)
+
+
+def _check_version(value: Any) -> None:
+    if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value):
+        raise _Invalid(f"must be an env-id version such as 'v1', got {value!r:.30}")
+
+
+def _check_split_documents(value: Any) -> None:
+    previous_stop = 0
+    for split, bounds in sorted(
+        _mapping(value).items(), key=lambda item: item[1] if isinstance(item[1], list) else []
+    ):
+        if not SPLIT_PATTERN.fullmatch(split):
+            raise _Invalid(f"has a split named {split!r:.60}, not letters, digits or '_'")
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise _Invalid(f"gives split {split!r} {bounds!r:.60}, not a [start, stop] pair")
+        start, stop = (
+            _int(bounds[0], f"split_documents.{split}[0]"),
+            _int(bounds[1], f"split_documents.{split}[1]"),
+        )
+        if not previous_stop <= start <= stop:
+            raise _Invalid(
+                f"gives split {split!r} the range [{start}, {stop}), which is empty-backwards or overlaps"
+            )
+        previous_stop = stop
+
+
+def _check_chance_floor(value: Any) -> None:
+    for family, entry in sorted(_mapping(value).items()):
+        if family not in FAMILIES:
+            raise _Invalid(f"has an unknown family {family!r:.60}; known: {list(FAMILIES)}")
+        entry = _mapping(entry, f"chance_floor.{family}")
+        if sorted(entry) != ["best_guesser", "floor", "guessers", "tasks"]:
+            raise _Invalid(f"{family} must have best_guesser, floor, guessers and tasks, has {sorted(entry)}")
+        _int(entry["tasks"], f"chance_floor.{family}.tasks", 1)
+        curves = _mapping(entry["guessers"], f"chance_floor.{family}.guessers")
+        unknown = sorted(set(curves) - set(GUESSERS))
+        if unknown:
+            raise _Invalid(f"{family} names unknown guesser(s) {unknown}; known: {list(GUESSERS)}")
+        for k, floor in sorted(_mapping(entry["floor"], f"chance_floor.{family}.floor").items()):
+            best = max(
+                _rate(curve.get(k), f"chance_floor.{family}.guessers.*.{k}") for curve in curves.values()
+            )
+            if _rate(floor, f"chance_floor.{family}.floor.{k}") != best:
+                raise _Invalid(f"{family} floor at k={k} is {floor}, but its best guesser scores {best}")
+            if entry["best_guesser"].get(k) not in (*GUESSERS, GUESSER_NONE):
+                raise _Invalid(f"{family} names no known best guesser at k={k}")
+
+
+def _check_hop_skip_rates(value: Any) -> None:
+    rates = dict(_mapping(value))
+    guaranteed = _int(rates.pop("guaranteed_top_k", None), "hop_skip_rates.guaranteed_top_k", 1)
+    for split, scopes in sorted(rates.items()):
+        for scope, by_k in sorted(_mapping(scopes, f"hop_skip_rates.{split}").items()):
+            for k, rate in sorted(_mapping(by_k, f"hop_skip_rates.{split}.{scope}").items()):
+                if not k.isdigit():
+                    raise _Invalid(f"{split}.{scope} has a top_k {k!r:.20} that is not a number")
+                if _rate(rate, f"{split}.{scope}.{k}") and int(k) <= guaranteed:
+                    raise _Invalid(f"{split}.{scope} gives {rate} at top_k={k}, inside the guaranteed top_k")
 
 
 def _check_hashes(value: Any) -> None:
@@ -179,6 +250,10 @@ MANIFEST_FIELDS: dict[str, Callable[[Any], None]] = {
     "files": _check_files,
     "counts": _check_counts,
     "filter_stats": _check_filter_stats,
+    "version": _check_version,
+    "split_documents": _check_split_documents,
+    "chance_floor": _check_chance_floor,
+    "hop_skip_rates": _check_hop_skip_rates,
     HASHES_FIELD: _check_hashes,
 }
 """Every manifest field and its checker; each is required and no other field is allowed."""

@@ -29,17 +29,12 @@ DATASET_ENVS = {
 }
 DATASET_IDS = tuple(DATASET_ENVS)
 
-SCOPE_QUESTION = "question"
-SCOPE_FULL = "full"
-DATASET_SCOPES = {
-    SCOPE_QUESTION: "distractor",
-    SCOPE_FULL: "world",
-    "distractor": "distractor",
-    "world": "world",
-}
-"""Dataset scope -> the env's scope: each question's own paragraphs, or every paragraph of the file
-(the env's own names are accepted too)."""
-DEFAULT_SCOPE = SCOPE_QUESTION
+SCOPE_DISTRACTOR = "distractor"
+SCOPE_WORLD = "world"
+DATASET_SCOPES = (SCOPE_DISTRACTOR, SCOPE_WORLD)
+"""The env's own scope words: each question's own paragraphs, or every paragraph of the file."""
+RENAMED_SCOPES = {"question": SCOPE_DISTRACTOR, "full": SCOPE_WORLD}
+DEFAULT_SCOPE = SCOPE_DISTRACTOR
 DEFAULT_SAMPLE_SEED = 0
 
 
@@ -62,8 +57,9 @@ def make_dataset_env(
     """A GatherEnv on a dataset file; without ``path`` one DataFileError says what to get.
 
     ``family`` defaults to the one the ``type`` filter leaves, else the format's default
-    (``bridge``; ``static`` for MATH). ``scope="question"`` searches each question's own paragraphs
-    (HotpotQA's distractor setting), ``"full"`` every paragraph of the (filtered) file.
+    (``bridge``; ``static`` for MATH). ``scope="distractor"`` searches each question's own paragraphs
+    (HotpotQA's distractor setting), ``"world"`` every paragraph of the (filtered) file: the same
+    words as the synthetic envs.
     """
     # Imported here so that registering the ids (at package import) stays cheap.
     from gather_envs.corpus.datasets import FORMATS
@@ -79,8 +75,12 @@ def make_dataset_env(
         )
     if "dataset" in env_kwargs or "corpus" in env_kwargs or "world" in env_kwargs:
         raise ConfigError(f"{fmt.env_id} reads its corpus from path=; drop dataset=, corpus= and world=")
+    if scope in RENAMED_SCOPES:
+        raise ConfigError(
+            f"scope={scope!r} was renamed: use scope={RENAMED_SCOPES[scope]!r} (the synthetic envs' word)"
+        )
     if scope not in DATASET_SCOPES:
-        raise ConfigError(f"scope must be one of {sorted(DATASET_SCOPES)} for {fmt.env_id}, got {scope!r}")
+        raise ConfigError(f"scope must be one of {list(DATASET_SCOPES)} for {fmt.env_id}, got {scope!r}")
     dataset: dict[str, Any] = {
         "format": format,
         "path": os.fspath(os.path.abspath(os.path.expanduser(os.fspath(path)))),
@@ -92,7 +92,7 @@ def make_dataset_env(
     dataset.update({key: value for key, value in optional.items() if value is not None})
     if family is None:
         family = _family_for(type, fmt.type_families) or fmt.default_family
-    return GatherEnv(family=family, scope=DATASET_SCOPES[scope], dataset=dataset, **env_kwargs)
+    return GatherEnv(family=family, scope=scope, dataset=dataset, **env_kwargs)
 
 
 def _family_for(types: Any, type_families: Any) -> str | None:

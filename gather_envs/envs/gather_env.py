@@ -23,7 +23,7 @@ REWARD_WRONG = 0.0
 DEFAULT_MAX_TOOL_CALLS = 5
 DEFAULT_TOP_K = 3
 DEFAULT_MAX_INVALID_ACTIONS = 2
-SCOPES = ("world", "distractor")
+SCOPES = ("world", "distractor")  # the one scope vocabulary, synthetic and dataset envs alike
 
 TERMINATION_ANSWERED = "answered"
 TERMINATION_INVALID = "invalid_actions"
@@ -91,6 +91,7 @@ class GatherEnv(gym.Env[str, str]):
         """Resolve the shared corpus and build the spaces (also after unpickling)."""
         self.corpus: Corpus = resolve_corpus(**self._source)
         self.tasks: tuple[Task, ...] = self.corpus.tasks(self.split, self.family)
+        self._task_ids = frozenset(t.task_id for t in self.tasks)
         if not self.tasks:
             raise ConfigError(
                 f"corpus {self.corpus.name!r} has no {self.family!r} tasks in split {self.split!r}"
@@ -100,7 +101,7 @@ class GatherEnv(gym.Env[str, str]):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for shared in ("corpus", "tasks", "_charset", "observation_space"):
+        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space"):
             state.pop(shared, None)
         return state
 
@@ -147,6 +148,10 @@ class GatherEnv(gym.Env[str, str]):
             task = self.corpus.task(str(options["task_id"]))
             if task.family != self.family:
                 raise ConfigError(f"task {task.task_id!r} is {task.family!r}, not {self.family!r}")
+            if task.task_id not in self._task_ids:  # another split's task: its world is not searched here
+                raise ConfigError(
+                    f"task {task.task_id!r} is not in split {self.split!r}; pass split= for its split"
+                )
             return task
         if "task_index" in options:
             index = options["task_index"]
@@ -216,13 +221,14 @@ class GatherEnv(gym.Env[str, str]):
     def _retrieve(self, query: str) -> list[Document]:
         hits = self._index().search(query, self.top_k)
         if self.scope == "world":
-            return [self.corpus.documents[i] for i, _ in hits]
+            own = self.corpus.documents_of(self.split)  # a synthetic split searches its own world
+            return [own[i] for i, _ in hits]
         assert self.task is not None
         return [self.corpus.doc(self.task.context_doc_ids[i]) for i, _ in hits]
 
     def _index(self) -> BM25Index:
         if self.scope == "world":
-            return self.corpus.index()
+            return self.corpus.index(self.split)
         task = self.task
         assert task is not None
         # Built from the task's own documents (same scores as a subset of the world index) so a

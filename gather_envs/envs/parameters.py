@@ -44,7 +44,7 @@ _DATASET_OWN = ("dataset", "corpus", "world")  # GatherEnv kwargs a dataset id s
 def env_parameters(env_id: str) -> tuple[Parameter, ...] | None:
     """The declared kwargs of a registered id (None for an id whose entry point is not ours)."""
     entry_point = gym.spec(env_id).entry_point
-    if entry_point == registration.ENTRY_POINT:
+    if entry_point in (registration.PINNED_ENTRY_POINT, registration.GENERIC_ENTRY_POINT):
         return parameters_from_signature(GatherEnv.__init__, _GATHER_RANGES)
     if entry_point == dataset_registration.ENTRY_POINT:
         own = parameters_from_signature(dataset_registration.make_dataset_env, _DATASET_RANGES)

@@ -1,11 +1,13 @@
 """Draw, check and split the tasks of a synthetic world.
 
-Every kept task passes these checks against the world's BM25 index:
-- the answer does not occur in the question;
-- each gold query retrieves its document within the env's default top-k;
-- bridge only: the final supporting document is not in the top ``SHORTCUT_K`` for the question
-  text alone, nor in the top-k of an earlier hop's gold query (no shortcut: the last hop needs
-  what the hop before it found).
+Every kept task passes these checks against the world's BM25 index and its own distractor scope
+(the index over its ``context_doc_ids``, which the env's ``scope="distractor"`` searches):
+- the answer does not occur in the question (except the opt-in ``which`` comparisons);
+- each gold query retrieves its document within the env's default top-k, in both scopes;
+- bridge only, in both scopes: the final supporting document is not in the top
+  ``GUARANTEED_TOP_K`` for the question text alone, nor for an earlier hop's gold query (no
+  shortcut: the last hop needs what the hop before it found), so the guarantee holds for every
+  ``top_k <= GUARANTEED_TOP_K``.
 """
 
 from __future__ import annotations
@@ -20,49 +22,61 @@ from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_COMPARISON, FAMILY_S
 from gather_envs.retrieval import BM25Index
 from gather_envs.scoring.normalize import answer_in_text
 from gather_envs.tasks.bridge import draft_bridge
-from gather_envs.tasks.comparison import draft_comparison
+from gather_envs.tasks.comparison import WHICH_KIND, draft_comparison
 from gather_envs.tasks.single_hop import draft_single_hop
 from gather_envs.world.generator import World
 
-DEFAULT_TOP_K = 3  # documents a search returns by default
-SHORTCUT_K = 10  # a bridge task whose final document is this close to the question is a shortcut
+DEFAULT_TOP_K = 3  # documents a search returns by default; every gold query must work at it
+GUARANTEED_TOP_K = 5  # bridge tasks are sequential for every top_k up to this, in both scopes
 TASK_STREAM = 2  # sub-stream of the world seed used for tasks
 MAX_DRAFTS_PER_TASK = 20
 ID_PREFIX = {FAMILY_SINGLE_HOP: "single", FAMILY_BRIDGE: "bridge", FAMILY_COMPARISON: "compare"}
-SPLITS = ("test", "train")
+SCOPE_WORLD = "world"
+SCOPE_DISTRACTOR = "distractor"
+SCOPES = (SCOPE_WORLD, SCOPE_DISTRACTOR)
 
 
 @dataclass(frozen=True)
 class FamilyStats:
-    """How many drafts of a family were drawn, and why the rejected ones were dropped."""
+    """How many drafts of a family were drawn in one split's world, and why rejects were dropped.
+
+    ``shortcut``/``early_final`` count bridge drafts the world scope would let skip a hop,
+    ``distractor_shortcut``/``distractor_early_final`` those only the distractor scope would.
+    """
 
     family: str
+    split: str
     drafted: int
     kept: int
     answer_in_question: int
     unretrievable: int
     shortcut: int
     early_final: int
+    distractor_shortcut: int
+    distractor_early_final: int
     duplicate: int
 
     @property
     def shortcut_rate(self) -> float:
-        """Share of otherwise-valid drafts whose final document the question alone retrieves."""
-        valid = self.kept + self.shortcut + self.early_final
-        return self.shortcut / valid if valid else 0.0
+        """Share of otherwise-valid drafts that some scope lets skip a hop (and so were dropped)."""
+        skipped = self.shortcut + self.early_final + self.distractor_shortcut + self.distractor_early_final
+        valid = self.kept + skipped
+        return skipped / valid if valid else 0.0
 
 
-def _retrieves(index: BM25Index, query: str, position: int, k: int) -> bool:
+def retrieves(index: BM25Index, query: str, position: int, k: int) -> bool:
+    """Whether ``query``'s top ``k`` in ``index`` contains the document at ``position``."""
     return any(doc == position for doc, _ in index.search(query, k))
 
 
-def _bridge_rejection(task: Task, index: BM25Index, position: dict[str, int]) -> str | None:
-    """Why a bridge draft allows skipping a hop: ``shortcut`` (the question alone finds the final
-    document) or ``early_final`` (an earlier hop's query already shows it); None when it does not."""
+def hop_skip(task: Task, index: BM25Index, position: dict[str, int], k: int) -> str | None:
+    """Why a bridge task lets an agent skip a hop at ``top_k = k`` in ``index``: ``shortcut`` (the
+    question alone finds the final document) or ``early_final`` (an earlier hop's query already
+    shows it); None when it does not. ``position`` maps doc ids to the index's rows."""
     final = position[task.supporting_doc_ids[-1]]
-    if _retrieves(index, task.question, final, SHORTCUT_K):
+    if retrieves(index, task.question, final, k):
         return "shortcut"
-    if any(_retrieves(index, step.query, final, DEFAULT_TOP_K) for step in task.gold_path[:-1]):
+    if any(retrieves(index, step.query, final, k) for step in task.gold_path[:-1]):
         return "early_final"
     return None
 
@@ -89,29 +103,46 @@ def _context(
     return tuple(chosen[i] for i in rng.permutation(len(chosen)))
 
 
+def context_index(task: Task, index: BM25Index, position: dict[str, int]) -> BM25Index:
+    """The task's distractor-scope index: its context documents, in order (the env searches this)."""
+    return index.subset([position[d] for d in task.context_doc_ids])
+
+
 def build_tasks(
-    world: World, documents: Sequence[Document], index: BM25Index
-) -> tuple[dict[str, tuple[Task, ...]], list[FamilyStats]]:
-    """Test and train tasks of every searchable family, plus per-family filter statistics."""
+    world: World, documents: Sequence[Document], index: BM25Index, count: int, id_offset: int = 0
+) -> tuple[tuple[Task, ...], list[FamilyStats]]:
+    """``count`` checked tasks per searchable family of one world, plus per-family filter statistics.
+
+    ``documents`` and ``index`` are the world's own; task ids are numbered from ``id_offset``.
+    """
     config = world.config
-    rng = np.random.default_rng([config.seed, TASK_STREAM])
+    rng = np.random.default_rng([*world.seed_key, TASK_STREAM])
     position = {doc.doc_id: i for i, doc in enumerate(documents)}
-    wanted = config.tasks_per_family + config.train_tasks_per_family
     hop_range = list(range(max(2, config.min_hops), config.max_hops + 1))
     drafters: dict[str, Callable[[], Task | None]] = {
         FAMILY_SINGLE_HOP: lambda: draft_single_hop(world, rng),
         FAMILY_BRIDGE: lambda: draft_bridge(world, rng, hop_range[int(rng.integers(len(hop_range)))]),
-        FAMILY_COMPARISON: lambda: draft_comparison(world, rng),
+        FAMILY_COMPARISON: lambda: draft_comparison(world, rng, config.comparison_styles),
     }
-    splits: dict[str, list[Task]] = {split: [] for split in SPLITS}
+    kept_all: list[Task] = []
     stats = []
     for family, draft in drafters.items():
         kept: list[Task] = []
         seen: set[str] = set()
-        counts = dict(
-            drafted=0, answer_in_question=0, unretrievable=0, shortcut=0, early_final=0, duplicate=0
+        counts: dict[str, int] = dict.fromkeys(
+            (
+                "drafted",
+                "answer_in_question",
+                "unretrievable",
+                "shortcut",
+                "early_final",
+                "distractor_shortcut",
+                "distractor_early_final",
+                "duplicate",
+            ),
+            0,
         )
-        while len(kept) < wanted and counts["drafted"] < wanted * MAX_DRAFTS_PER_TASK:
+        while len(kept) < count and counts["drafted"] < count * MAX_DRAFTS_PER_TASK:
             task = draft()
             counts["drafted"] += 1
             if task is None:
@@ -119,23 +150,33 @@ def build_tasks(
             if task.question in seen:
                 counts["duplicate"] += 1
                 continue
-            if answer_in_text(task.answer, task.question):
+            if not task.kind.startswith(WHICH_KIND + ".") and answer_in_text(task.answer, task.question):
                 counts["answer_in_question"] += 1
                 continue
-            if not all(
-                _retrieves(index, step.query, position[step.doc_id], DEFAULT_TOP_K) for step in task.gold_path
-            ):
+            if not all(retrieves(index, s.query, position[s.doc_id], DEFAULT_TOP_K) for s in task.gold_path):
                 counts["unretrievable"] += 1
                 continue
-            rejection = _bridge_rejection(task, index, position) if family == FAMILY_BRIDGE else None
+            rejection = hop_skip(task, index, position, GUARANTEED_TOP_K) if family == FAMILY_BRIDGE else None
             if rejection:
                 counts[rejection] += 1
                 continue
+            task = replace(
+                task, context_doc_ids=_context(task, index, documents, config.num_distractors, rng)
+            )
+            local = context_index(task, index, position)
+            local_position = {doc_id: i for i, doc_id in enumerate(task.context_doc_ids)}
+            if not all(
+                retrieves(local, s.query, local_position[s.doc_id], DEFAULT_TOP_K) for s in task.gold_path
+            ):
+                counts["unretrievable"] += 1
+                continue
+            if family == FAMILY_BRIDGE:
+                rejection = hop_skip(task, local, local_position, GUARANTEED_TOP_K)
+                if rejection:
+                    counts[f"distractor_{rejection}"] += 1
+                    continue
             seen.add(task.question)
-            context = _context(task, index, documents, config.num_distractors, rng)
-            task_id = f"{ID_PREFIX[family]}-{len(kept):05d}"
-            kept.append(replace(task, task_id=task_id, context_doc_ids=context))
-        stats.append(FamilyStats(family=family, kept=len(kept), **counts))
-        splits["test"].extend(kept[: config.tasks_per_family])
-        splits["train"].extend(kept[config.tasks_per_family :])
-    return {split: tuple(tasks) for split, tasks in splits.items()}, stats
+            kept.append(replace(task, task_id=f"{ID_PREFIX[family]}-{id_offset + len(kept):05d}"))
+        stats.append(FamilyStats(family=family, split=world.split, kept=len(kept), **counts))
+        kept_all.extend(kept)
+    return tuple(kept_all), stats

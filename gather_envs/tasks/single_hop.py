@@ -21,10 +21,11 @@ def number_answer(value: int) -> tuple[str, tuple[str, ...]]:
 
 
 def draft_single_hop(world: World, rng: np.random.Generator) -> Task:
-    """A random entity and one of its relations or attributes."""
+    """A random entity and one of its relations (those it has) or attributes."""
     eid = world.entity_ids[int(rng.integers(len(world.entity_ids)))]
     etype = world.type(eid)
-    options = [r for r in RELATIONS if r.subject == etype] + [a for a in ATTRIBUTES if a.entity == etype]
+    options = [r for r in RELATIONS if r.subject == etype and world.obj(eid, r.name) is not None]
+    options += [a for a in ATTRIBUTES if a.entity == etype]
     choice = options[int(rng.integers(len(options)))]
     if choice in RELATIONS:
         obj = world.obj(eid, choice.name)

@@ -64,11 +64,12 @@ class NameFactory:
     """Draws unique names per entity type; ``similar`` reuses a name part of an earlier entity.
 
     Reusing parts (a family name, a stem) is how distractor density creates look-alike names.
+    ``used`` shares the taken names with another factory, so two worlds never share a name.
     """
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, used: set[str] | None = None) -> None:
         self._rng = rng
-        self._used: set[str] = set()
+        self._used: set[str] = used if used is not None else set()
         self._stems: dict[str, list[str]] = {}
 
     def _stem(self, kind: str, similar: bool) -> str:
@@ -96,7 +97,7 @@ class NameFactory:
         raise ValueError(f"unknown entity type {kind!r}")
 
     def new(self, kind: str, similar: bool = False) -> str:
-        """A name never returned before in this world."""
+        """A name never returned before by this factory (or one sharing its ``used`` set)."""
         for _ in range(MAX_ATTEMPTS):
             name = self._compose(kind, similar)
             key = name.lower()

@@ -28,7 +28,7 @@ def render_documents(world: World) -> list[Document]:
     Only outgoing facts are written, so an entity's name appears in the documents of entities
     that point at it but never as a list of everything that points at it.
     """
-    rng = np.random.default_rng([world.config.seed, RENDER_STREAM])
+    rng = np.random.default_rng([*world.seed_key, RENDER_STREAM])
     documents = []
     for eid in world.entity_ids:
         etype = world.type(eid)

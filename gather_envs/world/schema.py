@@ -11,6 +11,14 @@ from dataclasses import dataclass
 
 ENTITY_TYPES = ("person", "city", "country", "organization", "work", "award")
 
+# Comparison question styles (drafted in gather_envs.tasks.comparison). "select" asks for a fact of
+# whichever entity wins a year comparison, an entity named in neither question nor closed set; the
+# others are opt-in: "apart" (a number of years), and the binary "earlier" (yes/no), "same"
+# (yes/no) and "which" (one of the two named entities), HotpotQA-like and guessable by chance.
+COMPARISON_SELECT = "select"
+COMPARISON_STYLES = (COMPARISON_SELECT, "apart", "earlier", "same", "which")
+DEFAULT_COMPARISON_STYLES = (COMPARISON_SELECT,)
+
 
 @dataclass(frozen=True)
 class Relation:
@@ -219,6 +227,34 @@ ATTRIBUTES: tuple[Attribute, ...] = (
         "What is the area of {s} in square kilometres?",
     ),
 )
+
+
+@dataclass(frozen=True)
+class TimeConstraint:
+    """For ``relation`` (s -> o): ``attr(s, subject_attr) - attr(o, object_attr)`` lies in ``[low, high]``.
+
+    This is how the world stays consistent in time: a founder is born 20 to 80 years before the
+    organization is founded, a mentor 15 to 60 years before the mentee, a publisher exists before
+    it publishes, and so on. Places carry no dates, so relations to cities and countries need none.
+    """
+
+    relation: str
+    subject_attr: str
+    object_attr: str
+    low: int
+    high: int
+
+
+TIME_CONSTRAINTS: tuple[TimeConstraint, ...] = (
+    TimeConstraint("mentor", "birth_year", "birth_year", 15, 60),
+    TimeConstraint("founder", "founding_year", "birth_year", 20, 80),
+    TimeConstraint("author", "publication_year", "birth_year", 15, 80),
+    TimeConstraint("named_after", "established_year", "birth_year", 20, 150),
+    TimeConstraint("employer", "birth_year", "founding_year", -60, 400),
+    TimeConstraint("publisher", "publication_year", "founding_year", 0, 400),
+    TimeConstraint("presenter", "established_year", "founding_year", 0, 400),
+)
+TIME_CONSTRAINTS_BY_RELATION = {c.relation: c for c in TIME_CONSTRAINTS}
 
 RELATIONS_BY_NAME = {r.name: r for r in RELATIONS}
 ATTRIBUTES_BY_NAME = {a.name: a for a in ATTRIBUTES}

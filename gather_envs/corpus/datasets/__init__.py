@@ -80,7 +80,7 @@ class DatasetSpec:
             if "scope" in unknown:
                 hint = (
                     "; the retrieval scope is the env's scope= kwarg ('distractor': each question's own "
-                    "paragraphs, 'world': every paragraph), or scope='question'|'full' on the dataset ids"
+                    "paragraphs, 'world': every paragraph), on the dataset ids too"
                 )
             raise ConfigError(f"unknown dataset key(s) {unknown}; allowed: {list(DATASET_KEYS)}{hint}")
         name = dataset.get("format")
