@@ -23,6 +23,7 @@ from gather_envs.corpus.synthetic import generate_corpus
 from gather_envs.serving.retrieval_server import MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_QUERIES, MAX_TOPK
 from gather_envs.world.generator import WorldConfig
 
+PACKAGE_ROOT = Path(gather_envs.__file__).resolve().parent.parent  # the checkout, or the installed wheel
 ENV_ID = next(i for i in gather_envs.ENV_IDS if gym.make(i).unwrapped.max_tool_calls > 0)  # type: ignore[attr-defined]
 """The first registered id whose agent may search."""
 READY_PATTERN = re.compile(r"^serving (http://\S+)")
@@ -40,8 +41,7 @@ class Server:
     """A `gather-envs serve-retrieval` child process and a keep-alive HTTP client to it."""
 
     def __init__(self, *args: str) -> None:
-        repo = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
         command = [sys.executable, "-m", "gather_envs.cli", "serve-retrieval", "--port", "0", *args]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -215,8 +215,9 @@ def test_other_paths_and_methods_are_json_errors(server: Server) -> None:
     assert server.request("GET", "/")[0] == 404
 
 
-def test_a_body_over_the_bound_is_refused_unread(server: Server) -> None:
-    status, answer = server.request("POST", server.path, b" " * (MAX_BODY_BYTES + 1))
+@pytest.mark.parametrize("size", [MAX_BODY_BYTES + 1, 4 * MAX_BODY_BYTES])
+def test_a_body_over_the_bound_is_refused_with_a_413_the_client_reads(server: Server, size: int) -> None:
+    status, answer = server.request("POST", server.path, b" " * size)
     assert status == 413 and str(MAX_BODY_BYTES) in answer["error"]
 
 
@@ -309,8 +310,7 @@ def test_serves_a_corpus_directory_with_its_own_index(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    repo = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
     command = [sys.executable, "-m", "gather_envs.cli", "serve-retrieval", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=START_TIMEOUT_S)
 

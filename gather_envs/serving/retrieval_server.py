@@ -43,6 +43,9 @@ RETRIEVE_PATH = "/retrieve"
 HEALTH_PATH = "/health"
 MAX_BODY_BYTES = 1 << 20
 """Largest request body read; 512 queries of 200 characters take about 110 KB."""
+MAX_DRAINED_BYTES = 16 << 20
+"""A body over :data:`MAX_BODY_BYTES` but under this is read and dropped before the 413 is sent."""
+DRAIN_CHUNK_BYTES = 1 << 16
 MAX_QUERIES = 1024
 """Most queries in one request."""
 MAX_QUERY_CHARS = 4096
@@ -242,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if length > MAX_BODY_BYTES:
             self.close_connection = True  # the unread body must not be parsed as the next request
+            if length <= MAX_DRAINED_BYTES:  # a client still sending then reads the 413, not EPIPE
+                self._discard(length)
             raise RetrievalRequestError(
                 f"the body has {length} bytes; the most is {MAX_BODY_BYTES} (split the queries into batches)",
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -251,6 +256,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RetrievalRequestError(f"the body ended after {len(body)} of {length} bytes")
         return body
+
+    def _discard(self, length: int) -> None:
+        """Read and drop ``length`` body bytes, a chunk at a time, stopping early at end of stream."""
+        while length > 0:
+            chunk = self.rfile.read(min(length, DRAIN_CHUNK_BYTES))
+            if not chunk:
+                return
+            length -= len(chunk)
 
     def _answer(self, handle: Callable[[], str]) -> None:
         """Run ``handle`` and send the JSON text it returns; a refusal is its status, anything else a 500."""
