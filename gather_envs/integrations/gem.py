@@ -32,6 +32,7 @@ from typing import Any
 from gather_envs.errors import ConfigError
 from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver
+from gather_envs.records import EpisodeRecord
 
 EXTRA = "gem"
 ENV_NAME = "gather"
@@ -99,7 +100,7 @@ def _build_class() -> type:
             return result.observation, result.reward, result.terminated, result.truncated, dict(result.info)
 
         @property
-        def records(self) -> list[Any]:
+        def records(self) -> list[EpisodeRecord]:
             """The EpisodeRecords of the episodes this env finished, oldest first."""
             return self.driver.records
 
