@@ -279,6 +279,19 @@ def test_connections_past_the_bound_are_closed_and_the_server_recovers(server: S
         raise AssertionError("the server did not recover after its clients hung up")
 
 
+def test_each_answer_says_its_search_time_in_server_timing(server: Server) -> None:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        connection.request("POST", server.path, body=json.dumps({"queries": QUERIES}).encode())
+        response = connection.getresponse()
+        response.read()
+        timing = str(response.getheader("Server-Timing"))
+    finally:
+        connection.close()
+    name, _, duration = timing.partition(";dur=")
+    assert name == "bm25" and float(duration) >= 0.0
+
+
 def test_keep_alive_serves_many_requests_on_one_connection(server: Server, env: gym.Env) -> None:
     connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
     try:

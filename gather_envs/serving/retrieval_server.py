@@ -14,7 +14,9 @@ The hits are the corpus's own world-scope BM25 index (:meth:`Corpus.index`), the
 searches, so ids, order and float64 scores equal the env's; JSON carries the floats exactly. A
 query with no searchable words gets no hits (the env refuses such a search). Unlike Search-R1,
 a malformed request is an HTTP 400 whose JSON body says what to fix (``{"error": ...}``), a body
-over :data:`MAX_BODY_BYTES` is a 413, and no request can crash the server.
+over :data:`MAX_BODY_BYTES` is a 413, and no request can crash the server. Each answer's
+``Server-Timing`` header says how long its BM25 searches took, which separates search time
+from HTTP time on the client side.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 
 from gather_envs.corpus.corpus import Corpus
 from gather_envs.errors import ConfigError, GatherError
@@ -59,6 +62,8 @@ Searches run on the connection's own thread, and the index keeps 9 bytes of scra
 per searching thread, so this also bounds that memory (256 x 9 B x 100k documents = 230 MB). A
 pool of a few search threads would bound it lower but doubled a one-query request's latency
 (0.7 -> 1.4 ms at 10k documents on the loaded 2-core machine)."""
+SERVER_TIMING_NAME = "bm25"
+"""A ``/retrieve`` answer's ``Server-Timing: bm25;dur=MS`` header: its searches' time, in ms."""
 SOCKET_TIMEOUT_S = 30.0
 """A connection that sends nothing for this long is closed, so a stalled client holds no thread."""
 
@@ -81,6 +86,13 @@ def document_json(document: Document) -> dict[str, str]:
     }
 
 
+class Retrieval(NamedTuple):
+    """One answered request: the response's JSON text and the seconds its BM25 searches took."""
+
+    text: str
+    bm25_seconds: float
+
+
 class Retriever:
     """Answers ``/retrieve`` payloads from a corpus's world-scope BM25 index (thread-safe)."""
 
@@ -101,23 +113,25 @@ class Retriever:
         tokens = tokenize(query)
         return self.index.top_k(tokens, topk) if tokens else []
 
-    def retrieve(self, payload: Any) -> str:
+    def retrieve(self, payload: Any) -> Retrieval:
         """The JSON text answering one decoded request body; :class:`RetrievalRequestError` if malformed.
 
         The text is what ``json.dumps`` of the response object gives (floats as ``repr``, which
         round-trips exactly), assembled from the pre-encoded documents.
         """
         queries, topk, return_scores = parse_request(payload, self.default_topk)
+        start = time.perf_counter()
+        all_hits = [self.search(query, topk) for query in queries]
+        bm25_seconds = time.perf_counter() - start
         encoded = self._encoded
         lists = []
-        for query in queries:
-            hits = self.search(query, topk)
+        for hits in all_hits:
             if return_scores:
                 items = [f'{{"document": {encoded[i]}, "score": {score!r}}}' for i, score in hits]
             else:
                 items = [encoded[i] for i, _ in hits]
             lists.append(f"[{', '.join(items)}]")
-        return f'{{"result": [{", ".join(lists)}]}}'
+        return Retrieval(f'{{"result": [{", ".join(lists)}]}}', bm25_seconds)
 
     def health(self) -> dict[str, Any]:
         """What ``GET /health`` answers: the corpus served and the default ``topk``."""
@@ -195,12 +209,15 @@ class _Handler(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"  # so a garbled request line still gets a status and headers
     disable_nagle_algorithm = True  # headers and body are two writes: Nagle + delayed ACK cost 40 ms
     timeout = SOCKET_TIMEOUT_S
+    _server_timing = ""  # this request's Server-Timing header value, set once its searches ran
     server: _RetrievalHTTPServer
 
     def do_POST(self) -> None:
+        self._server_timing = ""
         self._answer(self._post)
 
     def do_GET(self) -> None:
+        self._server_timing = ""
         self._answer(self._get)
 
     def _post(self) -> str:
@@ -209,7 +226,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise RetrievalRequestError(
                 f"no such path {path!r}; POST to {RETRIEVE_PATH}", HTTPStatus.NOT_FOUND
             )
-        return self.server.retriever.retrieve(decode_body(self._body()))
+        answer = self.server.retriever.retrieve(decode_body(self._body()))
+        self._server_timing = f"{SERVER_TIMING_NAME};dur={1e3 * answer.bm25_seconds:.3f}"
+        return answer.text
 
     def _get(self) -> str:
         path = self.path.split("?", 1)[0]
@@ -279,6 +298,7 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors the base class finds (bad request line, long headers, unknown method) as JSON too."""
         self.close_connection = True
+        self._server_timing = ""
         status = HTTPStatus(code)
         error = f"{message or status.phrase}; {explain or status.description}".rstrip("; ")
         self._send_json(status, json.dumps({"error": error}, ensure_ascii=False))
@@ -290,6 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
+            if self._server_timing:
+                self.send_header("Server-Timing", self._server_timing)
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
