@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -246,11 +247,11 @@ def test_backoff_jitter_is_seeded_and_bounded() -> None:
 
 
 @pytest.mark.parametrize("linger_s", [0.0, 0.05])
-def test_concurrency_is_bounded_by_the_semaphore(serve, linger_s: float) -> None:
+def test_requests_in_flight_per_endpoint_are_bounded_by_max_connections(serve, linger_s: float) -> None:
     """With ``linger_s`` the handler threads run on after answering (the old flaky count saw 3-4)."""
     server = serve(("ok", completion(), 0.15))
     server.linger_s = linger_s
-    backend = OpenAIHTTPBackend(server.url, concurrency=2, **FAST)
+    backend = OpenAIHTTPBackend(server.url, max_connections=2, **FAST)
     threads = [threading.Thread(target=backend.chat, args=(MESSAGES,), kwargs=SAMPLING) for _ in range(6)]
     for thread in threads:
         thread.start()
@@ -451,7 +452,16 @@ def _echo_completion(handler: _Handler) -> None:
     handler._send(200, json.dumps(completion(f"answer[{header.removeprefix('Bearer ')}]")).encode())
 
 
+def _wire(handler: _Handler, answer: bytes) -> None:
+    """Write ``answer`` as the whole response, byte for byte, then hang up."""
+    handler._answered()
+    handler.wfile.write(answer)
+    handler.wfile.flush()
+    handler.close_connection = True
+
+
 HOSTILE_KINDS = {
+    "wire": _wire,
     "truncated": _truncated,
     "trickle": _trickle,
     "echo": _echo,
@@ -650,3 +660,110 @@ def test_an_api_key_that_cannot_go_in_a_header_is_a_config_error_that_does_not_s
     with pytest.raises(ConfigError, match="whitespace or control") as error:
         OpenAIHTTPBackend("http://127.0.0.1:1/v1", api_key=SECRET + "\n", **FAST)
     assert SECRET not in str(error.value)
+
+
+def test_logprobs_asked_for_but_not_returned_is_a_backend_error_that_says_what_to_do(serve) -> None:
+    server = serve(("ok", completion()))
+    backend = OpenAIHTTPBackend(server.url, logprobs=True, top_logprobs=3, **FAST)
+    with pytest.raises(BackendError, match="logprobs were asked for.*drop logprobs=true"):
+        backend.chat(MESSAGES, **SAMPLING)
+    body = server.requests[0]["body"]
+    assert body["logprobs"] is True and body["top_logprobs"] == 3
+    assert len(server.requests) == 1  # not retried: the server does not return them
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [{"content": "tokens"}, {"content": [{"token": 1, "logprob": -0.5}]}, {"content": [{"token": "a"}]}],
+)
+def test_malformed_logprobs_are_retried_then_a_backend_error(serve, logprobs: dict) -> None:
+    body = completion()
+    body["choices"][0]["logprobs"] = logprobs
+    server = serve(("ok", body))
+    backend = OpenAIHTTPBackend(server.url, logprobs=True, max_retries=1, **FAST)
+    with pytest.raises(BackendError, match="malformed completion"):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 2
+
+
+def test_an_infinite_logprob_is_stored_as_none_and_the_key_is_scrubbed_from_tokens(serve) -> None:
+    body = completion()
+    body["choices"][0]["logprobs"] = {
+        "content": [{"token": SECRET, "logprob": -1e999, "top_logprobs": [{"token": "b", "logprob": -2}]}]
+    }
+    server = serve(("raw", json.dumps(body).encode()))
+    backend = OpenAIHTTPBackend(server.url, api_key=SECRET, logprobs=True, **FAST)
+    (token,) = backend.chat(MESSAGES, **SAMPLING).logprobs or ()
+    assert token.token == "****" and token.logprob is None and token.top == (("b", -2.0),)
+
+
+BODY = json.dumps(completion("answer[wired]")).encode()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(
+            b"%x;ext=1\r\n%s\r\n" % (len(BODY[i : i + 7]), BODY[i : i + 7]) for i in range(0, len(BODY), 7)
+        )
+        + b"0\r\nX-Trailer: 1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY),
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + BODY,  # no length: read to close
+        b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(BODY), BODY),  # kept alive, then closed
+    ],
+    ids=["chunked", "100-continue", "read-to-close", "closed-keep-alive"],
+)
+def test_every_http_framing_of_an_answer_is_read(serve, answer: bytes) -> None:
+    """The last case promises keep-alive and hangs up: the next call finds the pooled connection
+    closed and silently takes a fresh one (no failed attempt)."""
+    server = serve(("wire", answer))
+    backend = OpenAIHTTPBackend(server.url, max_retries=0, **FAST)
+    for _ in range(2):
+        assert backend.chat(MESSAGES, **SAMPLING).text == "answer[wired]"
+    assert len(server.requests) == 2 and backend.totals()["attempts"] == 2
+
+
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n{}", "not a number"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle of the headers"),
+        (b"", "closed the connection before answering"),
+    ],
+)
+def test_an_answer_that_is_not_http_is_retried_then_a_backend_error(
+    serve, answer: bytes, message: str
+) -> None:
+    server = serve(("wire", answer))
+    backend = OpenAIHTTPBackend(server.url, max_retries=1, **FAST)
+    with pytest.raises(BackendError, match=message):
+        backend.chat(MESSAGES, **SAMPLING)
+    assert len(server.requests) == 2
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_https_endpoints_are_verified_and_served(serve, tmp_path, monkeypatch) -> None:
+    """A real TLS server with a self-signed certificate for 127.0.0.1: trusted through
+    SSL_CERT_FILE it serves the call; untrusted, the handshake fails and nothing is sent."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = serve(("ok", completion("answer[tls]")))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    url = server.url.replace("http://", "https://")
+    with pytest.raises(BackendError, match="connection failed: SSLCertVerificationError"):
+        OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, **SAMPLING)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    assert OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, **SAMPLING).text == "answer[tls]"
+    assert len(server.requests) == 1

@@ -75,7 +75,7 @@ CASES = [
     ([*REACT, "--agent-option", "top_p=0"], "bad --agent-option top_p=0: expected a float in (0, 1]"),
     ([*REACT, "--agent-option", "temperature=-1"], "expected a float >= 0"),
     ([*REACT, "--agent-option", "backend=gpu"], "expected one of http, embedded"),
-    ([*REACT, "--agent-option", "concurrency=0"], "bad --agent-option concurrency=0: expected an int >= 1"),
+    ([*REACT, "--agent-option", "max_connections=0"], "bad --agent-option max_connections=0: expected an int >= 1"),
     ([*REACT, "--agent-option", "apikey=sk-secret123456"], "agent 'react' has no option 'apikey' (did you mean api_key?)"),
     (["eval", ENV, "--out", "{tmp}/x.jsonl"], "required: --agent"),
     (["report", "{tmp}/none.jsonl"], "cannot read records file"),

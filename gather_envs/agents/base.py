@@ -29,6 +29,10 @@ class EpisodePolicy(ABC):
         """Resource use to record with the episode (tokens, requests); empty by default."""
         return {}
 
+    def record_extra(self) -> dict[str, Any]:
+        """More JSON data for the record's ``extra`` (the LLM agents' logprobs); empty by default."""
+        return {}
+
 
 class Agent(ABC):
     """A named agent with fixed settings; ``start`` makes an independent policy per episode."""

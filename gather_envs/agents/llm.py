@@ -36,6 +36,7 @@ from gather_envs.agents.backends import (
     ChatBackend,
     ChatResult,
     Message,
+    episode_backend,
     make_backend,
     parse_bool,
 )
@@ -59,6 +60,11 @@ CUT_NOTE = " [...] "
 TRUNCATION_POLICY = "oldest-observations-first, then middle-cut of the longest message"
 REASONING_FORBIDDEN = "[]<>{}\n"  # characters that could open an action inside the reasoning
 SEED_SPACE = 2**31 - 1
+
+LOGPROBS_KEY = "logprobs"
+"""Key in ``EpisodeRecord.extra`` of the completion logprobs (``--agent-option logprobs=true``)."""
+LOGPROBS_VERSION = 1
+"""Version of the layout under LOGPROBS_KEY (see :func:`logprobs_record`); readers check it."""
 
 PROMPT_PACKAGE = "gather_envs.agents"  # a regular package: resources work on every Python >= 3.10
 PROMPT_FOLDER = "prompts"
@@ -290,6 +296,9 @@ class LLMAgent(Agent):
         if options:
             raise ConfigError(f"agent {style.name!r} has no option(s) {sorted(options)}")
         self.uses_native_tools = bool(self.native_tools and self.backend.supports_tools)
+        self._constraints = {  # built once: every call of every episode uses one of the two
+            searches: action_constraint(self.dialect, style.reasoning, searches) for searches in (False, True)
+        }
         if self.max_tokens >= self.backend.context_tokens:
             raise ConfigError(
                 f"max_tokens={self.max_tokens} leaves no room for a prompt in a context of "
@@ -320,7 +329,7 @@ class LLMAgent(Agent):
         """The (grammar, regex) pair for one call, or (None, None) when decoding is free."""
         if not self.grammar or self.uses_native_tools:
             return None, None
-        return action_constraint(self.dialect, self.style.reasoning, allow_search and self.style.searches)
+        return self._constraints[allow_search and self.style.searches]
 
 
 class LLMPolicy(EpisodePolicy):
@@ -328,7 +337,9 @@ class LLMPolicy(EpisodePolicy):
 
     def __init__(self, agent: LLMAgent, seed: int) -> None:
         self._agent = agent
+        self._backend = episode_backend(agent.backend)  # one endpoint for the whole episode
         self._rng = random.Random(f"{agent.seed}:{seed}")
+        self._logprobs: list[dict[str, Any]] = []
         self.messages: list[Message] = [{"role": "system", "content": agent.system_prompt}]
         self._observations: list[int] = []  # indices of observation messages, oldest first
         self._tool_call_id: str | None = None
@@ -345,7 +356,7 @@ class LLMPolicy(EpisodePolicy):
         tools = None
         if agent.uses_native_tools:
             tools = [TOOL_SCHEMAS[SEARCH], TOOL_SCHEMAS[ANSWER]] if allow_search else [TOOL_SCHEMAS[ANSWER]]
-        result = agent.backend.chat(
+        result = self._backend.chat(
             self.messages,
             temperature=agent.temperature,
             top_p=agent.top_p,
@@ -359,10 +370,18 @@ class LLMPolicy(EpisodePolicy):
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
             self._usage[key] += result.usage.get(key, 0)
         self._usage["llm_calls"] += 1
+        if result.logprobs is not None:
+            self._logprobs.append(call_logprobs(result))
         return self._record_reply(result)
 
     def usage(self) -> dict[str, Any]:
         return {**self._usage, "elided_observations": self._elided, "cut_messages": self._cut}
+
+    def record_extra(self) -> dict[str, Any]:
+        """The logprobs of every model call, when the backend was asked for them."""
+        if not self._logprobs:
+            return {}
+        return {LOGPROBS_KEY: {"version": LOGPROBS_VERSION, "calls": list(self._logprobs)}}
 
     def _add_observation(self, observation: str) -> None:
         if len(self.messages) == 1:  # the task prompt
@@ -434,6 +453,40 @@ class LLMPolicy(EpisodePolicy):
         self.messages[index] = {**self.messages[index], "content": shorter}
         self._cut += 1
         return True
+
+
+def call_logprobs(result: ChatResult) -> dict[str, Any]:
+    """One call's logprobs as stored in a record: parallel ``tokens`` and ``logprobs`` lists, and
+    ``top`` (per token, ``[token, logprob]`` pairs) when alternatives were asked for."""
+    tokens = result.logprobs or ()
+    entry: dict[str, Any] = {
+        "tokens": [token.token for token in tokens],
+        "logprobs": [token.logprob for token in tokens],
+    }
+    if any(token.top for token in tokens):
+        entry["top"] = [[[text, value] for text, value in token.top] for token in tokens]
+    return entry
+
+
+def logprobs_record(extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-call logprobs stored in a record's ``extra`` (one entry per model call, in order).
+
+    Empty when the run did not ask for them; a ConfigError for a layout newer than this version.
+    """
+    stored = extra.get(LOGPROBS_KEY)
+    if stored is None:
+        return []
+    version = stored.get("version") if isinstance(stored, dict) else None
+    if (
+        not isinstance(version, int)
+        or version > LOGPROBS_VERSION
+        or not isinstance(stored.get("calls"), list)
+    ):
+        raise ConfigError(
+            f"extra[{LOGPROBS_KEY!r}] has layout version {version!r}; this gather-envs reads up to "
+            f"{LOGPROBS_VERSION}: upgrade it to read these records"
+        )
+    return stored["calls"]
 
 
 def _factory(style_name: str) -> Any:

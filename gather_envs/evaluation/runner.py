@@ -21,6 +21,8 @@ JSON-lines file as soon as the episode ends.
   One agent object serves every thread; its per-episode state lives in the policy it starts.
   Workers are daemon threads rather than a ``ThreadPoolExecutor``, whose workers are joined at
   interpreter exit: after Ctrl-C an in-flight LLM call would otherwise keep the process alive.
+  Records of episodes that end together share one fsync (a group commit), so 256 and more
+  episodes in flight are not serialized on the disk; each is on disk before its worker moves on.
 * **Ctrl-C.** ``KeyboardInterrupt`` stops the run: queued episodes are dropped, in-flight ones are
   abandoned at their next step, and :class:`EvaluationInterrupted` (a ``KeyboardInterrupt``) is
   raised. Every finished episode is already on disk; rerun the same call to resume.
@@ -419,6 +421,51 @@ class _Abandoned(Exception):
     """The run is stopping; the episode in this thread is dropped unfinished."""
 
 
+class _GroupCommit:
+    """Appends the records of many threads with one fsync per batch (a group commit).
+
+    A thread's record is on disk when :meth:`write` returns. While one thread writes and syncs a
+    batch, the records that finish meanwhile queue up and go to disk together in the next one: an
+    fsync per record took 0.5-3 ms on this machine and, serialized, capped a run at 300-400
+    episodes/s whatever the concurrency.
+    """
+
+    def __init__(self, writer: RecordWriter) -> None:
+        self.writer = writer
+        self._cond = threading.Condition()
+        self._pending: list[EpisodeRecord] = []
+        self._queued = 0  # records handed in so far; record k (from 1) is ticket k
+        self._durable = 0  # records on disk: tickets up to this one
+        self._flushing = False
+        self._failure: BaseException | None = None
+
+    def write(self, record: EpisodeRecord) -> None:
+        with self._cond:
+            self._pending.append(record)
+            self._queued += 1
+            ticket = self._queued
+            while self._durable < ticket:
+                if self._failure is not None:
+                    raise self._failure
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                batch, self._pending, last = self._pending, [], self._queued
+                self._flushing = True
+                self._cond.release()
+                try:
+                    self.writer.write_many(batch)
+                except BaseException as exc:
+                    self._failure = exc
+                    raise
+                finally:
+                    self._cond.acquire()
+                    self._flushing = False
+                    if self._failure is None:
+                        self._durable = last
+                    self._cond.notify_all()
+
+
 @dataclass
 class _Player:
     """Plays one cell in the calling thread, with that thread's own env; retries backend errors."""
@@ -440,13 +487,21 @@ class _Player:
     _local: threading.local = field(default_factory=threading.local)
     _envs: list[RecordPassAtKT] = field(default_factory=list)
     _envs_lock: threading.Lock = field(default_factory=threading.Lock)
+    _commit: _GroupCommit | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.writer is not None:
+            self._commit = _GroupCommit(self.writer)
 
     def env(self) -> RecordPassAtKT:
         """This thread's env, made on first use."""
         env = getattr(self._local, "env", None)
         if env is None:
             env = RecordPassAtKT(
-                gym.make(self.env_id, **self.env_kwargs),
+                # Gymnasium's passive checker would re-check every thread's first reset and step
+                # character by character (0.9 ms of CPU per env, 0.23 s at 256 threads); the ids
+                # pass check_env in tests/test_env_api.py.
+                gym.make(self.env_id, disable_env_checker=True, **self.env_kwargs),
                 agent_id=self.run.agent_id,
                 record_trajectory=self.record_trajectory,
                 agent_settings=self.run.agent_settings,
@@ -480,8 +535,8 @@ class _Player:
                 if self.stop.wait(delay):
                     raise _Abandoned from exc
         record = _scrubbed(record, self.secrets)
-        if self.writer is not None:
-            self.writer.write(record)
+        if self._commit is not None:
+            self._commit.write(record)
         return record
 
     def _episode(self, key: EpisodeKey) -> EpisodeRecord:
@@ -501,8 +556,9 @@ class _Player:
                 break
         record = env.records.pop()
         usage = policy.usage()
-        if usage:
-            record = replace(record, extra={**record.extra, USAGE_KEY: usage})
+        extra = policy.record_extra()
+        if usage or extra:
+            record = replace(record, extra={**record.extra, **extra, **({USAGE_KEY: usage} if usage else {})})
         return record
 
     def _infra_record(
@@ -534,6 +590,8 @@ class _Player:
 
 def _scrubbed(record: EpisodeRecord, secrets: Sequence[str]) -> EpisodeRecord:
     """``record`` with every secret value hidden, wherever it appears (a server may echo a key)."""
+    if not secrets:
+        return record
     line = record.to_line().decode("utf-8")
     if not any(secret in line for secret in secrets):
         return record

@@ -31,8 +31,9 @@ class Oracle:
     def __init__(self, env_id: str = ENV_ID, **env_kwargs: Any) -> None:
         env = gym.make(env_id, **env_kwargs)
         base = env.unwrapped
+        self.splits: dict[str, list[Task]] = {name: list(tasks) for name, tasks in base.corpus.splits.items()}
         self.tasks: dict[str, Task] = {
-            task.question: task for split in base.corpus.splits.values() for task in split
+            task.question: task for split in self.splits.values() for task in split
         }
         self.by_id: dict[str, Task] = {task.task_id: task for task in self.tasks.values()}
         env.close()

@@ -24,7 +24,7 @@ ROW = {"env_id": ENV_ID, "env_kwargs": json.dumps({"split": "train"}), "seed": 3
 
 
 def _row(oracle, index: int = 0, **extra):
-    task = [t for t in oracle.tasks.values() if t.family == "bridge" and t.hops == 2][index]
+    task = [t for t in oracle.splits["train"] if t.family == "bridge" and t.hops == 2][index]
     return {**ROW, "task_id": task.task_id, **extra}, task
 
 

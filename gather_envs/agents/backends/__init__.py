@@ -2,6 +2,8 @@
 
 :func:`make_backend` picks one from agent options: ``backend=http`` or a ``base_url`` option or
 the ``GATHER_BASE_URL`` variable selects the HTTP client; otherwise the embedded SmolLM2 model.
+``base_url`` may name several endpoints (``URL1,URL2``); each episode then calls one of them
+through :func:`episode_backend`.
 """
 
 from __future__ import annotations
@@ -9,13 +11,23 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gather_envs.agents.backends.base import ChatBackend, ChatResult, Message, ToolCall
+from gather_envs.agents.backends.base import (
+    ChatBackend,
+    ChatResult,
+    Message,
+    TokenLogprob,
+    ToolCall,
+    episode_backend,
+    split_urls,
+)
 from gather_envs.errors import ConfigError
 from gather_envs.parameters import Parameter, parse_bool
 
 BACKENDS = ("http", "embedded")
-HTTP_OPTIONS = {
-    "base_url": str,
+
+
+HTTP_OPTIONS: dict[str, Any] = {
+    "base_url": split_urls,
     "model": str,
     "api_key": str,
     "timeout_s": float,
@@ -23,18 +35,26 @@ HTTP_OPTIONS = {
     "request_budget_s": float,
     "backoff_s": float,
     "max_backoff_s": float,
-    "concurrency": int,
+    "max_connections": int,
+    "probe_after_s": float,
     "constraint": str,
     "retry_seed": int,
     "context_tokens": int,
     "supports_tools": bool,
+    "logprobs": bool,
+    "top_logprobs": int,
 }
+RENAMED_OPTIONS = {"concurrency": "max_connections"}
+"""HTTP options that changed name: the old name is refused with the new one in the message."""
 EMBEDDED_OPTIONS = {"model_path": str, "context_tokens": int, "n_threads": int}
 _MINIMUMS = {
     "max_retries": 0,
     "backoff_s": 0,
     "max_backoff_s": 0,
-    "concurrency": 1,
+    "max_connections": 1,
+    "probe_after_s": 0,
+    "request_budget_s": 0,
+    "top_logprobs": 0,
     "retry_seed": 0,
     "context_tokens": 1,
     "n_threads": 1,
@@ -51,7 +71,7 @@ BACKEND_PARAMETERS = (
 """Every option :func:`make_backend` reads, with its type and range (declared for early checks)."""
 
 
-def _typed(options: dict[str, Any], schema: dict[str, type]) -> dict[str, Any]:
+def _typed(options: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     typed = {}
     for key, kind in schema.items():
         if key in options and options[key] is not None:
@@ -71,7 +91,15 @@ def make_backend(options: dict[str, Any]) -> ChatBackend:
     if kind not in BACKENDS:
         raise ConfigError(f"unknown backend {kind!r}; choose one of {BACKENDS}")
     if kind == "http":
-        from gather_envs.agents.backends.openai_http import OpenAIHTTPBackend
+        from gather_envs.agents.backends.openai_http import DEFAULT_MAX_CONNECTIONS, OpenAIHTTPBackend
+
+        for old, new in RENAMED_OPTIONS.items():
+            if old in options:
+                raise ConfigError(
+                    f"the HTTP backend option {old} is now {new}: open connections per endpoint "
+                    f"(default {DEFAULT_MAX_CONNECTIONS}); the runner's --concurrency sets how many "
+                    "episodes run at once"
+                )
 
         return OpenAIHTTPBackend(**_typed(options, HTTP_OPTIONS))
     from gather_envs.agents.backends.llama_embedded import LlamaEmbeddedBackend
@@ -81,4 +109,15 @@ def make_backend(options: dict[str, Any]) -> ChatBackend:
     return LlamaEmbeddedBackend(**_typed(options, EMBEDDED_OPTIONS))
 
 
-__all__ = ["BACKENDS", "ChatBackend", "ChatResult", "Message", "ToolCall", "make_backend", "parse_bool"]
+__all__ = [
+    "BACKENDS",
+    "ChatBackend",
+    "ChatResult",
+    "Message",
+    "TokenLogprob",
+    "ToolCall",
+    "episode_backend",
+    "make_backend",
+    "parse_bool",
+    "split_urls",
+]

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 Message = dict[str, Any]
 """One chat message in the OpenAI format: ``{"role": ..., "content": ...}`` (plus tool fields)."""
@@ -46,13 +46,29 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its log-probability and (when asked for) the top alternatives.
+
+    A log-probability JSON cannot hold (``-inf``) is None.
+    """
+
+    token: str
+    logprob: float | None
+    top: tuple[tuple[str, float | None], ...] = ()
+
+
+@dataclass(frozen=True)
 class ChatResult:
-    """One completion: its text, token usage, native tool calls and why generation stopped."""
+    """One completion: its text, token usage, native tool calls and why generation stopped.
+
+    ``logprobs`` holds one entry per generated token when the backend was asked for them, else None.
+    """
 
     text: str
     usage: dict[str, int] = field(default_factory=dict)
     tool_calls: tuple[ToolCall, ...] = ()
     finish_reason: str = ""
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @runtime_checkable
@@ -61,7 +77,8 @@ class ChatBackend(Protocol):
 
     ``grammar`` is a llama.cpp GBNF grammar and ``regex`` the same constraint as a regular
     expression (for servers that take regexes); a backend applies the one it supports, or none.
-    ``tools`` are OpenAI function-tool schemas, used only when ``supports_tools`` is true.
+    ``tools`` are OpenAI function-tool schemas, used only when ``supports_tools`` is true. A
+    backend that routes among several servers also offers ``session()`` (see :func:`episode_backend`).
     """
 
     supports_tools: bool
@@ -88,6 +105,27 @@ class ChatBackend(Protocol):
     def settings(self) -> dict[str, Any]:
         """Everything needed to rerun with this backend (never a secret)."""
         ...
+
+
+def episode_backend(backend: ChatBackend) -> ChatBackend:
+    """What one episode calls: a routing backend's ``session()`` (one endpoint, a warm prefix cache), else ``backend``.
+
+    A plain attribute check, not ``isinstance`` on a runtime Protocol, which cost 55 us per episode.
+    """
+    session = getattr(backend, "session", None)
+    return cast(ChatBackend, session()) if callable(session) else backend
+
+
+def split_urls(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Endpoint URLs from ``"URL1,URL2"``, a list of URLs, or None; blanks are dropped.
+
+    >>> split_urls("http://a:8000/v1, http://b:8000/v1")
+    ('http://a:8000/v1', 'http://b:8000/v1')
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(item) for item in value]
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:
