@@ -1,4 +1,4 @@
-"""The gather-envs command: list, docs, show, play, generate, eval, report, compare and sample.
+"""The gather-envs command: list, docs, show, play, generate, eval, report, compare, sample and serve-retrieval.
 
 Errors are one line and exit 2; an interrupted eval exits 130 and says how to resume; an
 eval whose every episode is an infrastructure error (the server was down, hung or answered
@@ -829,7 +829,78 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=cmd_compare)
     add_sample_parser(sub)
     add_leaderboard_parser(sub)
+
+    from gather_envs.serving import DEFAULT_HOST, DEFAULT_PORT
+    from gather_envs.serving.retrieval_server import MAX_TOPK
+
+    serve = sub.add_parser(
+        "serve-retrieval",
+        help="serve a corpus's BM25 search over HTTP in Search-R1's protocol (POST /retrieve)",
+        description='Answer POST /retrieve {"queries": [...], "topk": K, "return_scores": B} as\n'
+        "Search-R1's retrieval server does, with the env's exact BM25 hits. Prints its URL, then serves\n"
+        "until interrupted.",
+        epilog=_kwargs_epilog(),
+        formatter_class=raw,
+    )
+    serve.add_argument(
+        "--corpus", metavar="NAME_OR_DIR", help="a frozen corpus name or directory (default: the env's)"
+    )
+    serve.add_argument(
+        "--env", metavar="ENV_ID", help=f"serve this env's corpus (default {gather_envs.ENV_IDS[0]})"
+    )
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
+    serve.add_argument(
+        "--port",
+        type=_int_type(0, 65535),
+        default=DEFAULT_PORT,
+        help="0 picks a free port (default %(default)s)",
+    )
+    serve.add_argument(
+        "--topk",
+        type=_int_type(1, MAX_TOPK),
+        metavar="K",
+        help="hits for a request without topk (default: the env's top_k, 3)",
+    )
+    _kwarg_option(serve)
+    serve.set_defaults(func=cmd_serve_retrieval)
     return parser
+
+
+def cmd_serve_retrieval(args: argparse.Namespace) -> int:
+    from gather_envs.corpus.frozen import load_directory, load_frozen
+    from gather_envs.serving import DEFAULT_TOPK, Retriever, make_server, server_url
+
+    if args.env is None and args.corpus is not None and not args.kwarg:
+        path = Path(args.corpus)
+        corpus = load_directory(path) if path.is_dir() else load_frozen(args.corpus)
+        topk = DEFAULT_TOPK
+    else:
+        args.env_id = args.env or gather_envs.ENV_IDS[0]
+        kwargs = _env_kwargs(args)
+        if args.corpus is not None:
+            kwargs["corpus"] = args.corpus
+        env = unwrap(make_env(args.env_id, kwargs))
+        if env.scope != "world":
+            raise GatherError(
+                f"bad --kwarg scope={env.scope}: the server searches the whole corpus (scope=world); "
+                "drop the scope kwarg"
+            )
+        corpus, topk = env.corpus, env.top_k
+    retriever = Retriever(corpus, args.topk or topk)
+    try:
+        server = make_server(retriever, args.host, args.port)
+    except OSError as exc:
+        raise GatherError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+            "pick another --port (0 picks a free one) or --host"
+        ) from None
+    # The first line says the server is ready and where: scripts (and the tests) read it.
+    print(f"serving {server_url(server)}  corpus={corpus.name} documents={len(corpus.documents)}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
 
 
 def _for_the_cli(message: str) -> str:

