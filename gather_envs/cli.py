@@ -26,8 +26,8 @@ import numpy as np
 import gather_envs
 from gather_envs.agents import agent_names, agent_options
 from gather_envs.agents.backends.base import REDACTED, SECRET_OPTIONS, known_secrets, redact
-from gather_envs.corpus.datasets import FORMATS
 from gather_envs.corpus.cli_import import add_import_parser
+from gather_envs.corpus.datasets import FORMATS
 from gather_envs.corpus.datasets.cli_sample import add_sample_parser
 from gather_envs.envs.custom_registration import NEEDS as CUSTOM_NEEDS
 from gather_envs.envs.dataset_registration import DATASET_ENVS
