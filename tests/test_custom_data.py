@@ -347,3 +347,57 @@ def test_phantomwiki_problems_name_the_file_and_item(tmp_path) -> None:
         gym.make("Gather-PhantomWiki-v0", path=str(path))
     with pytest.raises(DataFileError, match="articles.json and questions.json"):
         gym.make("Gather-PhantomWiki-v0")
+
+
+# -- prompts, characters, records -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dialect", "shown"), [("react", "answer[A; B]"), ("json", '["A", "B"]')])
+def test_a_set_task_says_that_every_answer_is_wanted(files, dialect: str, shown: str) -> None:
+    obs = make(files, family="single-hop", dialect=dialect).reset(seed=0)[0]
+    assert "several answers" in obs and shown in obs
+    assert "several answers" not in make(files, family="bridge").reset(seed=0)[0]
+
+
+def test_two_task_files_over_the_same_documents_keep_their_own_characters(tmp_path, files) -> None:
+    make(files, family="bridge").reset(seed=0)
+    other = write_jsonl(
+        tmp_path / "other.jsonl", [{"id": "q", "question": "Wer ist Ännchens Schwester?", "answer": "Bo"}]
+    )
+    obs = gym.make("Gather-Custom-v0", documents=str(files[0]), tasks=str(other)).reset(seed=0)[0]
+    assert "Wer ist Ännchens Schwester?" in obs
+
+
+def test_set_episodes_are_recorded_and_reported_like_any_other(tmp_path, files) -> None:
+    out = tmp_path / "run.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    kwargs = [
+        "--kwarg",
+        f"documents={files[0]}",
+        "--kwarg",
+        f"tasks={files[1]}",
+        "--kwarg",
+        "family=single-hop",
+    ]
+    cli = [sys.executable, "-m", "gather_envs.cli"]
+    evaluate = [
+        *cli,
+        "eval",
+        "Gather-Custom-v0",
+        "--agent",
+        "oracle",
+        "--out",
+        str(out),
+        "--n",
+        "2",
+        "--budgets",
+        "0,2",
+        *kwargs,
+    ]
+    result = subprocess.run([*evaluate, "--quiet"], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["budget"], r["success"]) for r in records} == {(0, False), (2, True)}
+    assert {r["gold_answer"] for r in records} == {"Bo Lee; Cy Lee"}
+    report = subprocess.run([*cli, "report", str(out)], capture_output=True, text=True, env=env, check=False)
+    assert report.returncode == 0 and "1.000 [1.000, 1.000]" in report.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -15,7 +16,7 @@ from gather_envs.errors import ConfigError, EnvStateError
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILIES, FAMILY_STATIC, Task
 from gather_envs.retrieval import BM25Index, get_index, tokenize
-from gather_envs.scoring.checkers import answer_f1, answer_is_correct
+from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET, answer_f1, answer_is_correct
 
 REWARD_CORRECT = 1.0
 REWARD_WRONG = 0.0
@@ -136,7 +137,10 @@ class GatherEnv(gym.Env[str, str]):
         _check_budget(self.family, budget)
         self.budget = budget
         context = self._context_documents() if self.family == FAMILY_STATIC else ()
-        text = prompts.task_prompt(self.task.question, self.dialect, budget, self.show_budget, context)
+        set_answer = self.task.meta.get(CHECKER_KEY) == CHECKER_SET
+        text = prompts.task_prompt(
+            self.task.question, self.dialect, budget, self.show_budget, context, set_answer
+        )
         return self._observe(text), self._info()
 
     def _choose_task(self, options: dict[str, Any]) -> Task:
@@ -293,14 +297,17 @@ def _check_budget(family: str, budget: int) -> None:
         raise ConfigError("the static family is closed-book: max_tool_calls must be 0")
 
 
-_CHARSETS: dict[str, frozenset[str]] = {}
+_CHARSETS: weakref.WeakKeyDictionary[Corpus, frozenset[str]] = weakref.WeakKeyDictionary()
+"""Keyed by the corpus object, not its content hash: the hash covers the documents only, and two
+task files over the same documents ask questions with different characters."""
 
 
 def _corpus_charset(corpus: Corpus) -> frozenset[str]:
     """Characters of every document, question and prompt of a corpus (cached per corpus)."""
-    if corpus.content_hash not in _CHARSETS:
+    if corpus not in _CHARSETS:
         texts = [d.title + d.text for d in corpus.documents]
         texts += [t.question for tasks in corpus.splits.values() for t in tasks]
         texts += ["".join(s) for s in prompts.SYNTAX.values()]
-        _CHARSETS[corpus.content_hash] = charset_for(texts)
-    return _CHARSETS[corpus.content_hash]
+        texts += list(prompts.SET_ANSWER_HINTS.values())
+        _CHARSETS[corpus] = charset_for(texts)
+    return _CHARSETS[corpus]
