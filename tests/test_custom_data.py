@@ -401,3 +401,63 @@ def test_set_episodes_are_recorded_and_reported_like_any_other(tmp_path, files) 
     assert {r["gold_answer"] for r in records} == {"Bo Lee; Cy Lee"}
     report = subprocess.run([*cli, "report", str(out)], capture_output=True, text=True, env=env, check=False)
     assert report.returncode == 0 and "1.000 [1.000, 1.000]" in report.stdout
+    floor_rows = [line.split() for line in report.stdout.splitlines() if line.startswith("floor")]
+    assert floor_rows[0][:3] == ["floor", "0.000", "0.000"]  # no question-only guess names both siblings
+    files[1].unlink()  # the files are gone: the report still runs, and shows no floor rather than invent one
+    report = subprocess.run([*cli, "report", str(out)], capture_output=True, text=True, env=env, check=False)
+    assert report.returncode == 0 and not any(line.startswith("floor") for line in report.stdout.splitlines())
+
+
+def test_the_floor_of_imported_tasks_uses_the_question_only_guessers(tmp_path, files) -> None:
+    from gather_envs.corpus.cli_import import floor_summary
+
+    tasks = [
+        {
+            "id": "y",
+            "question": "Is Oslo the capital of Norway?",
+            "answer": "yes",
+            "supporting_doc_ids": ["d3"],
+        },
+        {"id": "n", "question": "Who bakes in Rome?", "answer": "Bo Lee", "supporting_doc_ids": ["d2"]},
+    ]
+    manifest = freeze_custom(files[0], write_jsonl(tmp_path / "yes.jsonl", tasks), tmp_path / "c")
+    floor = manifest["chance_floor"]["single-hop"]
+    assert (floor["floor"]["1"], floor["best_guesser"]["1"], floor["tasks"]) == (0.5, "yes", 2)
+    assert "train" not in floor["guessers"]
+    summary = floor_summary(manifest)
+    assert (
+        "no train split, so no train guesser" in summary
+        and "single-hop: 0.5000 by yes over 2 tasks" in summary
+    )
+    no_test = [{**tasks[0], "split": "dev"}]
+    manifest = freeze_custom(files[0], write_jsonl(tmp_path / "dev.jsonl", no_test), tmp_path / "d")
+    assert manifest["chance_floor"] == {} and "no 'test' split" in floor_summary(manifest)
+
+
+def test_custom_and_phantomwiki_envs_survive_pickling_and_spec_round_trips(tmp_path, files) -> None:
+    import pickle
+
+    pw = write_phantomwiki(tmp_path / "pw")
+    for env in (make(files, family="bridge"), gym.make("Gather-PhantomWiki-v0", path=str(pw))):
+        assert env.spec is not None
+        rebuilt = gym.make(gym.envs.registration.EnvSpec.from_json(env.spec.to_json()))
+        copy = pickle.loads(pickle.dumps(env.unwrapped))
+        observations = {e.reset(seed=3)[0] for e in (env, rebuilt, copy)}
+        assert len(observations) == 1
+
+
+def test_list_names_the_own_data_ids_with_the_files_they_need() -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run(
+        [sys.executable, "-m", "gather_envs.cli", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Gather-Custom-v0" in result.stdout
+        and "documents=.../documents.jsonl tasks=.../tasks.jsonl" in result.stdout
+    )
+    assert "Gather-PhantomWiki-v0" in result.stdout and "articles.json and questions.json" in result.stdout
