@@ -21,6 +21,7 @@ from typing import Any
 from gather_envs.corpus.corpus import Corpus, canonical_jsonl, documents_hash
 from gather_envs.corpus.manifest import (
     DOCUMENTS_FILE,
+    IMPORTED_FORMAT,
     MANIFEST_SCHEMA_VERSION,
     check_against_content,
     check_manifest,
@@ -192,6 +193,10 @@ def _load_shipped(name: str) -> Corpus:
 
 
 def config_from_knobs(knobs: dict[str, Any]) -> WorldConfig:
+    if knobs.get("format") == IMPORTED_FORMAT:
+        raise CorpusError(
+            "this corpus was imported from your own files, not generated: run `gather-envs import` again"
+        )
     knobs = dict(knobs)
     version = knobs.pop("generator_version", GENERATOR_VERSION)
     if version != GENERATOR_VERSION:

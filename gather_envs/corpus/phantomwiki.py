@@ -4,8 +4,9 @@
 universe; the title is the person's name and becomes the document id). ``questions.json`` is a JSON
 list of ``{"id", "question", "answer" (a list of strings), "difficulty", "type", "template",
 "prolog": {"query", "answer"}, "solution_traces"}``. Every question is a set task (all its answers
-must be given); ``difficulty`` (PhantomWiki's count of reasoning steps) becomes ``hops``, and a
-question of one hop is ``single-hop``, any other ``bridge``. PhantomWiki names no supporting
+must be given); ``difficulty`` (PhantomWiki's count of reasoning steps, 0 for a question its
+difficulty table does not score) becomes ``hops`` (at least 1), and a question of one hop is
+``single-hop``, any other ``bridge``. PhantomWiki names no supporting
 articles, so the corpus has no gold path and no per-question scope: search every article
 (``scope="world"``).
 """
@@ -93,10 +94,11 @@ def read_phantomwiki(directory: Path) -> Corpus:
             raise DataFileError(
                 f"{questions_path}: item {index} field 'answer' must be a non-empty list of strings"
             )
-        if difficulty < 1:
+        if difficulty < 0:
             raise DataFileError(
-                f"{questions_path}: item {index} field 'difficulty' must be >= 1, got {difficulty}"
+                f"{questions_path}: item {index} field 'difficulty' must be >= 0, got {difficulty}"
             )
+        hops = max(1, difficulty)
         ids.add(task_id)
         items = tuple(dict.fromkeys(answers))  # PhantomWiki lists each answer once; keep its order
         tasks.append(
@@ -105,14 +107,15 @@ def read_phantomwiki(directory: Path) -> Corpus:
                 question=question,
                 answer=set_answer_text(items),
                 aliases=(),
-                family=FAMILY_SINGLE_HOP if difficulty == 1 else FAMILY_BRIDGE,
-                hops=difficulty,
+                family=FAMILY_SINGLE_HOP if hops == 1 else FAMILY_BRIDGE,
+                hops=hops,
                 gold_path=(),
                 supporting_doc_ids=(),
                 kind=f"type{kind}",
                 meta={
                     CHECKER_KEY: CHECKER_SET,
                     ANSWER_SET_KEY: list(items),
+                    "difficulty": difficulty,
                     "template": template if isinstance(template, str) else " ".join(map(str, template)),
                     "prolog_query": prolog.get("query"),
                 },
