@@ -294,3 +294,11 @@ def test_answers_match_through_nfkc_zero_width_bidi_and_control_characters() -> 
         assert exact_match(gold, [noisy]), noisy  # gold answers are normalized the same way
     assert normalize_answer("ﬁnal\u00adist") == "finalist"
     assert not exact_match("Brathis Institutes", [gold])
+
+
+@given(st.lists(st.text(max_size=12), max_size=6))
+def test_any_json_list_of_strings_round_trips_as_the_answers_items(items: list[str]) -> None:
+    call = json.dumps({"name": "answer", "arguments": {"answer": items}})
+    action = parse_action(f"Thought: all of them. {call}")
+    kept = tuple(item.strip() for item in items if item.strip())
+    assert (action.kind, action.items) == ((ANSWER, kept) if kept else (INVALID, ()))
