@@ -26,8 +26,10 @@ import numpy as np
 import gather_envs
 from gather_envs.agents import agent_names, agent_options
 from gather_envs.agents.backends.base import REDACTED, SECRET_OPTIONS, known_secrets, redact
+from gather_envs.corpus.cli_import import add_import_parser
 from gather_envs.corpus.datasets import FORMATS
 from gather_envs.corpus.datasets.cli_sample import add_sample_parser
+from gather_envs.envs.custom_registration import NEEDS as CUSTOM_NEEDS
 from gather_envs.envs.dataset_registration import DATASET_ENVS
 from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.envs.parameters import MAX_TOOL_CALLS, env_parameters
@@ -251,6 +253,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("\nReal-data ids (need path= to a file you supply; see `gather-envs docs datasets`):")
     for env_id, name in DATASET_ENVS.items():
         print(f"{env_id:<22} format={name:<9} e.g. path=.../{FORMATS[name].example_file}")
+    print("\nYour own data (see `gather-envs docs custom`):")
+    for env_id, needs in CUSTOM_NEEDS.items():
+        print(f"{env_id:<22} {needs}")
     return 0
 
 
@@ -828,6 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats_options(compare)
     compare.set_defaults(func=cmd_compare)
     add_sample_parser(sub)
+    add_import_parser(sub)
     add_leaderboard_parser(sub)
 
     from gather_envs.serving import DEFAULT_HOST, DEFAULT_PORT

@@ -20,7 +20,10 @@ ALL_IDS = tuple(
     sorted(
         e
         for e in gym.registry
-        if e.startswith("Gather-") and e not in gather_envs.DATASET_IDS and e not in RETIRED_IDS
+        if e.startswith("Gather-")
+        and e not in gather_envs.DATASET_IDS
+        and e not in gather_envs.CUSTOM_IDS
+        and e not in RETIRED_IDS
     )
 )
 

@@ -87,17 +87,39 @@ TOOL_CALL = '{"name": "search", "arguments": {"query": "Gryga"}}'
     "arguments",
     [
         '{"answer": null}',
-        '{"answer": ["1915"]}',
+        '{"answer": ["1915", 2]}',
+        '{"answer": [["1915"]]}',
         '{"answer": 1915}',
         '{"answer": {"a": "1915"}}',
         '"{\\"answer\\": null}"',
-        '"{\\"answer\\": [\\"1915\\"]}"',
+        '"{\\"answer\\": [1915]}"',
     ],
 )
 def test_a_non_string_json_argument_is_an_invalid_action(arguments: str) -> None:
     action = parse_action('{"name": "answer", "arguments": ' + arguments + "}")
     assert action.kind == INVALID
     assert "must be a JSON string" in action.error
+
+
+@pytest.mark.parametrize(
+    "arguments", ['{"answer": ["Ann, Jr.", " Bo "]}', '"{\\"answer\\": [\\"Ann, Jr.\\", \\"Bo\\"]}"']
+)
+def test_a_json_list_of_strings_is_a_set_answer(arguments: str) -> None:
+    action = parse_action('{"name": "answer", "arguments": ' + arguments + "}")
+    assert (action.kind, action.items) == (ANSWER, ("Ann, Jr.", "Bo"))
+    assert json.loads(action.argument) == ["Ann, Jr.", "Bo"]
+
+
+@pytest.mark.parametrize("arguments", ['{"query": ["Gryga"]}', '"{\\"query\\": [\\"Gryga\\"]}"'])
+def test_a_json_list_is_invalid_for_any_argument_but_the_answer(arguments: str) -> None:
+    action = parse_action('{"name": "search", "arguments": ' + arguments + "}")
+    assert action.kind == INVALID
+    assert "must be a JSON string" in action.error
+
+
+def test_an_empty_or_blank_json_list_answer_is_invalid() -> None:
+    for items in ("[]", '["  ", ""]'):
+        assert parse_action('{"name": "answer", "arguments": {"answer": ' + items + "}}").kind == INVALID
 
 
 @pytest.mark.parametrize("name", ["null", '["search"]', "1", '{"n": "search"}'])
@@ -272,3 +294,11 @@ def test_answers_match_through_nfkc_zero_width_bidi_and_control_characters() -> 
         assert exact_match(gold, [noisy]), noisy  # gold answers are normalized the same way
     assert normalize_answer("ﬁnal\u00adist") == "finalist"
     assert not exact_match("Brathis Institutes", [gold])
+
+
+@given(st.lists(st.text(max_size=12), max_size=6))
+def test_any_json_list_of_strings_round_trips_as_the_answers_items(items: list[str]) -> None:
+    call = json.dumps({"name": "answer", "arguments": {"answer": items}})
+    action = parse_action(f"Thought: all of them. {call}")
+    kept = tuple(item.strip() for item in items if item.strip())
+    assert (action.kind, action.items) == ((ANSWER, kept) if kept else (INVALID, ()))

@@ -21,6 +21,7 @@ from typing import Any
 from gather_envs.corpus.corpus import Corpus, canonical_jsonl, documents_hash
 from gather_envs.corpus.manifest import (
     DOCUMENTS_FILE,
+    IMPORTED_FORMAT,
     MANIFEST_SCHEMA_VERSION,
     check_against_content,
     check_manifest,
@@ -57,8 +58,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_frozen(corpus: Corpus, stats: list[FamilyStats], directory: Path) -> dict[str, Any]:
-    """Write ``corpus`` as a frozen corpus into ``directory`` and return its manifest."""
+def write_frozen(
+    corpus: Corpus, stats: list[FamilyStats], directory: Path, measure_hop_skips: bool = True
+) -> dict[str, Any]:
+    """Write ``corpus`` as a frozen corpus into ``directory`` and return its manifest.
+
+    ``measure_hop_skips=False`` (imported corpora, whose tasks the builder did not filter) stores
+    no hop-skip rates; a corpus without a ``test`` split stores an empty chance floor.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     files = {DOCUMENTS: canonical_jsonl(d.to_json() for d in corpus.documents)}
     for split, tasks in sorted(corpus.splits.items()):
@@ -81,11 +88,12 @@ def write_frozen(corpus: Corpus, stats: list[FamilyStats], directory: Path) -> d
         "version": CORPUS_VERSION,
         "split_documents": {split: list(bounds) for split, bounds in sorted(corpus.split_documents.items())},
         "chance_floor": chance_floor_table(
-            floor_tasks(corpus, "test"), floor_tasks(corpus, "train") if "train" in corpus.splits else ()
+            floor_tasks(corpus, "test") if "test" in corpus.splits else (),
+            floor_tasks(corpus, "train") if "train" in corpus.splits else (),
         ).to_json(),
         "hop_skip_rates": {
             "guaranteed_top_k": GUARANTEED_TOP_K,
-            **{split: hop_skip_rates(corpus, split) for split in sorted(corpus.splits)},
+            **{split: hop_skip_rates(corpus, split) for split in sorted(corpus.splits) if measure_hop_skips},
         },
     }
     manifest = seal_manifest(manifest)
@@ -147,9 +155,35 @@ def load_directory(directory: Path) -> Corpus:
     return corpus
 
 
+def is_corpus_path(name: str) -> bool:
+    """Whether ``corpus=`` is a directory path (it has a separator, or starts with ``.`` or ``~``), not a shipped name."""
+    return "/" in name or "\\" in name or name.startswith((".", "~"))
+
+
 @functools.lru_cache(maxsize=8)
+def _load_path(directory: str, _stamp: tuple[int, int]) -> Corpus:
+    return load_directory(Path(directory))
+
+
 def load_frozen(name: str = DEFAULT_CORPUS) -> Corpus:
-    """A frozen corpus shipped with the package, verified against its manifest (cached)."""
+    """A frozen corpus: shipped with the package by name, or a directory by path (both verified, cached).
+
+    A directory is cached by its manifest's size and modification time, so a rewritten corpus reloads.
+    """
+    if is_corpus_path(name):
+        directory = Path(name).expanduser().resolve()
+        manifest = directory / MANIFEST
+        if not manifest.is_file():
+            raise CorpusError(
+                f"{directory}: no {MANIFEST}; is it a frozen corpus (`gather-envs import` writes one)?"
+            )
+        info = manifest.stat()
+        return _load_path(str(directory), (info.st_size, info.st_mtime_ns))
+    return _load_shipped(name)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_shipped(name: str) -> Corpus:
     directory = corpora_root() / name
     if not directory.is_dir():
         raise CorpusError(
@@ -159,6 +193,10 @@ def load_frozen(name: str = DEFAULT_CORPUS) -> Corpus:
 
 
 def config_from_knobs(knobs: dict[str, Any]) -> WorldConfig:
+    if knobs.get("format") == IMPORTED_FORMAT:
+        raise CorpusError(
+            "this corpus was imported from your own files, not generated: run `gather-envs import` again"
+        )
     knobs = dict(knobs)
     version = knobs.pop("generator_version", GENERATOR_VERSION)
     if version != GENERATOR_VERSION:

@@ -41,6 +41,9 @@ VERSION_PATTERN = re.compile(r"v[0-9]+")
 SHORTCUT_RATE_DIGITS = 6
 """The manifest stores each family's shortcut rate rounded to this many digits."""
 
+IMPORTED_FORMAT = "custom"
+"""``knobs.format`` of a corpus imported from your own files (``gather-envs import``): no generator knobs."""
+
 UPGRADE_HINT = "restore the corpus directory, or regenerate it with `gather-envs generate`"
 
 
@@ -95,6 +98,13 @@ def _check_name(value: Any) -> None:
 
 def _check_knobs(value: Any) -> None:
     knobs = dict(_mapping(value))
+    if knobs.get("format") == IMPORTED_FORMAT and "generator_version" not in knobs:
+        for name, knob in sorted(knobs.items()):
+            if isinstance(knob, bool) or not isinstance(knob, int | str):
+                raise _Invalid(
+                    f"knob {name!r} of an imported corpus must be an int or a string, got {knob!r:.60}"
+                )
+        return
     version = _int(knobs.pop("generator_version", None), "knobs.generator_version", 1)
     for name, knob in sorted(knobs.items()):
         if isinstance(knob, list) and all(isinstance(item, str) for item in knob):

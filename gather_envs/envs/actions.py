@@ -7,7 +7,12 @@ Dialects (all accepted by every env; the prompt shows the one chosen with ``dial
 - ``tags`` (Search-R1): ``<search>query</search>`` and ``<answer>text</answer>``.
 - ``json`` (OpenAI-style tool call): ``{"name": "search", "arguments": {"query": "..."}}`` or
   ``{"name": "answer", "arguments": {"answer": "..."}}``; ``arguments`` may also be a JSON string.
-  The tool name and the argument must be JSON strings (``{"answer": null}`` is invalid).
+  The tool name and the argument must be JSON strings (``{"answer": null}`` is invalid), except
+  that the answer may be a JSON list of strings, for a set-valued answer
+  (``{"answer": ["Ann", "Bo"]}``): the action's ``items``, recorded as the list's JSON text.
+
+In the other dialects a set answer is one string whose items :func:`gather_envs.scoring.sets.answer_items`
+splits: on ``;`` when there is one (``answer[Smith, John; Doe, Jane]``), else on ``,``.
 
 Reasoning text around the action is allowed. When the text holds several actions, the one that
 *starts first* is taken: models tend to keep writing (a made-up observation, a second action)
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from typing import Any
@@ -65,11 +70,16 @@ _Value = tuple[str, int, int]
 
 @dataclass(frozen=True)
 class Action:
-    """A parsed action: ``kind`` is search, answer or invalid; ``error`` says why when invalid."""
+    """A parsed action: ``kind`` is search, answer or invalid; ``error`` says why when invalid.
+
+    ``items`` holds the strings of a JSON-list answer (empty otherwise; ``argument`` is then the
+    list's JSON text).
+    """
 
     kind: str
     argument: str = ""
     error: str = ""
+    items: tuple[str, ...] = field(default=(), repr=False)
 
 
 # -- JSON ------------------------------------------------------------------------------------------
@@ -258,24 +268,53 @@ def _json_action(text: str, call: dict[str, _Value], objects: dict[int, dict[str
     if raw is None:
         arguments = {}
     elif raw[0] == _OBJECT:
-        arguments = {key: _string(text, value) for key, value in objects[raw[1]].items()}
+        arguments = {
+            key: _string(text, value) if value[0] != _ARRAY or name != ANSWER else _string_list(text, value)
+            for key, value in objects[raw[1]].items()
+        }
     elif raw[0] == _STRING_VALUE:
         decoded = _decode_arguments(_string(text, raw) or "")
         if decoded is None:
             return Action(INVALID, error="the tool call's 'arguments' string is not valid JSON")
         if not isinstance(decoded, dict):
             return Action(INVALID, error="the tool call's 'arguments' must be a JSON object")
-        arguments = {key: value if isinstance(value, str) else None for key, value in decoded.items()}
+        arguments = {
+            key: value if isinstance(value, str) else _strings_only(value) if name == ANSWER else None
+            for key, value in decoded.items()
+        }
     else:
         return Action(INVALID, error="the tool call's 'arguments' must be a JSON object")
     for key in _ARGUMENT_KEYS[name]:
         if key in arguments:
             argument = arguments[key]
             if argument is None:
-                return Action(INVALID, error=f"the {name} call's {key!r} must be a JSON string")
+                allowed = "a JSON string" + (" or a list of strings" if name == ANSWER else "")
+                return Action(INVALID, error=f"the {name} call's {key!r} must be {allowed}")
+            if isinstance(argument, list):
+                return _checked_items(argument)
             return _checked(name, argument)
     expected = _ARGUMENT_KEYS[name][0]
     return Action(INVALID, error=f"the {name} call needs an argument {expected!r}")
+
+
+def _string_list(text: str, value: _Value) -> list[str] | None:
+    """The strings of a JSON array value (read once, in linear time), or None unless all are strings."""
+    return _strings_only(_decode_arguments(text[value[1] : value[2]]))
+
+
+def _strings_only(value: Any) -> list[str] | None:
+    """``value`` when it is a list of strings, else None."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
+
+
+def _checked_items(items: list[str]) -> Action:
+    """An answer of a JSON list: its stripped non-empty items, and their JSON text as the argument."""
+    kept = tuple(item.strip() for item in items if item.strip())
+    if not kept:
+        return Action(INVALID, error="empty answer: put the answer's items in the list")
+    return Action(ANSWER, json.dumps(list(kept), ensure_ascii=False), items=kept)
 
 
 def _decode_arguments(text: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -15,8 +16,7 @@ from gather_envs.errors import ConfigError, EnvStateError
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILIES, FAMILY_STATIC, Task
 from gather_envs.retrieval import BM25Index, get_index, tokenize
-from gather_envs.scoring.checkers import answer_is_correct
-from gather_envs.scoring.normalize import f1_score
+from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET, answer_f1, answer_is_correct
 
 REWARD_CORRECT = 1.0
 REWARD_WRONG = 0.0
@@ -137,7 +137,10 @@ class GatherEnv(gym.Env[str, str]):
         _check_budget(self.family, budget)
         self.budget = budget
         context = self._context_documents() if self.family == FAMILY_STATIC else ()
-        text = prompts.task_prompt(self.task.question, self.dialect, budget, self.show_budget, context)
+        set_answer = self.task.meta.get(CHECKER_KEY) == CHECKER_SET
+        text = prompts.task_prompt(
+            self.task.question, self.dialect, budget, self.show_budget, context, set_answer
+        )
         return self._observe(text), self._info()
 
     def _choose_task(self, options: dict[str, Any]) -> Task:
@@ -183,7 +186,7 @@ class GatherEnv(gym.Env[str, str]):
                 return self._invalid("the query has no searchable words")
             return self._search(parsed.argument)
         if parsed.kind == ANSWER:
-            return self._answer(parsed.argument)
+            return self._answer(parsed.argument, parsed.items or parsed.argument)
         assert parsed.kind == INVALID
         return self._invalid(parsed.error)
 
@@ -196,13 +199,18 @@ class GatherEnv(gym.Env[str, str]):
         info = self._info(action_type=SEARCH, query=query)
         return self._observe(text), REWARD_WRONG, False, False, info
 
-    def _answer(self, answer: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def _answer(
+        self, answer: str, prediction: str | tuple[str, ...]
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """End the episode on ``answer`` (as recorded); ``prediction`` is what is scored (a JSON list's items)."""
         assert self.task is not None
-        correct = answer_is_correct(answer, self.task)
+        correct = answer_is_correct(prediction, self.task)
         reward = REWARD_CORRECT if correct else REWARD_WRONG
         self._done = True
         text = f"Episode over: your answer was {'correct' if correct else 'wrong'}."
-        info = self._final_info(answer, TERMINATION_ANSWERED, correct, action_type=ANSWER)
+        info = self._final_info(
+            answer, TERMINATION_ANSWERED, correct, answer_f1(prediction, self.task), action_type=ANSWER
+        )
         return self._observe(text), reward, True, False, info
 
     def _invalid(self, problem: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
@@ -211,7 +219,7 @@ class GatherEnv(gym.Env[str, str]):
         if left < 0:
             self._done = True
             text = f"Invalid action: {problem}. Too many invalid actions: the episode is over."
-            info = self._final_info(None, TERMINATION_INVALID, False, action_type=INVALID, error=problem)
+            info = self._final_info(None, TERMINATION_INVALID, False, 0.0, action_type=INVALID, error=problem)
             return self._observe(text), REWARD_WRONG, True, False, info
         text = prompts.error_message(problem, self.dialect, self.budget > 0, left)
         return self._observe(text), REWARD_WRONG, False, False, self._info(action_type=INVALID, error=problem)
@@ -262,15 +270,14 @@ class GatherEnv(gym.Env[str, str]):
         }
 
     def _final_info(
-        self, answer: str | None, termination: str, correct: bool, **extra: Any
+        self, answer: str | None, termination: str, correct: bool, f1: float, **extra: Any
     ) -> dict[str, Any]:
         assert self.task is not None
-        golds = self.task.answers
         return self._info(
             answer=answer,
             gold_answer=self.task.answer,
             em=float(correct),
-            f1=f1_score(answer, golds) if answer is not None else 0.0,
+            f1=f1,
             success=correct,
             termination=termination,
             queries=list(self.queries),
@@ -290,14 +297,17 @@ def _check_budget(family: str, budget: int) -> None:
         raise ConfigError("the static family is closed-book: max_tool_calls must be 0")
 
 
-_CHARSETS: dict[str, frozenset[str]] = {}
+_CHARSETS: weakref.WeakKeyDictionary[Corpus, frozenset[str]] = weakref.WeakKeyDictionary()
+"""Keyed by the corpus object, not its content hash: the hash covers the documents only, and two
+task files over the same documents ask questions with different characters."""
 
 
 def _corpus_charset(corpus: Corpus) -> frozenset[str]:
     """Characters of every document, question and prompt of a corpus (cached per corpus)."""
-    if corpus.content_hash not in _CHARSETS:
+    if corpus not in _CHARSETS:
         texts = [d.title + d.text for d in corpus.documents]
         texts += [t.question for tasks in corpus.splits.values() for t in tasks]
         texts += ["".join(s) for s in prompts.SYNTAX.values()]
-        _CHARSETS[corpus.content_hash] = charset_for(texts)
-    return _CHARSETS[corpus.content_hash]
+        texts += list(prompts.SET_ANSWER_HINTS.values())
+        _CHARSETS[corpus] = charset_for(texts)
+    return _CHARSETS[corpus]

@@ -12,7 +12,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from gather_envs.envs import dataset_registration, registration
+from gather_envs.envs import custom_registration, dataset_registration, registration
 from gather_envs.envs.actions import DIALECTS
 from gather_envs.envs.gather_env import SCOPES, GatherEnv
 from gather_envs.parameters import Parameter, parameters_from_signature
@@ -48,6 +48,15 @@ def env_parameters(env_id: str) -> tuple[Parameter, ...] | None:
         return parameters_from_signature(GatherEnv.__init__, _GATHER_RANGES)
     if entry_point == dataset_registration.ENTRY_POINT:
         own = parameters_from_signature(dataset_registration.make_dataset_env, _DATASET_RANGES)
+        names = {p.name for p in own}
+        forwarded = parameters_from_signature(GatherEnv.__init__, _GATHER_RANGES)
+        return own + tuple(p for p in forwarded if p.name not in names and p.name not in _DATASET_OWN)
+    own_entry = {
+        custom_registration.CUSTOM_ENTRY_POINT: custom_registration.make_custom_env,
+        custom_registration.PHANTOMWIKI_ENTRY_POINT: custom_registration.make_phantomwiki_env,
+    }.get(str(entry_point))
+    if own_entry is not None:
+        own = parameters_from_signature(own_entry, _GATHER_RANGES)
         names = {p.name for p in own}
         forwarded = parameters_from_signature(GatherEnv.__init__, _GATHER_RANGES)
         return own + tuple(p for p in forwarded if p.name not in names and p.name not in _DATASET_OWN)

@@ -18,6 +18,12 @@ SYNTAX = {
         '{"name": "answer", "arguments": {"answer": "<answer>"}}',
     ),
 }
+SET_ANSWER_HINTS = {
+    "react": "This question has several answers: give all of them in one answer, separated by ';' (answer[A; B]).",
+    "tags": "This question has several answers: give all of them in one answer, separated by ';' (<answer>A; B</answer>).",
+    "json": 'This question has several answers: give all of them as one JSON list ({"answer": ["A", "B"]}).',
+}
+"""Shown under the question of a set-valued task (every item must be given)."""
 MAX_ECHO = 120  # characters of an agent's text repeated back in an observation
 
 
@@ -36,13 +42,20 @@ def budget_line(left: int) -> str:
 
 
 def task_prompt(
-    question: str, dialect: str, budget: int, show_budget: bool, context: Sequence[Document] = ()
+    question: str,
+    dialect: str,
+    budget: int,
+    show_budget: bool,
+    context: Sequence[Document] = (),
+    set_answer: bool = False,
 ) -> str:
-    """The first observation: (context documents), the question, the actions, the budget."""
+    """The first observation: (context documents), the question, (the set-answer hint), the actions, the budget."""
     parts = []
     if context:
         parts.append("Documents:\n" + "\n".join(doc.render() for doc in context))
     parts.append(f"Question: {question}")
+    if set_answer:
+        parts.append(SET_ANSWER_HINTS[dialect])
     if budget > 0:
         parts.append(f"You may search at most {budget} time{'s' if budget != 1 else ''}.")
     else:

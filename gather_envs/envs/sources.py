@@ -5,15 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from gather_envs.corpus.corpus import Corpus
+from gather_envs.corpus.custom import load_custom
 from gather_envs.corpus.datasets import load_dataset
 from gather_envs.corpus.frozen import DEFAULT_CORPUS, load_frozen, procedural_corpus
+from gather_envs.corpus.phantomwiki import load_phantomwiki
 from gather_envs.errors import ConfigError
+
+CUSTOM_FORMAT = "custom"
+PHANTOMWIKI_FORMAT = "phantomwiki"
 
 
 def resolve_corpus(
     corpus: str | None = None, world: dict[str, Any] | None = None, dataset: dict[str, Any] | None = None
 ) -> Corpus:
-    """Exactly one source: ``world`` knobs, a ``dataset`` file (``load_dataset``), else a frozen corpus."""
+    """Exactly one source: ``world`` knobs, a ``dataset`` file (``load_dataset``), else a frozen corpus.
+
+    ``dataset={"format": "custom", "documents": PATH, "tasks": PATH}`` reads your own JSON-lines
+    files and ``{"format": "phantomwiki", "path": DIR}`` a PhantomWiki output directory;
+    ``corpus=`` is a shipped corpus name or a corpus directory's path.
+    """
     given = [
         name
         for name, value in (("corpus", corpus), ("world", world), ("dataset", dataset))
@@ -28,5 +38,19 @@ def resolve_corpus(
     if dataset is not None:
         if not isinstance(dataset, dict):
             raise ConfigError(f"dataset= takes a dict (format, path, filters), got {type(dataset).__name__}")
+        if dataset.get("format") == CUSTOM_FORMAT:
+            _only_keys(dataset, ("format", "documents", "tasks"))
+            return load_custom(str(dataset.get("documents")), str(dataset.get("tasks")))
+        if dataset.get("format") == PHANTOMWIKI_FORMAT:
+            _only_keys(dataset, ("format", "path"))
+            return load_phantomwiki(str(dataset.get("path")))
         return load_dataset(dataset)
     return load_frozen(corpus or DEFAULT_CORPUS)
+
+
+def _only_keys(dataset: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """ConfigError unless ``dataset`` has exactly ``keys``."""
+    if sorted(dataset) != sorted(keys):
+        raise ConfigError(
+            f"dataset= for format {dataset['format']!r} takes exactly the keys {list(keys)}, got {sorted(dataset)}"
+        )

@@ -114,4 +114,63 @@ def chance_floor_of(records: Iterable[EpisodeRecord]) -> dict[str, dict[int, flo
     splits = {str(record.env_kwargs.get(SPLIT_KWARG, FLOOR_SPLIT)) for record in records}
     if len(hashes) != 1 or splits != {FLOOR_SPLIT}:
         return None
-    return load_chance_floor(hashes[0])
+    floor = load_chance_floor(hashes[0])
+    return floor if floor is not None else _floor_of_own_data(records, hashes[0])
+
+
+def _floor_of_own_data(records: list[EpisodeRecord], corpus_hash: str) -> dict[str, dict[int, float]] | None:
+    """The floor of your own data (a corpus directory, custom files, PhantomWiki), measured now.
+
+    The same guessers as the stored floors (question-only rules, plus the train guesser when the
+    corpus has a train split), over the test split; None when the records came from elsewhere or
+    the files no longer hold the corpus they ran on (another content hash, or a task id gone).
+    """
+    from gather_envs.corpus.frozen import is_corpus_path, load_frozen
+    from gather_envs.corpus.synthetic import floor_tasks
+    from gather_envs.envs.sources import resolve_corpus
+    from gather_envs.tasks.floor import chance_floor_table
+
+    sources = {_own_source(record) for record in records}
+    if len(sources) != 1 or None in sources:
+        return None
+    source = sources.pop()
+    assert source is not None
+    try:
+        if source[0] == "corpus":
+            if not is_corpus_path(source[1]):
+                return None
+            corpus = load_frozen(source[1])
+        else:
+            corpus = resolve_corpus(dataset=dict(source[1]))
+    except GatherError:  # the files moved or changed since the run: show no floor rather than fail
+        return None
+    if corpus.content_hash != corpus_hash or FLOOR_SPLIT not in corpus.splits:
+        return None
+    test = floor_tasks(corpus, FLOOR_SPLIT)
+    known = {task.task_id for task in test}
+    if any(record.task_id not in known for record in records):
+        return None
+    train = floor_tasks(corpus, "train") if "train" in corpus.splits else ()
+    return chance_floor_table(test, train).floor
+
+
+def _own_source(record: EpisodeRecord) -> tuple[str, Any] | None:
+    """Where a record's corpus came from, when it is your own data: ``("corpus", DIR)`` or a dataset= dict's items."""
+    from gather_envs.envs.custom_registration import CUSTOM_ENV_ID, PHANTOMWIKI_ENV_ID
+    from gather_envs.envs.sources import CUSTOM_FORMAT, PHANTOMWIKI_FORMAT
+
+    kwargs = record.env_kwargs
+    if record.env_id == CUSTOM_ENV_ID:
+        return (
+            "dataset",
+            (
+                ("documents", kwargs.get("documents")),
+                ("format", CUSTOM_FORMAT),
+                ("tasks", kwargs.get("tasks")),
+            ),
+        )
+    if record.env_id == PHANTOMWIKI_ENV_ID:
+        return ("dataset", (("format", PHANTOMWIKI_FORMAT), ("path", kwargs.get("path"))))
+    if isinstance(kwargs.get("corpus"), str):
+        return ("corpus", kwargs["corpus"])
+    return None

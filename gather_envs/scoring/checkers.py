@@ -1,6 +1,7 @@
 r"""Answer checkers: which answers count as correct for a task (``Task.meta["checker"]``).
 
-``exact`` (the default) is SQuAD exact match after normalization. ``math`` accepts mathematically
+``exact`` (the default) is SQuAD exact match after normalization. ``set`` wants every item of
+``Task.meta["answer_set"]`` and no other (see :mod:`~gather_envs.scoring.sets`). ``math`` accepts mathematically
 equivalent LaTeX answers: an answer is correct when the fallback below says so, or when
 ``math-verify`` (the ``math`` extra, imported lazily) parses both and finds them equal
 (``\frac{1}{2}``, ``0.5``, ``\dfrac12``, ``\boxed{1/2}``, ``\left(3, \frac{\pi}{2}\right)`` vs
@@ -21,18 +22,20 @@ import functools
 import importlib
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
 
 from gather_envs.errors import ConfigError
 from gather_envs.records.tasks import Task
-from gather_envs.scoring.normalize import exact_match
+from gather_envs.scoring.normalize import exact_match, f1_score
+from gather_envs.scoring.sets import ANSWER_SET_KEY, set_equal, set_f1
 
 CHECKER_KEY = "checker"
 CHECKER_EXACT = "exact"
 CHECKER_MATH = "math"
-CHECKERS = (CHECKER_EXACT, CHECKER_MATH)
+CHECKER_SET = "set"
+CHECKERS = (CHECKER_EXACT, CHECKER_MATH, CHECKER_SET)
 MATH_VERIFY_TIMEOUT_S = 5
 GOLD_PARSE_CACHE = 4096
 
@@ -49,14 +52,38 @@ _SHORT_FRACTION = re.compile(r"^(-?)\\frac(\d)(\d)$")
 _SLASH = re.compile(r"^(-?\d+)/(\d+)$")
 
 
-def answer_is_correct(prediction: str, task: Task) -> bool:
-    """Whether ``prediction`` answers ``task``, by the checker its meta names."""
+def answer_is_correct(prediction: str | Sequence[str], task: Task) -> bool:
+    """Whether ``prediction`` answers ``task``, by the checker its meta names.
+
+    A list prediction (the tool dialect's JSON list) is read item by item by the ``set`` checker and
+    as its items joined by ``", "`` by the others.
+    """
     checker = task.meta.get(CHECKER_KEY, CHECKER_EXACT)
+    if checker == CHECKER_SET:
+        return set_equal(prediction, gold_items(task))
+    prediction = as_text(prediction)
     if checker == CHECKER_MATH:
         return math_equal(prediction, task.answers)
     if checker == CHECKER_EXACT:
         return exact_match(prediction, task.answers)
     raise ConfigError(f"task {task.task_id!r} names an unknown answer checker {checker!r}; use {CHECKERS}")
+
+
+def answer_f1(prediction: str | Sequence[str], task: Task) -> float:
+    """Token F1 against the best gold answer, or item F1 for a ``set`` task."""
+    if task.meta.get(CHECKER_KEY) == CHECKER_SET:
+        return set_f1(prediction, gold_items(task))
+    return f1_score(as_text(prediction), task.answers)
+
+
+def gold_items(task: Task) -> tuple[str, ...]:
+    """The gold items of a ``set`` task (its one answer when the meta holds no list)."""
+    return tuple(str(item) for item in task.meta.get(ANSWER_SET_KEY, task.answers[:1]))
+
+
+def as_text(prediction: str | Sequence[str]) -> str:
+    """A prediction as one string: a list's items joined by ``", "``."""
+    return prediction if isinstance(prediction, str) else ", ".join(prediction)
 
 
 def math_equal(prediction: str, golds: Iterable[str], use_math_verify: bool | None = None) -> bool:

@@ -1,0 +1,145 @@
+"""PhantomWiki's generator output (``--article-format json --question-format json``) as a corpus.
+
+``articles.json`` is a JSON list of ``{"title", "article", "facts"}`` (one article per person of the
+universe; the title is the person's name and becomes the document id). ``questions.json`` is a JSON
+list of ``{"id", "question", "answer" (a list of strings), "difficulty", "type", "template",
+"prolog": {"query", "answer"}, "solution_traces"}``. Every question is a set task (all its answers
+must be given); ``difficulty`` (PhantomWiki's count of reasoning steps, 0 for a question its
+difficulty table does not score) becomes ``hops`` (at least 1), and a question of one hop is
+``single-hop``, any other ``bridge``. PhantomWiki names no supporting
+articles, so the corpus has no gold path and no per-question scope: search every article
+(``scope="world"``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from gather_envs.corpus.corpus import Corpus
+from gather_envs.corpus.custom import set_answer_text
+from gather_envs.errors import DataFileError
+from gather_envs.records.documents import Document
+from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_SINGLE_HOP, Task
+from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET
+from gather_envs.scoring.sets import ANSWER_SET_KEY
+
+ARTICLES_FILE = "articles.json"
+QUESTIONS_FILE = "questions.json"
+PHANTOMWIKI_SPLIT = "test"
+FILE_HINT = (
+    "run PhantomWiki's generator with --article-format json --question-format json and pass its "
+    "output directory (it holds articles.json and questions.json)"
+)
+
+
+def _read_list(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise DataFileError(f"{path}: no such file; {FILE_HINT}")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError as exc:
+        raise DataFileError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list) or not data:
+        raise DataFileError(f"{path}: must be a non-empty JSON list of objects; {FILE_HINT}")
+    return data
+
+
+def _field(path: Path, index: int, row: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(row, dict):
+        raise DataFileError(f"{path}: item {index} must be a JSON object, got {type(row).__name__}")
+    value = row.get(name)
+    if name not in row or isinstance(value, bool) or not isinstance(value, kind):
+        raise DataFileError(f"{path}: item {index} field {name!r} is missing or not {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({str: "a string", int: "an int", list: "a list", dict: "an object"}[k] for k in kinds)
+
+
+def read_phantomwiki(directory: Path) -> Corpus:
+    """The corpus of one PhantomWiki output directory; every item is checked before any is used."""
+    articles_path, questions_path = directory / ARTICLES_FILE, directory / QUESTIONS_FILE
+    documents: list[Document] = []
+    seen: set[str] = set()
+    for index, row in enumerate(_read_list(articles_path)):
+        title = _field(articles_path, index, row, "title", str)
+        article = _field(articles_path, index, row, "article", str)
+        facts = _field(articles_path, index, row, "facts", list)
+        if not title.strip() or title in seen:
+            raise DataFileError(
+                f"{articles_path}: item {index} field 'title' is empty or repeats {title!r:.60}"
+            )
+        if not all(isinstance(fact, str) for fact in facts):
+            raise DataFileError(f"{articles_path}: item {index} field 'facts' must be a list of strings")
+        seen.add(title)
+        documents.append(Document(title, title, article))
+    tasks: list[Task] = []
+    ids: set[str] = set()
+    for index, row in enumerate(_read_list(questions_path)):
+        task_id = _field(questions_path, index, row, "id", str)
+        question = _field(questions_path, index, row, "question", str)
+        answers = _field(questions_path, index, row, "answer", list)
+        difficulty = _field(questions_path, index, row, "difficulty", int)
+        kind = _field(questions_path, index, row, "type", int)
+        template = _field(questions_path, index, row, "template", (list, str))
+        prolog = _field(questions_path, index, row, "prolog", dict)
+        if task_id in ids:
+            raise DataFileError(f"{questions_path}: item {index} field 'id' repeats {task_id!r:.60}")
+        if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+            raise DataFileError(
+                f"{questions_path}: item {index} field 'answer' must be a non-empty list of strings"
+            )
+        if difficulty < 0:
+            raise DataFileError(
+                f"{questions_path}: item {index} field 'difficulty' must be >= 0, got {difficulty}"
+            )
+        hops = max(1, difficulty)
+        ids.add(task_id)
+        items = tuple(dict.fromkeys(answers))  # PhantomWiki lists each answer once; keep its order
+        tasks.append(
+            Task(
+                task_id=task_id,
+                question=question,
+                answer=set_answer_text(items),
+                aliases=(),
+                family=FAMILY_SINGLE_HOP if hops == 1 else FAMILY_BRIDGE,
+                hops=hops,
+                gold_path=(),
+                supporting_doc_ids=(),
+                kind=f"type{kind}",
+                meta={
+                    CHECKER_KEY: CHECKER_SET,
+                    ANSWER_SET_KEY: list(items),
+                    "difficulty": difficulty,
+                    "template": template if isinstance(template, str) else " ".join(map(str, template)),
+                    "prolog_query": prolog.get("query"),
+                },
+            )
+        )
+    knobs = {
+        "format": "phantomwiki",
+        "path": str(directory),
+        "articles": len(documents),
+        "questions": len(tasks),
+    }
+    return Corpus(f"phantomwiki:{directory.name}", documents, {PHANTOMWIKI_SPLIT: tasks}, knobs=knobs)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(directory: str, _stamp: tuple[Any, ...]) -> Corpus:
+    return read_phantomwiki(Path(directory))
+
+
+def load_phantomwiki(path: str) -> Corpus:
+    """``read_phantomwiki``, cached per process by the files' paths, sizes and modification times."""
+    directory = Path(path).expanduser().resolve()
+    if not directory.is_dir():
+        raise DataFileError(f"{directory}: no such directory; {FILE_HINT}")
+    files = [directory / ARTICLES_FILE, directory / QUESTIONS_FILE]
+    stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else None for f in files)
+    return _cached(str(directory), stamp)
