@@ -175,12 +175,14 @@ def _agent_options(args: argparse.Namespace) -> dict:
 
 
 def _check_out(out: str) -> None:
-    """``--out`` must be a file whose folder exists (checked before a long run starts)."""
+    """``--out`` must be a file we can write (checked before a long run starts); missing folders are made."""
     path = Path(out)
     if path.is_dir():
         raise GatherError(f"bad --out {out}: it is a folder; give a file such as {path / 'run.jsonl'}")
-    if not path.parent.is_dir():
-        raise GatherError(f"bad --out {out}: folder {path.parent} does not exist; create it first")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GatherError(f"bad --out {out}: cannot create folder {path.parent} ({exc.strerror})") from None
     existed = path.exists()
     try:
         with path.open("a", encoding="utf-8"):

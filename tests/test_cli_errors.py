@@ -60,7 +60,7 @@ CASES = [
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--kwarg", "top_kk=3"], "did you mean top_k?"),
     ([*EVAL, "--out", "/proc/x.jsonl"], "bad --out /proc/x.jsonl: cannot write there"),
     ([*EVAL, "--out", "{tmp}"], "it is a folder"),
-    ([*EVAL, "--out", "{tmp}/no/such/x.jsonl"], "does not exist; create it first"),
+    ([*EVAL, "--out", "/proc/no/such/x.jsonl"], "cannot create folder /proc/no/such"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--budgets", "100000"], "each T must be in [0, 100], got 100000"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--budgets", "1,1"], "a budget is given twice"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--budgets", "1,x"], "expected comma-separated ints"),

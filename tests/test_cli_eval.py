@@ -244,3 +244,10 @@ def test_eval_errors_are_one_line_and_exit_2(
 def test_report_of_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capsys, "report", str(tmp_path / "missing.jsonl"))
     assert code == 2 and "cannot read records file" in err and err.count("\n") == 1
+
+
+def test_eval_makes_the_folders_of_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "runs" / "new" / "coin.jsonl"  # as the README's main job does with runs/
+    code, _, err = cli(capsys, *eval_args("test_runner:CoinAgent", out))
+    assert code == 0, err
+    assert len(read_records(out)) == TASKS * len(BUDGETS) * N
