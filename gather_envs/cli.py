@@ -43,6 +43,8 @@ EXIT_ALL_INFRA_ERRORS = 3
 REPORT_FORMATS = ("table", "md", "csv", "json")
 DIVERSITY_KEY = "diversity"
 """Key added to the results (or comparison) JSON printed by ``report``/``compare --format json``."""
+RETRIEVAL_KEY = "retrieval"
+"""Key added to the results JSON printed by ``report --format json``: the retrieval diagnostics."""
 DEFAULT_BUDGETS = "0,1,2,3,5"
 DOCS_FOLDER = "_docs"  # where the wheel installs docs/*.md inside the package
 API_TO_FLAG = {"pass restrict_to_common=True": "pass --common-tasks"}
@@ -494,10 +496,17 @@ def _diversity_json(diversities: dict) -> dict:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gather_envs.analysis import retrieval_by_agent
     from gather_envs.metrics import diversity_by_agent, results_from_records
     from gather_envs.metrics.floor import chance_floor_of
     from gather_envs.records.cells import check_unique_cells, read_located
-    from gather_envs.reports import plot_results, render_diversity, render_results, require_matplotlib
+    from gather_envs.reports import (
+        plot_results,
+        render_diversity,
+        render_results,
+        render_retrieval,
+        require_matplotlib,
+    )
 
     if args.plot:
         require_matplotlib()  # fail before printing anything
@@ -513,16 +522,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         records, bootstrap=args.bootstrap, seed=args.seed, chance_floor=chance_floor_of(records)
     )
     diversities = diversity_by_agent(records)
+    retrieval = retrieval_by_agent(records)
     if args.format == "json":
         data = results.to_json()
         data[DIVERSITY_KEY] = _diversity_json(diversities)
+        data[RETRIEVAL_KEY] = {agent: d.to_json() for agent, d in retrieval.items()}
         print(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False))
     elif args.format == "csv":
         print(render_results(results, "csv"), end="")
     else:
         print(render_results(results, args.format))
         if diversities:
-            print(render_diversity(diversities, args.format), end="")
+            print(render_diversity(diversities, args.format))
+        if retrieval:
+            print(render_retrieval(retrieval, args.format), end="")
     if args.plot:
         for path in plot_results(results, args.plot):
             print(f"wrote {path}", file=sys.stderr)
