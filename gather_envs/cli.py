@@ -596,6 +596,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_coverage(args: argparse.Namespace) -> int:
+    from gather_envs.analysis.coverage import coverage
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports.analysis import render_coverage
+
+    (records_a, places_a), (records_b, places_b) = read_located(args.a), read_located(args.b)
+    check_unique_cells(records_a, places_a)
+    check_unique_cells(records_b, places_b)
+    result = coverage(records_a, records_b, bootstrap=args.bootstrap, seed=args.seed)
+    print(render_coverage(result, args.format), end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def _add_analyze_parser(sub: Any) -> None:
+    """``gather-envs analyze coverage|swap|perplexity``: the mechanism analyses (docs/analysis.md)."""
+    from gather_envs.metrics import DEFAULT_BOOTSTRAP
+
+    analyze = sub.add_parser("analyze", help="mechanism analyses: coverage, policy swaps, query perplexity")
+    kinds = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    cover = kinds.add_parser(
+        "coverage", help="how much of B's boundary A solves within n tries, and the tasks only one solves"
+    )
+    cover.add_argument("a", metavar="A.jsonl", help="records of run A (the one given more tries)")
+    cover.add_argument("b", metavar="B.jsonl", help="records of run B (whose boundary is covered)")
+    for parser in (cover,):
+        parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="default: %(default)s")
+        parser.add_argument(
+            "--bootstrap", type=_int_type(0), default=DEFAULT_BOOTSTRAP, metavar="B",
+            help="bootstrap resamples over tasks for the 95%% intervals (0: none; default %(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--seed", type=_int_type(0), default=0, help="bootstrap seed (default %(default)s)"
+        )
+    cover.set_defaults(func=cmd_analyze_coverage)
+
+
 def _add_stats_options(parser: argparse.ArgumentParser) -> None:
     from gather_envs.metrics import DEFAULT_BOOTSTRAP
 
@@ -822,6 +858,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats_options(compare)
     compare.set_defaults(func=cmd_compare)
     add_sample_parser(sub)
+    _add_analyze_parser(sub)
     return parser
 
 
