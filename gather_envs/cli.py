@@ -609,6 +609,31 @@ def cmd_analyze_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_swap(args: argparse.Namespace) -> int:
+    from gather_envs.analysis.swap import swap_table
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports.analysis import render_swap
+
+    runs = []
+    for path in args.runs:
+        records, places = read_located([path])
+        check_unique_cells(records, places)
+        runs.append(records)
+    rows = swap_table(runs, ks=_parse_ks(args.k), bootstrap=args.bootstrap, seed=args.seed)
+    print(render_swap(rows, args.format), end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise GatherError(f"bad --k {text!r}: expected comma-separated ints >= 1, e.g. --k 1,4") from None
+    if not ks or min(ks) < 1:
+        raise GatherError(f"bad --k {text!r}: expected comma-separated ints >= 1, e.g. --k 1,4")
+    return ks
+
+
 def _add_analyze_parser(sub: Any) -> None:
     """``gather-envs analyze coverage|swap|perplexity``: the mechanism analyses (docs/analysis.md)."""
     from gather_envs.metrics import DEFAULT_BOOTSTRAP
@@ -620,7 +645,20 @@ def _add_analyze_parser(sub: Any) -> None:
     )
     cover.add_argument("a", metavar="A.jsonl", help="records of run A (the one given more tries)")
     cover.add_argument("b", metavar="B.jsonl", help="records of run B (whose boundary is covered)")
-    for parser in (cover,):
+    swap = kinds.add_parser(
+        "swap", help="swap runs (--agent swap) against the pure runs of their two policies"
+    )
+    swap.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN.jsonl",
+        help="one records file per run: the pure runs and the swap runs",
+    )
+    swap.add_argument(
+        "--k", default="1", metavar="K[,K...]", help="k of PASS@(k,T) to tabulate (default %(default)s)"
+    )
+    swap.set_defaults(func=cmd_analyze_swap)
+    for parser in (cover, swap):
         parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="default: %(default)s")
         parser.add_argument(
             "--bootstrap", type=_int_type(0), default=DEFAULT_BOOTSTRAP, metavar="B",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from gather_envs.analysis.coverage import Coverage
-from gather_envs.reports.tables import _cell, _check_format, _csv, _fmt, _grid
+from gather_envs.analysis.swap import SwapRow
+from gather_envs.reports.tables import DIGITS, _cell, _check_format, _csv, _fmt, _grid
 
 MAX_LISTED_TASKS = 10
 """One-sided tasks listed by id in table and Markdown output (JSON and CSV list them all)."""
@@ -55,3 +57,45 @@ def render_coverage(result: Coverage, fmt: str = "table") -> str:
             f"only {result.agent_b} solves: {_tasks_text(e.only_b)}"
         )
     return "\n\n".join(parts) + "\n"
+
+
+def _diff_cell(value: float, low: float | None, high: float | None, p: float) -> str:
+    return (
+        f"{value:+.{DIGITS}f}"
+        + ("" if low is None or high is None else f" [{low:+.{DIGITS}f}, {high:+.{DIGITS}f}]")
+        + f" p={p:.3g}"
+    )
+
+
+def render_swap(rows: Sequence[SwapRow], fmt: str = "table") -> str:
+    """PASS@(k,T) per (first → then, J) with intervals, and the paired tests against both pure runs."""
+    _check_format(fmt)
+    if fmt == "json":
+        return json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        header = list(SwapRow.__dataclass_fields__)
+        return _csv(header, [["" if v is None else v for v in row.to_json().values()] for row in rows])
+    header = [
+        "first → then",
+        "J",
+        "T",
+        "k",
+        "PASS@(k,T)",
+        "minus pure first (McNemar p)",
+        "minus pure then (McNemar p)",
+    ]
+    body = [
+        [
+            f"{r.first} → {r.then}",
+            str(r.after),
+            str(r.budget),
+            str(r.k),
+            _cell(r.pass_at_k, r.ci_low, r.ci_high),
+            _diff_cell(r.vs_first, r.vs_first_low, r.vs_first_high, r.vs_first_p),
+            _diff_cell(r.vs_then, r.vs_then_low, r.vs_then_high, r.vs_then_p),
+        ]
+        for r in rows
+    ]
+    title = "Cross-policy swap: the first J turns from `first`, the rest from `then`"
+    lead = f"## {title}\n\n" if fmt == "md" else f"{title}\n"
+    return lead + _grid(header, body, fmt == "md") + "\n"
