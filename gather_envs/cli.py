@@ -624,6 +624,33 @@ def cmd_analyze_swap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
+    from gather_envs.analysis.perplexity import (
+        SCORER_OPTIONS,
+        compare_perplexity,
+        make_scorer,
+        run_perplexity,
+    )
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports.analysis import render_perplexity
+
+    options = _checked(args.scorer, "--scorer", "the scorer", SCORER_OPTIONS, "option")
+    runs = []
+    for path in [args.records, *([args.against] if args.against else [])]:
+        records, places = read_located([path])
+        check_unique_cells(records, places)
+        runs.append(records)
+    scorer = make_scorer(options)
+    scored = [run_perplexity(records, scorer, bootstrap=args.bootstrap, seed=args.seed) for records in runs]
+    differences = (
+        compare_perplexity(scored[0], scored[1], bootstrap=args.bootstrap, seed=args.seed)
+        if len(scored) == 2
+        else []
+    )
+    print(render_perplexity(scored, differences, args.format), end="" if args.format == "csv" else "\n")
+    return 0
+
+
 def _parse_ks(text: str) -> list[int]:
     try:
         ks = [int(part) for part in text.split(",")]
@@ -658,7 +685,21 @@ def _add_analyze_parser(sub: Any) -> None:
         "--k", default="1", metavar="K[,K...]", help="k of PASS@(k,T) to tabulate (default %(default)s)"
     )
     swap.set_defaults(func=cmd_analyze_swap)
-    for parser in (cover, swap):
+    perplexity = kinds.add_parser(
+        "perplexity", help="per-token NLL of the queries vs the reasoning of a run under a reference model"
+    )
+    perplexity.add_argument("records", metavar="RECORDS", help="records of one run, with --trajectories")
+    perplexity.add_argument("--against", metavar="B.jsonl", help="a second run: its NLL minus the first's")
+    perplexity.add_argument(
+        "--scorer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reference model: base_url=... model=... (an OpenAI-compatible /v1 server), or "
+        "model_path=FILE.gguf; default: the embedded SmolLM2",
+    )
+    perplexity.set_defaults(func=cmd_analyze_perplexity)
+    for parser in (cover, swap, perplexity):
         parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="default: %(default)s")
         parser.add_argument(
             "--bootstrap", type=_int_type(0), default=DEFAULT_BOOTSTRAP, metavar="B",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from gather_envs.analysis.coverage import Coverage
+from gather_envs.analysis.perplexity import SPANS, PerplexityDifference, RunPerplexity, SpanMean
 from gather_envs.analysis.swap import SwapRow
-from gather_envs.reports.tables import DIGITS, _cell, _check_format, _csv, _fmt, _grid
+from gather_envs.reports.tables import _MISSING, DIGITS, _cell, _check_format, _csv, _fmt, _grid
 
 MAX_LISTED_TASKS = 10
 """One-sided tasks listed by id in table and Markdown output (JSON and CSV list them all)."""
@@ -99,3 +101,45 @@ def render_swap(rows: Sequence[SwapRow], fmt: str = "table") -> str:
     title = "Cross-policy swap: the first J turns from `first`, the rest from `then`"
     lead = f"## {title}\n\n" if fmt == "md" else f"{title}\n"
     return lead + _grid(header, body, fmt == "md") + "\n"
+
+
+def _nll_cell(mean: SpanMean) -> str:
+    if mean.nll is None:
+        return _MISSING
+    return f"{_cell(mean.nll, mean.low, mean.high)} ({mean.tokens} tok)"
+
+
+def render_perplexity(
+    runs: Sequence[RunPerplexity], differences: Sequence[PerplexityDifference] = (), fmt: str = "table"
+) -> str:
+    """Per-token NLL of query and reasoning spans per run and group, and B minus A when two runs."""
+    _check_format(fmt)
+    if fmt == "json":
+        data: dict[str, Any] = {"runs": [run.to_json() for run in runs]}
+        if differences:
+            data["b_minus_a"] = [d.to_json() for d in differences]
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        header = ["agent", "group", "span", "nll", "ci_low", "ci_high", "tokens", "episodes"]
+        rows = [
+            [run.agent_id, group, span, "" if m.nll is None else repr(m.nll), "" if m.low is None else repr(m.low),
+             "" if m.high is None else repr(m.high), m.tokens, m.episodes]
+            for run in runs
+            for group, spans in run.groups.items()
+            for span, m in spans.items()
+        ]  # fmt: skip
+        return _csv(header, rows)
+    markdown = fmt == "md"
+    title = "Query perplexity: per-token NLL (nats) under the reference model, 95% interval over episodes"
+    parts = [f"## {title}" if markdown else title]
+    for run in runs:
+        rows = [[group, *(_nll_cell(spans[s]) for s in SPANS)] for group, spans in run.groups.items()]
+        parts.append(f"### {run.agent_id}" if markdown else f"[{run.agent_id}]")
+        parts.append(_grid(["episodes", *SPANS], rows, markdown))
+    if differences:
+        a, b = runs[0].agent_id, runs[1].agent_id
+        lines = [
+            f"{d.span}: {_MISSING if d.diff is None else _cell(d.diff, d.low, d.high)}" for d in differences
+        ]
+        parts.append(f"{b} minus {a}, per-token NLL:\n" + "\n".join(lines))
+    return "\n\n".join(parts) + "\n"
