@@ -507,6 +507,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         render_retrieval,
         require_matplotlib,
     )
+    from gather_envs.reports.analysis_plots import plot_retrieval
 
     if args.plot:
         require_matplotlib()  # fail before printing anything
@@ -539,6 +540,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.plot:
         for path in plot_results(results, args.plot):
             print(f"wrote {path}", file=sys.stderr)
+        if retrieval:
+            print(f"wrote {plot_retrieval(retrieval, args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -599,21 +602,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_analyze_coverage(args: argparse.Namespace) -> int:
     from gather_envs.analysis.coverage import coverage
     from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports import require_matplotlib
     from gather_envs.reports.analysis import render_coverage
+    from gather_envs.reports.analysis_plots import plot_coverage
 
     (records_a, places_a), (records_b, places_b) = read_located(args.a), read_located(args.b)
     check_unique_cells(records_a, places_a)
     check_unique_cells(records_b, places_b)
+    if args.plot:
+        require_matplotlib()  # fail before printing anything
     result = coverage(records_a, records_b, bootstrap=args.bootstrap, seed=args.seed)
     print(render_coverage(result, args.format), end="" if args.format == "csv" else "\n")
+    if args.plot:
+        print(f"wrote {plot_coverage(result, args.plot)}", file=sys.stderr)
     return 0
 
 
 def cmd_analyze_swap(args: argparse.Namespace) -> int:
     from gather_envs.analysis.swap import swap_table
     from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports import require_matplotlib
     from gather_envs.reports.analysis import render_swap
+    from gather_envs.reports.analysis_plots import plot_swap
 
+    if args.plot:
+        require_matplotlib()  # fail before printing anything
     runs = []
     for path in args.runs:
         records, places = read_located([path])
@@ -621,6 +634,9 @@ def cmd_analyze_swap(args: argparse.Namespace) -> int:
         runs.append(records)
     rows = swap_table(runs, ks=_parse_ks(args.k), bootstrap=args.bootstrap, seed=args.seed)
     print(render_swap(rows, args.format), end="" if args.format == "csv" else "\n")
+    if args.plot:
+        for path in plot_swap(rows, args.plot):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -709,6 +725,8 @@ def _add_analyze_parser(sub: Any) -> None:
             "--seed", type=_int_type(0), default=0, help="bootstrap seed (default %(default)s)"
         )
     cover.set_defaults(func=cmd_analyze_coverage)
+    for parser in (cover, swap):
+        parser.add_argument("--plot", metavar="DIR", help="also write PNG plots into DIR (needs matplotlib)")
 
 
 def _add_stats_options(parser: argparse.ArgumentParser) -> None:

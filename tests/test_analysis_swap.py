@@ -89,7 +89,7 @@ def test_swap_records_say_who_played_which_turns_and_the_history_is_handed_over(
         "then": "guesser",
         "after": 1,
         "first_turns": 1,
-        "took_over_history": True,
+        "handover": "take_over",
     }
     assert records[0].queries == ("knower query 0", "guesser query 1")
     agent = SwapAgent(gym.make(ENV_ID).unwrapped, first=knower, then=guesser, after=1)
@@ -109,6 +109,18 @@ def test_the_swap_agent_builds_registered_agents_and_refuses_missing_options() -
     assert agent.agent_id == "oracle>random@2"
     with pytest.raises(ConfigError, match="needs the option then"):
         SwapAgent(env, first="oracle", after=1)
+
+
+def test_a_policy_without_take_over_is_replayed_so_the_oracle_picks_up_where_the_oracle_left() -> None:
+    """oracle → oracle after J turns must play exactly like the oracle: the replay restores its count."""
+    pure = evaluate("Gather-MultiHop-v1", "oracle", n=1, budgets=[5], tasks=5, progress=False)
+    for after in (1, 2):
+        swapped = evaluate(
+            "Gather-MultiHop-v1", "swap", n=1, budgets=[5], tasks=5, progress=False,
+            agent_options={"first": "oracle", "then": "oracle", "after": after},
+        )  # fmt: skip
+        assert [r.queries for r in swapped] == [r.queries for r in pure]
+        assert all(r.success for r in swapped) and swapped[0].extra[SWAP_KEY]["handover"] == "replay"
 
 
 def test_analyze_swap_prints_the_table_and_names_a_missing_pure_run(tmp_path, capsys) -> None:

@@ -8,10 +8,12 @@ nothing new in the runner and composes with every other flag and the Python API.
 
 Both policies are started with the episode's seed. At the hand-over, B is given the turns A
 played (observation, info and A's action, in order) through ``take_over`` when its policy has
-one (the LLM agents do: the turns become their conversation, as if B had written A's replies);
-a policy without it starts from the current observation with no memory of earlier turns. Each
-record notes the swap (``extra["swap"]``: first, then, after, the turns each played, and whether
-B took over the history); ``usage`` adds both policies' counts.
+one (the LLM agents do: the turns become their conversation, as if B had written A's replies).
+A policy without it is *replayed*: it is shown each earlier observation and its replies are
+discarded, so it knows the question and what the searches returned (a scripted agent reads the
+question from the first observation only) but counts its own replayed replies as its past
+actions. Each record notes the swap (``extra["swap"]``: first, then, after, the turns A played,
+and the hand-over, ``take_over`` or ``replay``); ``usage`` adds both policies' counts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ SWAP_KEY = "swap"
 
 MAX_SWAP_TURN = 1000
 """Largest J accepted: far beyond any budget, it only catches typos such as after=10000."""
+
+HANDOVER_TAKE_OVER = "take_over"
+HANDOVER_REPLAY = "replay"
 
 Turn = tuple[str, dict[str, Any], str]
 """One played turn handed to the next policy: (observation, info, action)."""
@@ -84,18 +89,22 @@ class _SwapPolicy(EpisodePolicy):
         self._agent = agent
         self._first, self._then = first, then
         self._turns: list[Turn] = []
-        self._took_over: bool | None = None  # None until the hand-over happens
+        self._handover: str | None = None  # None until the hand-over happens
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         if len(self._turns) < self._agent.after:
             action = self._first.act(observation, info)
             self._turns.append((observation, dict(info), action))
             return action
-        if self._took_over is None:
+        if self._handover is None:
             take_over = getattr(self._then, "take_over", None)
-            self._took_over = callable(take_over)
             if callable(take_over):
+                self._handover = HANDOVER_TAKE_OVER
                 take_over(list(self._turns))
+            else:
+                self._handover = HANDOVER_REPLAY
+                for past_observation, past_info, _ in self._turns:
+                    self._then.act(past_observation, past_info)
         return self._then.act(observation, info)
 
     def usage(self) -> dict[str, Any]:
@@ -112,7 +121,7 @@ class _SwapPolicy(EpisodePolicy):
             "then": self._agent.then.agent_id,
             "after": self._agent.after,
             "first_turns": len(self._turns),
-            "took_over_history": self._took_over,
+            "handover": self._handover,
         }
         return extra
 
