@@ -87,8 +87,9 @@ def test_analyze_coverage_prints_the_curve_and_the_one_sided_tasks(tmp_path, cap
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     append_records(a, _run(_Solver("big", frozenset(tasks[:6]))))
     append_records(b, _run(_Solver("small", frozenset(tasks[:3]))))
-    assert main(["analyze", "coverage", str(a), str(b), "--bootstrap", "20"]) == 0
+    assert main(["analyze", "coverage", str(a), str(b), "--bootstrap", "20", "--plot", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    assert (tmp_path / "coverage_big_small.png").read_bytes().startswith(b"\x89PNG")
     assert "only big solves: 3:" in out and "only small solves: none" in out
     assert main(["analyze", "coverage", str(a), str(tmp_path / "missing.jsonl")]) == 2
     assert "error" in capsys.readouterr().err

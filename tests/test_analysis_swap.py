@@ -129,8 +129,9 @@ def test_analyze_swap_prints_the_table_and_names_a_missing_pure_run(tmp_path, ca
     for i, records in enumerate([_run(knower), _run(guesser), _swap(knower, guesser, 3)]):
         paths.append(tmp_path / f"run{i}.jsonl")
         append_records(paths[-1], records)
-    assert main(["analyze", "swap", *map(str, paths), "--bootstrap", "20"]) == 0
+    assert main(["analyze", "swap", *map(str, paths), "--bootstrap", "20", "--plot", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    assert (tmp_path / f"swap_T{BUDGET}_k1.png").read_bytes().startswith(b"\x89PNG")
     assert "knower → guesser" in out and "1.000" in out
     assert main(["analyze", "swap", str(paths[0]), str(paths[2])]) == 2
     assert "needs the pure run(s) of guesser" in capsys.readouterr().err
