@@ -101,6 +101,7 @@ def test_records_keep_retrieved_doc_ids_through_a_file_and_old_records_count_as_
     append_records(path, records)
     assert read_records(path) == records
     assert all(r.retrieved_doc_ids and r.supporting_doc_ids for r in records)
+    assert all(len(r.retrieved_doc_ids or ()) == len(r.queries) for r in records)  # one list per search
     old = {
         k: v for k, v in records[0].to_json().items() if k not in ("retrieved_doc_ids", "supporting_doc_ids")
     }

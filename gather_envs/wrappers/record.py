@@ -160,8 +160,8 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
         episode.reward += float(reward)
         if "query" in info:  # the env's final info lists them all; this covers an outer truncation
             episode.queries.append(str(info["query"]))
-        if "retrieved_doc_ids" in info:
-            episode.retrieved.append([str(d) for d in info["retrieved_doc_ids"]])
+            # Only a search step's ids: a wrapper that copies an earlier info must not add a search.
+            episode.retrieved.append([str(d) for d in info.get("retrieved_doc_ids", ())])
         if episode.trajectory is not None:
             episode.trajectory.append({"action": action, "observation": observation, "reward": float(reward)})
         if terminated or truncated:
