@@ -645,6 +645,7 @@ def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
         SCORER_OPTIONS,
         compare_perplexity,
         make_scorer,
+        require_trajectories,
         run_perplexity,
     )
     from gather_envs.records.cells import check_unique_cells, read_located
@@ -655,6 +656,7 @@ def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
     for path in [args.records, *([args.against] if args.against else [])]:
         records, places = read_located([path])
         check_unique_cells(records, places)
+        require_trajectories(records)  # before a model loads
         runs.append(records)
     scorer = make_scorer(options)
     scored = [run_perplexity(records, scorer, bootstrap=args.bootstrap, seed=args.seed) for records in runs]

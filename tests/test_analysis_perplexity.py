@@ -108,10 +108,14 @@ def test_pooled_nll_counts_each_span_token_once_with_the_known_logprobs() -> Non
     assert set(result.groups) == {"all", "family single-hop", "failure"}
 
 
-def test_records_without_trajectories_are_refused_with_the_fix() -> None:
+def test_records_without_trajectories_are_refused_with_the_fix(tmp_path, capsys) -> None:
     records = evaluate(ENV_ID, _Writer("w", NATURAL), n=1, budgets=[1], tasks=1, progress=False)
     with pytest.raises(RecordsError, match="--trajectories"):
         run_perplexity(records, _CharScorer())
+    path = tmp_path / "run.jsonl"
+    append_records(path, records)
+    assert main(["analyze", "perplexity", str(path)]) == 2  # refused before any model loads
+    assert "rerun the eval with --trajectories" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="not both"):
         make_scorer({"base_url": "http://127.0.0.1:1/v1", "model_path": "x.gguf"})
 

@@ -88,12 +88,19 @@ class EpisodeNll:
     tokens: dict[str, int]
 
 
+def require_trajectories(records: Iterable[EpisodeRecord]) -> None:
+    """RecordsError, saying how to fix it, unless every played record holds its trajectory."""
+    for record in records:
+        if record.trajectory is None and not record.is_infra_error:
+            raise RecordsError(
+                f"record of task {record.task_id!r} has no trajectory; rerun the eval with --trajectories"
+            )
+
+
 def score_episode(record: EpisodeRecord, scorer: Scorer) -> EpisodeNll:
     """The span NLLs of one record's trajectory under ``scorer``."""
-    if record.trajectory is None:
-        raise RecordsError(
-            f"record of task {record.task_id!r} has no trajectory; rerun the eval with --trajectories"
-        )
+    require_trajectories([record])
+    assert record.trajectory is not None
     nll: dict[str, float] = dict.fromkeys(SPANS, 0.0)
     tokens: dict[str, int] = dict.fromkeys(SPANS, 0)
     steps = list(record.trajectory)
