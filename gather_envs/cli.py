@@ -46,6 +46,8 @@ EXIT_ALL_INFRA_ERRORS = 3
 REPORT_FORMATS = ("table", "md", "csv", "json")
 DIVERSITY_KEY = "diversity"
 """Key added to the results (or comparison) JSON printed by ``report``/``compare --format json``."""
+RETRIEVAL_KEY = "retrieval"
+"""Key added to the results JSON printed by ``report --format json``: the retrieval diagnostics."""
 DEFAULT_BUDGETS = "0,1,2,3,5"
 DOCS_FOLDER = "_docs"  # where the wheel installs docs/*.md inside the package
 API_TO_FLAG = {"pass restrict_to_common=True": "pass --common-tasks"}
@@ -505,10 +507,18 @@ def _diversity_json(diversities: dict) -> dict:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from gather_envs.analysis import retrieval_by_agent
     from gather_envs.metrics import diversity_by_agent, results_from_records
     from gather_envs.metrics.floor import chance_floor_of
     from gather_envs.records.cells import check_unique_cells, read_located
-    from gather_envs.reports import plot_results, render_diversity, render_results, require_matplotlib
+    from gather_envs.reports import (
+        plot_results,
+        render_diversity,
+        render_results,
+        render_retrieval,
+        require_matplotlib,
+    )
+    from gather_envs.reports.analysis_plots import plot_retrieval
 
     if args.plot:
         require_matplotlib()  # fail before printing anything
@@ -524,19 +534,25 @@ def cmd_report(args: argparse.Namespace) -> int:
         records, bootstrap=args.bootstrap, seed=args.seed, chance_floor=chance_floor_of(records)
     )
     diversities = diversity_by_agent(records)
+    retrieval = retrieval_by_agent(records)
     if args.format == "json":
         data = results.to_json()
         data[DIVERSITY_KEY] = _diversity_json(diversities)
+        data[RETRIEVAL_KEY] = {agent: d.to_json() for agent, d in retrieval.items()}
         print(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False))
     elif args.format == "csv":
         print(render_results(results, "csv"), end="")
     else:
         print(render_results(results, args.format))
         if diversities:
-            print(render_diversity(diversities, args.format), end="")
+            print(render_diversity(diversities, args.format))
+        if retrieval:
+            print(render_retrieval(retrieval, args.format), end="")
     if args.plot:
         for path in plot_results(results, args.plot):
             print(f"wrote {path}", file=sys.stderr)
+        if retrieval:
+            print(f"wrote {plot_retrieval(retrieval, args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -592,6 +608,138 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for path in plot_comparison(comparison, args.plot):
             print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def cmd_analyze_coverage(args: argparse.Namespace) -> int:
+    from gather_envs.analysis.coverage import coverage
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports import require_matplotlib
+    from gather_envs.reports.analysis import render_coverage
+    from gather_envs.reports.analysis_plots import plot_coverage
+
+    (records_a, places_a), (records_b, places_b) = read_located(args.a), read_located(args.b)
+    check_unique_cells(records_a, places_a)
+    check_unique_cells(records_b, places_b)
+    if args.plot:
+        require_matplotlib()  # fail before printing anything
+    result = coverage(records_a, records_b, bootstrap=args.bootstrap, seed=args.seed)
+    print(render_coverage(result, args.format), end="" if args.format == "csv" else "\n")
+    if args.plot:
+        print(f"wrote {plot_coverage(result, args.plot)}", file=sys.stderr)
+    return 0
+
+
+def cmd_analyze_swap(args: argparse.Namespace) -> int:
+    from gather_envs.analysis.swap import swap_table
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports import require_matplotlib
+    from gather_envs.reports.analysis import render_swap
+    from gather_envs.reports.analysis_plots import plot_swap
+
+    if args.plot:
+        require_matplotlib()  # fail before printing anything
+    runs = []
+    for path in args.runs:
+        records, places = read_located([path])
+        check_unique_cells(records, places)
+        runs.append(records)
+    rows = swap_table(runs, ks=_parse_ks(args.k), bootstrap=args.bootstrap, seed=args.seed)
+    print(render_swap(rows, args.format), end="" if args.format == "csv" else "\n")
+    if args.plot:
+        for path in plot_swap(rows, args.plot):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
+    from gather_envs.analysis.perplexity import (
+        SCORER_OPTIONS,
+        compare_perplexity,
+        make_scorer,
+        require_trajectories,
+        run_perplexity,
+    )
+    from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports.analysis import render_perplexity
+
+    options = _checked(args.scorer, "--scorer", "the scorer", SCORER_OPTIONS, "option")
+    runs = []
+    for path in [args.records, *([args.against] if args.against else [])]:
+        records, places = read_located([path])
+        check_unique_cells(records, places)
+        require_trajectories(records)  # before a model loads
+        runs.append(records)
+    scorer = make_scorer(options)
+    scored = [run_perplexity(records, scorer, bootstrap=args.bootstrap, seed=args.seed) for records in runs]
+    differences = (
+        compare_perplexity(scored[0], scored[1], bootstrap=args.bootstrap, seed=args.seed)
+        if len(scored) == 2
+        else []
+    )
+    print(render_perplexity(scored, differences, args.format), end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise GatherError(f"bad --k {text!r}: expected comma-separated ints >= 1, e.g. --k 1,4") from None
+    if not ks or min(ks) < 1:
+        raise GatherError(f"bad --k {text!r}: expected comma-separated ints >= 1, e.g. --k 1,4")
+    return ks
+
+
+def _add_analyze_parser(sub: Any) -> None:
+    """``gather-envs analyze coverage|swap|perplexity``: the mechanism analyses (docs/analysis.md)."""
+    from gather_envs.metrics import DEFAULT_BOOTSTRAP
+
+    analyze = sub.add_parser("analyze", help="mechanism analyses: coverage, policy swaps, query perplexity")
+    kinds = analyze.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    cover = kinds.add_parser(
+        "coverage", help="how much of B's boundary A solves within n tries, and the tasks only one solves"
+    )
+    cover.add_argument("a", metavar="A.jsonl", help="records of run A (the one given more tries)")
+    cover.add_argument("b", metavar="B.jsonl", help="records of run B (whose boundary is covered)")
+    swap = kinds.add_parser(
+        "swap", help="swap runs (--agent swap) against the pure runs of their two policies"
+    )
+    swap.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN.jsonl",
+        help="one records file per run: the pure runs and the swap runs",
+    )
+    swap.add_argument(
+        "--k", default="1", metavar="K[,K...]", help="k of PASS@(k,T) to tabulate (default %(default)s)"
+    )
+    swap.set_defaults(func=cmd_analyze_swap)
+    perplexity = kinds.add_parser(
+        "perplexity", help="per-token NLL of the queries vs the reasoning of a run under a reference model"
+    )
+    perplexity.add_argument("records", metavar="RECORDS", help="records of one run, with --trajectories")
+    perplexity.add_argument("--against", metavar="B.jsonl", help="a second run: its NLL minus the first's")
+    perplexity.add_argument(
+        "--scorer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reference model: base_url=... model=... (an OpenAI-compatible /v1 server), or "
+        "model_path=FILE.gguf; default: the embedded SmolLM2",
+    )
+    perplexity.set_defaults(func=cmd_analyze_perplexity)
+    for parser in (cover, swap, perplexity):
+        parser.add_argument("--format", choices=REPORT_FORMATS, default="table", help="default: %(default)s")
+        parser.add_argument(
+            "--bootstrap", type=_int_type(0), default=DEFAULT_BOOTSTRAP, metavar="B",
+            help="bootstrap resamples over tasks for the 95%% intervals (0: none; default %(default)s)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--seed", type=_int_type(0), default=0, help="bootstrap seed (default %(default)s)"
+        )
+    cover.set_defaults(func=cmd_analyze_coverage)
+    for parser in (cover, swap):
+        parser.add_argument("--plot", metavar="DIR", help="also write PNG plots into DIR (needs matplotlib)")
 
 
 def _add_stats_options(parser: argparse.ArgumentParser) -> None:
@@ -871,6 +1019,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _kwarg_option(serve)
     serve.set_defaults(func=cmd_serve_retrieval)
+    _add_analyze_parser(sub)
     return parser
 
 

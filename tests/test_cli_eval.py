@@ -115,6 +115,7 @@ def test_report_json_matches_the_known_pass_at_k(
     assert code == 0
     data = json.loads(out)
     diversity = data.pop("diversity")
+    assert set(data.pop("retrieval")) == {agent.agent_id}
     assert Results.from_json(data).to_json() == data  # the results JSON round-trips
     assert data["agent_id"] == agent.agent_id and data["n"] == N and data["num_tasks"] == TASKS
     assert data["budgets"] == list(BUDGETS) and data["ks"] == list(KS)

@@ -1,10 +1,10 @@
 """Agents: the protocol, scripted baselines, LLM agents and their backends.
 
 Importing this package registers every built-in agent (``oracle``, ``random``, ``heuristic``,
-``react``, ``search-r1``, ``direct``, ``tools``); LLM libraries are imported only when used.
+``react``, ``search-r1``, ``direct``, ``tools``, ``swap``); LLM libraries are imported only when used.
 """
 
-from gather_envs.agents import llm, scripted
+from gather_envs.agents import llm, scripted, swap
 from gather_envs.agents.base import (
     Agent,
     EpisodePolicy,
@@ -23,4 +23,5 @@ __all__ = [
     "make_agent",
     "register_agent",
     "scripted",
+    "swap",
 ]

@@ -374,6 +374,12 @@ class LLMPolicy(EpisodePolicy):
             self._logprobs.append(call_logprobs(result))
         return self._record_reply(result)
 
+    def take_over(self, turns: Sequence[tuple[str, dict[str, Any], str]]) -> None:
+        """Adopt turns another policy played (a cross-policy swap) as this conversation's own."""
+        for observation, _, action in turns:
+            self._add_observation(observation)
+            self.messages.append({"role": "assistant", "content": action})
+
     def usage(self) -> dict[str, Any]:
         return {**self._usage, "elided_observations": self._elided, "cut_messages": self._cut}
 

@@ -196,7 +196,8 @@ class GatherEnv(gym.Env[str, str]):
         documents = self._retrieve(query)
         left = self.budget - self.tool_calls_used
         text = prompts.search_result(query, documents, left, self.show_budget)
-        info = self._info(action_type=SEARCH, query=query)
+        retrieved = [document.doc_id for document in documents]
+        info = self._info(action_type=SEARCH, query=query, retrieved_doc_ids=retrieved)
         return self._observe(text), REWARD_WRONG, False, False, info
 
     def _answer(
@@ -281,6 +282,7 @@ class GatherEnv(gym.Env[str, str]):
             success=correct,
             termination=termination,
             queries=list(self.queries),
+            supporting_doc_ids=list(self.task.supporting_doc_ids),
             **extra,
         )
 

@@ -34,7 +34,8 @@ try:  # POSIX only; elsewhere appends rely on O_APPEND alone.
 except ImportError:  # pragma: no cover - exercised on Windows only
     fcntl = None
 
-RECORD_SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 2
+"""2 added ``retrieved_doc_ids`` and ``supporting_doc_ids``; version 1 records read with them None."""
 
 TERMINATION_ANSWERED = "answered"
 TERMINATION_INVALID_ACTIONS = "invalid_actions"
@@ -66,6 +67,8 @@ class EpisodeRecord:
 
     ``infra_error`` holds a message when the episode failed for reasons outside the agent's
     control (server refused, timed out...): such records are excluded from n and counted apart.
+    ``retrieved_doc_ids`` holds, per search in order, the ids of the documents it returned, and
+    ``supporting_doc_ids`` the task's evidence; both are None where unknown (version 1 records).
     """
 
     schema_version: int = RECORD_SCHEMA_VERSION
@@ -90,12 +93,18 @@ class EpisodeRecord:
     queries: tuple[str, ...] = ()
     infra_error: str | None = None
     trajectory: tuple[dict[str, Any], ...] | None = None
+    retrieved_doc_ids: tuple[tuple[str, ...], ...] | None = None
+    supporting_doc_ids: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Callers often pass lists; store tuples so records stay immutable and compare equal.
         if not isinstance(self.queries, tuple):
             object.__setattr__(self, "queries", tuple(self.queries))
+        if self.retrieved_doc_ids is not None:
+            object.__setattr__(self, "retrieved_doc_ids", tuple(tuple(ids) for ids in self.retrieved_doc_ids))
+        if self.supporting_doc_ids is not None and not isinstance(self.supporting_doc_ids, tuple):
+            object.__setattr__(self, "supporting_doc_ids", tuple(self.supporting_doc_ids))
         if self.trajectory is not None and not isinstance(self.trajectory, tuple):
             object.__setattr__(self, "trajectory", tuple(self.trajectory))
 
@@ -129,6 +138,10 @@ class EpisodeRecord:
             "queries": list(self.queries),
             "infra_error": self.infra_error,
             "trajectory": None if self.trajectory is None else [dict(s) for s in self.trajectory],
+            "retrieved_doc_ids": (
+                None if self.retrieved_doc_ids is None else [list(ids) for ids in self.retrieved_doc_ids]
+            ),
+            "supporting_doc_ids": None if self.supporting_doc_ids is None else list(self.supporting_doc_ids),
             "extra": dict(self.extra),
         }
 
@@ -145,6 +158,8 @@ class EpisodeRecord:
             )
         queries = _get(data, "queries", list, default=[])
         trajectory = _get(data, "trajectory", list, default=None, nullable=True)
+        retrieved = _get(data, "retrieved_doc_ids", list, default=None, nullable=True)
+        supporting = _get(data, "supporting_doc_ids", list, default=None, nullable=True)
         return cls(
             schema_version=version,
             env_id=_get(data, "env_id", str, required=True),
@@ -168,6 +183,10 @@ class EpisodeRecord:
             queries=tuple(_check_items(queries, str, "queries")),
             infra_error=_get(data, "infra_error", str, default=None, nullable=True),
             trajectory=None if trajectory is None else tuple(_check_items(trajectory, dict, "trajectory")),
+            retrieved_doc_ids=None if retrieved is None else _retrieved(retrieved),
+            supporting_doc_ids=None
+            if supporting is None
+            else tuple(_check_items(supporting, str, "supporting_doc_ids")),
             extra=_get(data, "extra", dict, default={}),
         )
 
@@ -215,6 +234,13 @@ def _check_items(items: list[Any], kind: type, name: str) -> list[Any]:
                 f"episode record field {name!r}[{i}] must be {kind.__name__}, got {type(item).__name__}"
             )
     return items
+
+
+def _retrieved(searches: list[Any]) -> tuple[tuple[str, ...], ...]:
+    """The ``retrieved_doc_ids`` field checked: a list (one per search) of lists of doc ids."""
+    for i, ids in enumerate(_check_items(searches, list, "retrieved_doc_ids")):
+        _check_items(ids, str, f"retrieved_doc_ids[{i}]")
+    return tuple(tuple(ids) for ids in searches)
 
 
 # --------------------------------------------------------------------------------------------

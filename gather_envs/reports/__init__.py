@@ -16,6 +16,7 @@ from gather_envs.reports.tables import (
     render_comparison,
     render_diversity,
     render_results,
+    render_retrieval,
     render_verdict,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "render_comparison",
     "render_diversity",
     "render_results",
+    "render_retrieval",
     "render_verdict",
     "require_matplotlib",
 ]

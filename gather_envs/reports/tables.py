@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 
+from gather_envs.analysis.retrieval import Rate, RetrievalDiagnostics
 from gather_envs.errors import ConfigError
 from gather_envs.metrics.compare import CROSSING_TOLERANCE, BudgetComparison, Comparison
 from gather_envs.metrics.diversity import Diversity
@@ -438,3 +439,49 @@ def render_diversity(diversities: Mapping[str, Diversity], fmt: str = "table") -
     title = "Strategy diversity: unique query sequences per task, mean (min/median/max)"
     lead = f"## {title}\n\n" if fmt == "md" else f"{title}\n"
     return lead + _grid(header, rows, fmt == "md") + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Retrieval diagnostics
+
+
+def _rate_text(rate: Rate) -> str:
+    return _MISSING if rate.rate is None else f"{_fmt(rate.rate)} ({rate.successes}/{rate.episodes})"
+
+
+def render_retrieval(diagnostics: Mapping[str, RetrievalDiagnostics], fmt: str = "table") -> str:
+    """Evidence recall, success by hops and by evidence found, searches used; one column per agent."""
+    _check_format(fmt)
+    if fmt == "json":
+        return json.dumps(
+            {agent: d.to_json() for agent, d in diagnostics.items()}, indent=2, ensure_ascii=False
+        )
+    agents = list(diagnostics)
+    hops = sorted({h for d in diagnostics.values() for h in d.by_hops})
+    searches = sorted({s for d in diagnostics.values() for s in d.searches_histogram})
+    rows: list[list[str]] = [
+        ["evidence recall", *(_fmt(diagnostics[a].mean_recall) for a in agents)],
+        ["success, all evidence found", *(_rate_text(diagnostics[a].with_full_evidence) for a in agents)],
+        ["success, evidence missing", *(_rate_text(diagnostics[a].without_full_evidence) for a in agents)],
+        ["not recorded (old records)", *(str(diagnostics[a].not_recorded) for a in agents)],
+        *(
+            [f"success, {h} hops", *(_rate_text(diagnostics[a].by_hops.get(h, Rate(0, 0))) for a in agents)]
+            for h in hops
+        ),
+        [
+            "episodes with a repeated query",
+            *(f"{diagnostics[a].episodes_with_repeats}/{len(diagnostics[a].episodes)}" for a in agents),
+        ],
+        *(
+            [
+                f"episodes using {s} searches",
+                *(str(diagnostics[a].searches_histogram.get(s, 0)) for a in agents),
+            ]
+            for s in searches
+        ),
+    ]
+    if fmt == "csv":
+        return _csv(["measure", *agents], rows)
+    title = "Retrieval diagnostics: did the agent find the supporting documents, and use them?"
+    lead = f"## {title}\n\n" if fmt == "md" else f"{title}\n"
+    return lead + _grid(["", *agents], rows, fmt == "md") + "\n"

@@ -64,6 +64,7 @@ class _Episode:
     started: float
     reward: float = 0.0
     queries: list[str] = field(default_factory=list)
+    retrieved: list[list[str]] = field(default_factory=list)
     trajectory: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -159,6 +160,8 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
         episode.reward += float(reward)
         if "query" in info:  # the env's final info lists them all; this covers an outer truncation
             episode.queries.append(str(info["query"]))
+            # Only a search step's ids: a wrapper that copies an earlier info must not add a search.
+            episode.retrieved.append([str(d) for d in info.get("retrieved_doc_ids", ())])
         if episode.trajectory is not None:
             episode.trajectory.append({"action": action, "observation": observation, "reward": float(reward)})
         if terminated or truncated:
@@ -180,6 +183,9 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
             task = getattr(self.env.unwrapped, "task", None)
             gold = getattr(task, "answer", "")
         answer = final.get("answer")
+        supporting = final.get("supporting_doc_ids")
+        if supporting is None:  # as for the gold answer: read the task when the env did not report
+            supporting = getattr(getattr(self.env.unwrapped, "task", None), "supporting_doc_ids", None)
         extra = dict(episode.extra)
         if self.agent_settings:
             extra[AGENT_SETTINGS_KEY] = dict(self.agent_settings)
@@ -204,6 +210,8 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
             agent_id=self.agent_id,
             queries=tuple(str(q) for q in final.get("queries", episode.queries)),
             trajectory=None if episode.trajectory is None else tuple(episode.trajectory),
+            retrieved_doc_ids=tuple(tuple(ids) for ids in episode.retrieved),
+            supporting_doc_ids=None if supporting is None else tuple(str(d) for d in supporting),
             extra=extra,
         )
 
