@@ -660,9 +660,13 @@ def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
         run_perplexity,
     )
     from gather_envs.records.cells import check_unique_cells, read_located
+    from gather_envs.reports import require_matplotlib
     from gather_envs.reports.analysis import render_perplexity
+    from gather_envs.reports.analysis_plots import plot_perplexity
 
     options = _checked(args.scorer, "--scorer", "the scorer", SCORER_OPTIONS, "option")
+    if args.plot:
+        require_matplotlib()  # fail before a model loads
     runs = []
     for path in [args.records, *([args.against] if args.against else [])]:
         records, places = read_located([path])
@@ -677,6 +681,8 @@ def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
         else []
     )
     print(render_perplexity(scored, differences, args.format), end="" if args.format == "csv" else "\n")
+    if args.plot:
+        print(f"wrote {plot_perplexity(scored, args.plot)}", file=sys.stderr)
     return 0
 
 
@@ -738,7 +744,7 @@ def _add_analyze_parser(sub: Any) -> None:
             "--seed", type=_int_type(0), default=0, help="bootstrap seed (default %(default)s)"
         )
     cover.set_defaults(func=cmd_analyze_coverage)
-    for parser in (cover, swap):
+    for parser in (cover, swap, perplexity):
         parser.add_argument("--plot", metavar="DIR", help="also write PNG plots into DIR (needs matplotlib)")
 
 

@@ -108,6 +108,28 @@ def test_pooled_nll_counts_each_span_token_once_with_the_known_logprobs() -> Non
     assert set(result.groups) == {"all", "family single-hop", "failure"}
 
 
+def test_the_plot_draws_one_bar_per_span_and_group_at_its_nll(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib import image
+
+    from gather_envs.reports import analysis_plots
+
+    result = run_perplexity(_run(_Writer("natural", NATURAL)), _CharScorer(), bootstrap=50)
+    path = analysis_plots.plot_perplexity([result], tmp_path)
+    assert path.name == "perplexity_natural.png" and image.imread(path).shape[0] > 100
+    heights: list[float] = []
+    save = analysis_plots._save
+
+    def measured(figure, out):
+        heights.extend(round(bar.get_height(), 6) for bar in figure.axes[0].patches)
+        return save(figure, out)
+
+    monkeypatch.setattr(analysis_plots, "_save", measured)
+    analysis_plots.plot_perplexity([result], tmp_path)
+    # The bars are the known NLLs: 1 nat a query token, 2 a reasoning token, in every group.
+    assert sorted(set(heights)) == [1.0, 2.0] and len(heights) == 2 * len(result.groups)
+
+
 def test_records_without_trajectories_are_refused_with_the_fix(tmp_path, capsys) -> None:
     records = evaluate(ENV_ID, _Writer("w", NATURAL), n=1, budgets=[1], tasks=1, progress=False)
     with pytest.raises(RecordsError, match="--trajectories"):

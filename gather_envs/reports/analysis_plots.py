@@ -1,4 +1,4 @@
-"""PNG plots of the mechanism analyses: coverage curves, swap curves, retrieval diagnostics.
+"""PNG plots of the mechanism analyses: coverage and swap curves, retrieval diagnostics, span NLLs.
 
 Drawn like :mod:`gather_envs.reports.plots` (matplotlib's object API on the Agg canvas, titles
 that name the runs and the budget, 95% interval bands where the analysis has them).
@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gather_envs.analysis.coverage import Coverage
+from gather_envs.analysis.perplexity import RunPerplexity
 from gather_envs.analysis.retrieval import RetrievalDiagnostics
 from gather_envs.analysis.swap import SwapRow, swap_curves
 from gather_envs.reports.plots import BAND_ALPHA, CURVE_SIZE, MARKERS, _new_figure, _save, _slug
@@ -87,3 +88,32 @@ def plot_retrieval(diagnostics: Mapping[str, RetrievalDiagnostics], out_dir: Pat
     left.legend(loc="upper right")
     figure.suptitle("Retrieval diagnostics")
     return _save(figure, Path(out_dir) / f"retrieval_{'_'.join(_slug(a) for a in agents)}.png")
+
+
+def plot_perplexity(runs: Sequence[RunPerplexity], out_dir: PathLike) -> Path:
+    """Per group (all, each family, success, failure): each run's per-token NLL of its query and
+    reasoning spans, as bars with their 95% episode-bootstrap intervals."""
+    groups = list(dict.fromkeys(g for run in runs for g in run.groups))
+    spans = list(dict.fromkeys(s for run in runs for spans in run.groups.values() for s in spans))
+    bars = [(run, span) for run in runs for span in spans]
+    width = 0.8 / max(1, len(bars))
+    figure = _new_figure((max(CURVE_SIZE[0], 1.6 * len(groups) + 3), CURVE_SIZE[1]))
+    axes = figure.add_subplot()
+    for i, (run, span) in enumerate(bars):
+        xs, heights, errors = [], [], [[], []]
+        for x, group in enumerate(groups):
+            mean = run.groups.get(group, {}).get(span)
+            if mean is None or mean.nll is None:
+                continue
+            xs.append(x + i * width)
+            heights.append(mean.nll)
+            low = mean.nll if mean.low is None else mean.low
+            high = mean.nll if mean.high is None else mean.high
+            errors[0].append(mean.nll - low)
+            errors[1].append(high - mean.nll)
+        axes.bar(xs, heights, width, yerr=errors, capsize=3, label=f"{run.agent_id}: {span}")
+    axes.set_xticks([x + 0.4 - width / 2 for x in range(len(groups))], groups)
+    axes.set_ylabel("NLL per token (nats) under the reference model")
+    axes.set_title("Query vs reasoning spans: " + " vs ".join(run.agent_id for run in runs))
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return _save(figure, Path(out_dir) / f"perplexity_{'_'.join(_slug(run.agent_id) for run in runs)}.png")
