@@ -1023,6 +1023,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="hits for a request without topk (default: the env's top_k, 3)",
     )
+    serve.add_argument(
+        "--split",
+        default="test",
+        help="the split whose world is searched, as an env of that split searches it (default %(default)s)",
+    )
     _kwarg_option(serve)
     serve.set_defaults(func=cmd_serve_retrieval)
     _add_analyze_parser(sub)
@@ -1036,20 +1041,25 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
     if args.env is None and args.corpus is not None and not args.kwarg:
         path = Path(args.corpus)
         corpus = load_directory(path) if path.is_dir() else load_frozen(args.corpus)
-        topk = DEFAULT_TOPK
+        topk, split = DEFAULT_TOPK, args.split
+        if split not in corpus.splits:
+            raise GatherError(
+                f"bad --split {split}: corpus {corpus.name!r} has {', '.join(sorted(corpus.splits))}"
+            )
     else:
         args.env_id = args.env or gather_envs.ENV_IDS[0]
         kwargs = _env_kwargs(args)
         if args.corpus is not None:
             kwargs["corpus"] = args.corpus
+        kwargs.setdefault("split", args.split)
         env = unwrap(make_env(args.env_id, kwargs))
         if env.scope != "world":
             raise GatherError(
                 f"bad --kwarg scope={env.scope}: the server searches the whole corpus (scope=world); "
                 "drop the scope kwarg"
             )
-        corpus, topk = env.corpus, env.top_k
-    retriever = Retriever(corpus, args.topk or topk)
+        corpus, topk, split = env.corpus, env.top_k, env.split
+    retriever = Retriever(corpus, args.topk or topk, split=split)
     try:
         server = make_server(retriever, args.host, args.port)
     except OSError as exc:
@@ -1058,7 +1068,10 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
             "pick another --port (0 picks a free one) or --host"
         ) from None
     # The first line says the server is ready and where: scripts (and the tests) read it.
-    print(f"serving {server_url(server)}  corpus={corpus.name} documents={len(corpus.documents)}", flush=True)
+    print(
+        f"serving {server_url(server)}  corpus={corpus.name} split={split} documents={len(retriever.documents)}",
+        flush=True,
+    )
     try:
         server.serve_forever()
     finally:

@@ -91,9 +91,11 @@ def env() -> gym.Env:
 
 
 def expected_hits(env: gym.Env, query: str, topk: int) -> list[tuple[str, float]]:
-    """The env's own BM25 hits: (document id, score), best first."""
-    corpus = env.unwrapped.corpus  # type: ignore[attr-defined]
-    return [(corpus.documents[i].doc_id, score) for i, score in corpus.index().search(query, topk)]
+    """The env's own BM25 hits in its split's world: (document id, score), best first."""
+    base = env.unwrapped
+    documents = base.corpus.documents_of(base.split)  # type: ignore[attr-defined]
+    index = base.corpus.index(base.split)  # type: ignore[attr-defined]
+    return [(documents[i].doc_id, score) for i, score in index.search(query, topk)]
 
 
 def test_scores_ids_and_order_equal_the_envs_bm25(server: Server, env: gym.Env) -> None:
@@ -164,7 +166,22 @@ def test_health_names_the_corpus(server: Server, env: gym.Env) -> None:
     status, answer = server.request("GET", "/health")
     corpus = env.unwrapped.corpus  # type: ignore[attr-defined]
     assert status == 200
-    assert answer["corpus_hash"] == corpus.content_hash and answer["documents"] == len(corpus.documents)
+    assert answer["corpus_hash"] == corpus.content_hash and answer["split"] == "test"
+    # The test split's own world only: the train world's documents are not searched.
+    assert answer["documents"] == len(corpus.documents_of("test")) < len(corpus.documents)
+
+
+def test_the_train_split_serves_the_train_world_as_a_train_env_searches_it() -> None:
+    train_env = gym.make(ENV_ID, split="train")
+    running = Server("--env", ENV_ID, "--split", "train")
+    try:
+        status, answer = running.retrieve({"queries": QUERIES, "topk": 3, "return_scores": True})
+        assert status == 200
+        for query, hits in zip(QUERIES, answer["result"]):
+            assert [(h["document"]["id"], h["score"]) for h in hits] == expected_hits(train_env, query, 3)
+        assert running.request("GET", "/health")[1]["split"] == "train"
+    finally:
+        running.stop()
 
 
 @pytest.mark.parametrize(
@@ -316,7 +333,8 @@ def test_serves_a_corpus_directory_with_its_own_index(tmp_path: Path) -> None:
         status, answer = running.retrieve({"queries": QUERIES[:3], "return_scores": True})
         assert status == 200
         for query, hits in zip(QUERIES[:3], answer["result"]):
-            expected = [(loaded.documents[i].doc_id, s) for i, s in loaded.index().search(query, 5)]
+            own = loaded.documents_of("test")  # the default split's world, as a test-split env searches
+            expected = [(own[i].doc_id, s) for i, s in loaded.index("test").search(query, 5)]
             assert [(h["document"]["id"], h["score"]) for h in hits] == expected
     finally:
         running.stop()
