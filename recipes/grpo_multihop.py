@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-ENV_ID = "Gather-MultiHop-v1"
 STAGES = ("base", "sft", "grpo", "compare")
-AGENT = "gather_envs.integrations.transformers_agent:react"
-STYLE = "react"
+AGENTS = {  # the style's agent on a transformers checkpoint, for `gather-envs eval --agent`
+    "react": "gather_envs.integrations.transformers_agent:react",
+    "act": "gather_envs.integrations.transformers_agent:act",
+}
 ORACLE_THOUGHT_SEARCH = "I need the document about {query}."
 ORACLE_THOUGHT_ANSWER = "The answer is {answer}."
 
@@ -43,12 +44,16 @@ class Settings:
     """Every knob of a run (written to ``settings.json`` in the output folder)."""
 
     model: str | None = None  # a transformers checkpoint; None: SmolLM2-135M converted from its GGUF
+    env_id: str = "Gather-MultiHop-v1"
+    env_kwargs: tuple[tuple[str, Any], ...] = ()  # e.g. (("top_k", 1),): for training and evaluation
+    style: str = "react"  # the agent style: its prompt, dialect and observation turns
     train_tasks: int = 4
     train_budgets: tuple[int, ...] = (4,)  # >= every task's hops, so the oracle's transcripts all answer
     eval_tasks: int = 2
     eval_n: int = 1
     eval_budgets: tuple[int, ...] = (2,)
     eval_max_tokens: int = 48
+    eval_temperature: float = 0.7
     eval_concurrency: int = 1
     grpo_steps: int = 2
     grpo_generations: int = 2
@@ -58,6 +63,9 @@ class Settings:
     grpo_turn_tokens: int = 48
     grpo_temperature: float = 1.0
     grpo_beta: float = 0.0
+    grpo_max_minutes: float | None = None  # stop GRPO after this long (the steps done are logged)
+    train_layers: int | None = None  # fine-tune only the top N decoder layers (SFT and GRPO); None: all
+    sft_examples: int | None = None  # oracle transcripts for SFT: the first N training rows; None: all
     sft_epochs: float = 1.0
     sft_batch: int = 2
     sft_learning_rate: float = 2e-5
@@ -71,6 +79,32 @@ class Settings:
 
 PRESETS = {
     "cpu": Settings(),
+    # The CPU learning result (recipes/README.md): single-hop questions, one document per search,
+    # the act style (bare actions, two worked episodes as chat turns), a 30-minute GRPO budget.
+    "cpu-learn": Settings(
+        env_id="Gather-SingleHop-v1",
+        env_kwargs=(("top_k", 1),),
+        style="act",
+        train_tasks=300,
+        train_budgets=(1, 2),
+        eval_tasks=30,
+        eval_n=4,
+        eval_budgets=(0, 1, 2),
+        eval_max_tokens=24,
+        grpo_steps=1000,
+        grpo_generations=8,
+        grpo_batch=8,
+        grpo_learning_rate=3e-5,
+        grpo_max_completion=320,
+        grpo_temperature=0.8,
+        grpo_turn_tokens=24,
+        grpo_max_minutes=30.0,
+        train_layers=8,
+        sft_examples=120,
+        sft_epochs=1.0,
+        sft_batch=4,
+        sft_learning_rate=2e-5,
+    ),
     "gpu": Settings(
         model="Qwen/Qwen2.5-1.5B-Instruct",
         train_tasks=1000,
@@ -118,15 +152,41 @@ def base_model(settings: Settings) -> str:
     return str(smollm2_checkpoint())
 
 
+def trainable_model(path: str, settings: Settings) -> Any:
+    """The checkpoint, with all but its top ``train_layers`` decoder layers (and final norm) frozen.
+
+    On CPU the backward pass dominates a step; stopping it ``train_layers`` layers down halves the
+    cost. Embeddings (tied to the output head in SmolLM2) stay frozen too.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    if settings.train_layers is None:
+        return model
+    decoder = getattr(model, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if layers is None or not 0 < settings.train_layers <= len(layers):
+        raise SystemExit(f"train_layers={settings.train_layers}: {path} has no decoder layers to choose from")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for module in [*layers[-settings.train_layers :], decoder.norm]:
+        for parameter in module.parameters():
+            parameter.requires_grad_(True)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"training the top {settings.train_layers} of {len(layers)} layers: {trained / 1e6:.1f}M parameters")
+    return model
+
+
 def train_rows(settings: Settings) -> list[dict[str, Any]]:
     """Training rows: the react prompt and the env's first observation, for each task and budget."""
     from gather_envs.integrations.dataset import task_rows, to_layout
 
     rows = task_rows(
-        ENV_ID,
+        settings.env_id,
         "train",
-        style=STYLE,
+        style=settings.style,
         budgets=list(settings.train_budgets),
+        env_kwargs=dict(settings.env_kwargs),
         limit=settings.train_tasks,
         seed=settings.seed,
     )
@@ -136,15 +196,19 @@ def train_rows(settings: Settings) -> list[dict[str, Any]]:
 def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
     """PASS@(k,T) records of one model on the test sample (resumable: reruns play what is missing)."""
     records = out / f"{name}.jsonl"
+    kwargs = [arg for key, value in settings.env_kwargs for arg in ("--kwarg", f"{key}={json.dumps(value)}")]
     cli(
         "eval",
-        ENV_ID,
+        settings.env_id,
+        *kwargs,
         "--agent",
-        AGENT,
+        AGENTS[settings.style],
         "--agent-option",
         f"model={model}",
         "--agent-option",
         f"max_tokens={settings.eval_max_tokens}",
+        "--agent-option",
+        f"temperature={settings.eval_temperature}",
         "--agent-option",
         f"seed={settings.seed}",
         "--agent-option",
@@ -169,7 +233,7 @@ def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
 # -- SFT on oracle trajectories ---------------------------------------------------------------
 
 
-def oracle_conversations(rows: list[dict[str, Any]], records: Path) -> list[dict[str, Any]]:
+def oracle_conversations(rows: list[dict[str, Any]], records: Path, style: str) -> list[dict[str, Any]]:
     """The oracle's episodes on the training rows as react chat transcripts (and as records)."""
     import gymnasium as gym
 
@@ -187,15 +251,17 @@ def oracle_conversations(rows: list[dict[str, Any]], records: Path) -> list[dict
         messages = list(row["prompt"])
         while not driver.done:
             action = parse_action(policy.act(observation, info))
-            thought = (ORACLE_THOUGHT_SEARCH if action.kind == "search" else ORACLE_THOUGHT_ANSWER).format(
-                query=action.argument, answer=action.argument
-            )
-            text = f"Thought: {thought}\nAction: {action_text('react', action.kind, action.argument)}"
+            text = action_text("react", action.kind, action.argument)
+            if style == "react":  # the react style writes a thought before each action
+                thought = (
+                    ORACLE_THOUGHT_SEARCH if action.kind == "search" else ORACLE_THOUGHT_ANSWER
+                ).format(query=action.argument, answer=action.argument)
+                text = f"Thought: {thought}\nAction: {text}"
             messages.append({"role": "assistant", "content": text})
             result = driver.step(text)
             observation, info = result.observation, result.info
             if not driver.done:
-                messages.append(chat.observation_message(STYLE, observation))
+                messages.append(chat.observation_message(style, observation))
         env.close()
         examples.append({"messages": messages})
     driver.close()
@@ -210,7 +276,8 @@ def train_sft(model: str, settings: Settings, out: Path) -> Path:
 
     from gather_envs.integrations.models import tool_chat_template
 
-    examples = oracle_conversations(train_rows(settings), out / "oracle_train.jsonl")
+    rows = train_rows(settings)[: settings.sft_examples]
+    examples = oracle_conversations(rows, out / "oracle_train.jsonl", settings.style)
     tokenizer = AutoTokenizer.from_pretrained(model)
     inference_template = tokenizer.chat_template
     if tokenizer.chat_template == tool_chat_template():  # the training variant marks assistant turns
@@ -220,7 +287,7 @@ def train_sft(model: str, settings: Settings, out: Path) -> Path:
             resources.files("trl") / "chat_templates" / "qwen2_5_training.jinja"
         ).read_text()
     trainer = SFTTrainer(
-        model=model,
+        model=trainable_model(model, settings),
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
         args=SFTConfig(
@@ -248,6 +315,60 @@ def train_sft(model: str, settings: Settings, out: Path) -> Path:
 
 
 # -- GRPO ---------------------------------------------------------------------------------------
+
+
+def time_limit(minutes: float) -> Any:
+    """A trainer callback that ends training ``minutes`` after it began (checked after each step)."""
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):
+        deadline = float("inf")
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            self.deadline = time.monotonic() + 60 * minutes
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.monotonic() >= self.deadline:
+                log(f"GRPO time limit of {minutes} min reached after {state.global_step} steps")
+                control.should_training_stop = True
+            return control
+
+    return TimeLimit()
+
+
+def plot_rewards(history: list[dict[str, Any]], path: Path, settings: Settings, window: int = 10) -> None:
+    """The training reward per GRPO step (the mean over its rollouts) and its running mean."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed (pip install 'gather-envs[plot]'): no reward plot")
+        return
+    points = [(entry["step"], entry["reward"]) for entry in history if "reward" in entry and "step" in entry]
+    if not points:
+        return
+    steps, rewards = zip(*points)
+    running = [
+        sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1])
+        for i in range(len(rewards))
+    ]
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    axes.plot(steps, rewards, ".", alpha=0.35, label="mean reward of the step's rollouts")
+    axes.plot(steps, running, "-", label=f"running mean over {window} steps")
+    axes.set_xlabel("GRPO step")
+    axes.set_ylabel("reward (success rate)")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_title(
+        f"GRPO on {settings.env_id} (train split), {settings.grpo_generations} rollouts per step, "
+        f"T in {list(settings.train_budgets)}",
+        fontsize=9,
+    )
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def train_grpo(model: str, settings: Settings, out: Path) -> Path:
@@ -291,15 +412,17 @@ def train_grpo(model: str, settings: Settings, out: Path) -> Path:
         agent_settings={"recipe": "grpo_multihop", **asdict(settings)},
     )
     trainer = GRPOTrainer(
-        model=model,
+        model=trainable_model(model, settings),
         reward_funcs=[env_reward],
         processing_class=tokenizer,
         args=config,
         train_dataset=Dataset.from_list(rows),
         rollout_func=rollout,
+        callbacks=[time_limit(settings.grpo_max_minutes)] if settings.grpo_max_minutes else None,
     )
     trainer.train()
     (out / "grpo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    plot_rewards(trainer.state.log_history, out / "grpo_rewards.png", settings)
     folder = out / "grpo-model"
     trainer.save_model(str(folder))
     tokenizer.save_pretrained(str(folder))

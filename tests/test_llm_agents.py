@@ -30,12 +30,14 @@ from gather_envs.agents.llm import (
     STYLES,
     LLMAgent,
     action_constraint,
+    load_examples,
     load_prompt,
 )
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
 from gather_envs.envs.prompts import SYNTAX
 from gather_envs.errors import ConfigError
 from gather_envs.evaluation import evaluate
+from gather_envs.integrations import chat
 from gather_envs.records import AGENT_SETTINGS_KEY
 
 SERVER_MODULES = (
@@ -97,7 +99,7 @@ def test_prompts_ship_in_the_package_and_use_the_env_syntax(style: str) -> None:
     )
     assert "$" not in agent.system_prompt
     search, answer = SYNTAX[agent.dialect]
-    assert answer in agent.system_prompt
+    assert answer in agent.system_prompt or any(answer in turn["content"] for turn in agent.examples)
     assert load_prompt(STYLES[style].prompt)
 
 
@@ -211,6 +213,54 @@ def test_a_prompt_larger_than_the_context_is_cut_in_the_middle() -> None:
     assert estimate_tokens(sent) <= backend.context_tokens - agent.max_tokens
     assert policy.usage()["cut_messages"] > 0
     assert sent[1]["content"].rstrip().endswith(observation.rstrip()[-40:])  # the tail (actions) stays
+
+
+def test_act_shows_its_worked_episodes_as_chat_turns_and_records_their_hash(tmp_path: Path) -> None:
+    env = gym.make("Gather-SingleHop-v1", top_k=1)
+    backend = EchoBackend(["search[Rel Holhei]", "answer[Kraeth]"])
+    agent = llm_agent("act", env, backend)
+    examples = load_examples(STYLES["act"].examples)
+    assert [turn["role"] for turn in examples] == ["user", "assistant"] * 4
+    for turn in examples[1::2]:  # every example reply is one action the env's parser reads
+        assert parse_action(turn["content"]).kind in (SEARCH, ANSWER)
+    observation, info = env.reset(seed=0, options={"task_index": 0})
+    policy = agent.start(0)
+    observation, *_, info = env.step(policy.act(observation, info))
+    policy.act(observation, info)
+    sent = backend.calls[1]["messages"]
+    assert sent[0] == {"role": "system", "content": agent.system_prompt}
+    assert sent[1 : 1 + len(examples)] == examples
+    assert sent[1 + len(examples)]["content"].startswith("Question:")
+    assert sent[-1] == {"role": "user", "content": observation}  # later observations unwrapped
+    assert chat.prompt_messages("act", sent[1 + len(examples)]["content"]) == sent[: 2 + len(examples)]
+    settings = agent.settings()
+    assert settings["examples"] == "act_examples.json" and len(settings["examples_sha256"]) == 64
+    assert "examples" not in llm_agent("react", env, backend).settings()  # older settings unchanged
+    edited = tmp_path / "mine.json"
+    edited.write_text(json.dumps(examples[:2]))
+    other = llm_agent("act", env, backend, examples=str(edited))
+    assert (
+        other.examples == examples[:2] and other.settings()["examples_sha256"] != settings["examples_sha256"]
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("not json", "not JSON"),
+        ('[{"role": "system", "content": "x"}]', "user/assistant"),
+        ("{}", "JSON list"),
+    ],
+)
+def test_broken_example_turns_are_refused_with_the_file_named(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "turns.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        llm_agent("act", gym.make("Gather-SingleHop-v1"), EchoBackend(["x"]), examples=str(path))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_examples(str(tmp_path / "missing.json"))
 
 
 # -- with the real embedded model ----------------------------------------------------------------

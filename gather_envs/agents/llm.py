@@ -82,6 +82,7 @@ class AgentStyle:
     stop: tuple[str, ...]
     searches: bool = True
     native_tools: bool = False
+    examples: str | None = None  # a JSON file of worked example turns shown after the system prompt
 
 
 STYLES = {
@@ -105,6 +106,9 @@ STYLES = {
         "direct", "direct.txt", None, None, "$observation", ("\nQuestion:",), searches=False
     ),
     "tools": AgentStyle("tools", "tools.txt", "json", None, "Results: $observation", (), native_tools=True),
+    # For small models: one bare action a turn, taught by two worked episodes as real chat turns
+    # (a 135M model copies turns it has seen far better than it follows written instructions).
+    "act": AgentStyle("act", "act.txt", "react", None, "$observation", (), examples="act_examples.json"),
 }
 
 TOOL_SCHEMAS = {
@@ -143,9 +147,9 @@ TOOL_SCHEMAS = {
 
 
 def load_prompt(name: str) -> str:
-    """A prompt file shipped in the package (or any file path, for experiments)."""
+    """A prompt or example file shipped in the package (or any file path, for experiments)."""
     path = Path(name)
-    if path.suffix == ".txt" and path.parent != Path("."):
+    if path.suffix in (".txt", ".json") and path.parent != Path("."):
         if not path.is_file():
             raise ConfigError(f"prompt file {path} does not exist")
         return path.read_text(encoding="utf-8")
@@ -154,6 +158,22 @@ def load_prompt(name: str) -> str:
         return folder.joinpath(name).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"no prompt {name!r} in {PROMPT_PACKAGE}/{PROMPT_FOLDER}") from None
+
+
+def load_examples(name: str | None) -> list[Message]:
+    """A style's worked example turns (a JSON list of user/assistant messages), or none."""
+    if name is None:
+        return []
+    try:
+        turns = json.loads(load_prompt(name))
+    except ValueError as error:
+        raise ConfigError(f"example turns {name!r} are not JSON: {error}") from None
+    if not isinstance(turns, list) or not all(
+        isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+        for t in turns
+    ):
+        raise ConfigError(f"example turns {name!r} must be a JSON list of user/assistant messages")
+    return [{"role": t["role"], "content": t["content"]} for t in turns]
 
 
 def render_prompt(template: str, dialect: str) -> str:
@@ -254,6 +274,7 @@ LLM_OPTIONS = (
     Parameter("native_tools", bool, help="use the backend's tool calling (default: the tools agent)"),
     Parameter("stop", ANY_KIND, help="a stop string or a JSON list of them"),
     Parameter("prompt", str, help="a prompt file in gather_envs/agents/prompts or a path to a .txt"),
+    Parameter("examples", str, help="worked example turns: a .json in gather_envs/agents/prompts or a path"),
     *BACKEND_PARAMETERS,
 )
 """The options every LLM agent accepts: sampling, grammar, prompt, and the backend's own."""
@@ -292,6 +313,8 @@ class LLMAgent(Agent):
                 f"{self.top_p}, {self.max_tokens})"
             )
         self.system_prompt = render_prompt(load_prompt(self.prompt_name), self.dialect)
+        self.examples_name = options.pop("examples", None) or style.examples
+        self.examples = load_examples(self.examples_name)
         self.backend = chat_backend if chat_backend is not None else make_backend(options)
         if options:
             raise ConfigError(f"agent {style.name!r} has no option(s) {sorted(options)}")
@@ -311,6 +334,7 @@ class LLMAgent(Agent):
             "dialect": self.dialect,
             "prompt": self.prompt_name,
             "prompt_sha256": hashlib.sha256(self.system_prompt.encode("utf-8")).hexdigest(),
+            **self._examples_settings(),
             "temperature": self.temperature,
             "top_p": self.top_p,
             "max_tokens": self.max_tokens,
@@ -320,6 +344,16 @@ class LLMAgent(Agent):
             "native_tools": self.uses_native_tools,
             "truncation": TRUNCATION_POLICY,
             "backend": self.backend.settings(),
+        }
+
+    def _examples_settings(self) -> dict[str, Any]:
+        """The example turns' file and hash (absent for styles without examples, as before)."""
+        if not self.examples:
+            return {}
+        text = json.dumps(self.examples, ensure_ascii=False, sort_keys=True)
+        return {
+            "examples": self.examples_name,
+            "examples_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         }
 
     def start(self, seed: int) -> EpisodePolicy:
@@ -340,7 +374,8 @@ class LLMPolicy(EpisodePolicy):
         self._backend = episode_backend(agent.backend)  # one endpoint for the whole episode
         self._rng = random.Random(f"{agent.seed}:{seed}")
         self._logprobs: list[dict[str, Any]] = []
-        self.messages: list[Message] = [{"role": "system", "content": agent.system_prompt}]
+        self.messages: list[Message] = [{"role": "system", "content": agent.system_prompt}, *agent.examples]
+        self._first_observation = True
         self._observations: list[int] = []  # indices of observation messages, oldest first
         self._tool_call_id: str | None = None
         self._usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "llm_calls": 0}
@@ -390,7 +425,8 @@ class LLMPolicy(EpisodePolicy):
         return {LOGPROBS_KEY: {"version": LOGPROBS_VERSION, "calls": list(self._logprobs)}}
 
     def _add_observation(self, observation: str) -> None:
-        if len(self.messages) == 1:  # the task prompt
+        if self._first_observation:  # the task prompt
+            self._first_observation = False
             self.messages.append({"role": "user", "content": observation})
             return
         if self._tool_call_id is not None:

@@ -58,9 +58,13 @@ def system_prompt(name: str, env_dialect: str = "react") -> str:
 
 
 def prompt_messages(name: str, first_observation: str, env_dialect: str = "react") -> list[Message]:
-    """The conversation a policy starts from: the style's system prompt, then the env's task prompt."""
+    """The conversation a policy starts from: the style's system prompt, its worked example turns
+    (the ``act`` style has some), then the env's task prompt."""
+    from gather_envs.agents.llm import load_examples
+
     return [
         {"role": SYSTEM, "content": system_prompt(name, env_dialect)},
+        *load_examples(_style(name).examples),
         {"role": USER, "content": first_observation},
     ]
 

@@ -8,7 +8,7 @@ agent factories for ``--agent``::
     gather-envs eval Gather-MultiHop-v1 --agent gather_envs.integrations.transformers_agent:react \\
         --agent-option model=runs/grpo/model --n 4 --budgets 1,3,5 --out runs/grpo.jsonl
 
-Factories: ``react``, ``search_r1``, ``direct`` (``tools`` needs native tool calls, which this
+Factories: ``react``, ``search_r1``, ``act``, ``direct`` (``tools`` needs native tool calls, which this
 backend does not parse). Options: ``model`` (a checkpoint folder; default: the converted
 SmolLM2-135M from :mod:`gather_envs.integrations.models`), ``context_tokens``, ``device``,
 ``agent_id`` (the name in records and reports; default the style's), plus the LLM agents' own
@@ -158,6 +158,11 @@ def react(env: Any, **options: Any) -> Any:
 def search_r1(env: Any, **options: Any) -> Any:
     """The Search-R1 agent (``<search>...</search>``) on a transformers checkpoint."""
     return _agent("search-r1", env, **options)
+
+
+def act(env: Any, **options: Any) -> Any:
+    """The act agent (one bare ``search[...]`` or ``answer[...]`` a turn, worked examples first)."""
+    return _agent("act", env, **options)
 
 
 def direct(env: Any, **options: Any) -> Any:
