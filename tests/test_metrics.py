@@ -32,9 +32,10 @@ from gather_envs.metrics import (
     strategy_diversity,
     t_star,
 )
-from gather_envs.metrics.compare import run_labels
+from gather_envs.metrics.compare import paired_permutation_p, run_labels
 from gather_envs.metrics.results import load_results, save_results
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
+from gather_envs.reports.tables import render_comparison
 
 CORPUS = "sha256:feedface"
 
@@ -354,6 +355,47 @@ def test_comparison_difference_is_a_paired_estimate() -> None:
     same = compare_runs(records_a, records_a, bootstrap=100).at(3)
     assert all(d == 0 for d in same.diff)
     assert all(lo == 0 and hi == 0 for lo, hi in zip(same.diff_low, same.diff_high, strict=True))
+
+
+def test_paired_permutation_p_agrees_with_the_bootstrap_and_is_calibrated() -> None:
+    records_a, records_b = _two_agents()
+    entry = compare_runs(records_a, records_b, bootstrap=1000).at(3)
+    assert len(entry.diff_p) == len(entry.ks)
+    for p, low, high in zip(entry.diff_p, entry.diff_low, entry.diff_high, strict=True):
+        assert low is not None and high is not None and 0 < p <= 1
+        # Two different tests of one difference: they agree away from the 5% boundary.
+        if low > 0 or high < 0:
+            assert p < 0.1
+        if p < 0.01:
+            assert low > 0 or high < 0
+    weak = simulated_records({f"t{i:02d}": {3: 0.2} for i in range(30)}, n=4, seed=5, agent="weak")
+    strong = simulated_records({f"t{i:02d}": {3: 0.6} for i in range(30)}, n=4, seed=6, agent="strong")
+    assert compare_runs(weak, strong, bootstrap=0, ks=[1]).at(3).diff_p[0] < 0.001  # a clear lead
+    same = compare_runs(records_a, records_a, bootstrap=0).at(3)
+    assert all(p == 1.0 for p in same.diff_p)
+    # Under the null (two draws of one agent) p < 0.05 about 5% of the time, not more.
+    probs = {f"t{i:02d}": {3: 0.1 + 0.02 * i} for i in range(30)}
+    rejections = 0
+    for trial in range(40):
+        a = simulated_records(probs, n=4, seed=100 + trial, agent="a")
+        b = simulated_records(probs, n=4, seed=200 + trial, agent="b")
+        rejections += compare_runs(a, b, bootstrap=0, ks=[1]).at(3).diff_p[0] < 0.05
+    assert rejections <= 6  # Binomial(40, 0.05) exceeds 6 with probability about 1%
+    flat = paired_permutation_p(np.array([[0.5], [-0.5]] * 6), np.random.default_rng(0))
+    assert flat[0] == 1.0  # equal gains and losses: no evidence at all
+
+
+def test_comparison_json_keeps_the_p_values_and_reads_older_files() -> None:
+    records_a, records_b = _two_agents()
+    result = compare_runs(records_a, records_b, bootstrap=50)
+    data = result.to_json()
+    again = Comparison.from_json(data)
+    assert again.at(3).diff_p == result.at(3).diff_p
+    for entry in data["per_budget"]:
+        del entry["diff_p"]
+    older = Comparison.from_json(data)
+    assert older.at(3).diff_p == ()
+    assert "| p |" not in render_comparison(older, "md") and "| p " in render_comparison(result, "md")
 
 
 def test_comparison_refuses_runs_on_different_corpora() -> None:

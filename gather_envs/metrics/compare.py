@@ -46,6 +46,8 @@ from gather_envs.records.cells import check_unique_cells
 CROSSING_TOLERANCE = 1e-12
 
 _EXAMPLE_IDS = 5
+SIGN_FLIPS = 20_000
+"""Random sign assignments in the paired permutation test (p is resolved to about 1/20,000)."""
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
@@ -66,6 +68,31 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
         return 1.0
     tail = sum(math.comb(total, i) for i in range(min(only_a, only_b) + 1))
     return float(min(Fraction(1), Fraction(2 * tail, 2**total)))
+
+
+def paired_permutation_p(
+    differences: np.ndarray, rng: np.random.Generator, flips: int = SIGN_FLIPS
+) -> np.ndarray:
+    """Two-sided p-values of mean(differences) = 0, one per column, by flipping task signs.
+
+    ``differences`` is (tasks, ks): each task's PASS_A - PASS_B. Under the null that the two runs
+    are exchangeable on every task, each task's difference is as likely negative as positive, so
+    the observed |mean| is ranked among the |means| of ``flips`` random sign assignments (the
+    same assignments for every k). Tasks are the unit, as in the bootstrap: episodes of one task
+    are not independent. ``(1 + hits) / (1 + flips)`` keeps p above 0.
+
+    >>> rng = np.random.default_rng(0)
+    >>> float(paired_permutation_p(np.full((12, 1), 0.5), rng)[0]) < 0.001
+    True
+    >>> float(paired_permutation_p(np.zeros((12, 1)), rng)[0])
+    1.0
+    """
+    tasks = differences.shape[0]
+    observed = np.abs(differences.mean(axis=0))
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(flips, tasks))
+    flipped = np.abs(signs @ differences / tasks)
+    hits = (flipped >= observed - CROSSING_TOLERANCE).sum(axis=0)
+    return (1.0 + hits) / (1.0 + flips)
 
 
 def crossing_point(
@@ -133,6 +160,7 @@ class BudgetComparison:
     n_a: tuple[int, int] | None = None
     n_b: tuple[int, int] | None = None
     boundary_n: tuple[int, int] | None = None
+    diff_p: tuple[float | None, ...] = ()  # paired permutation p of each diff (empty: not computed)
 
     @property
     def boundary_is_matched(self) -> bool:
@@ -155,6 +183,7 @@ class BudgetComparison:
             "diff": list(self.diff),
             "diff_low": list(self.diff_low),
             "diff_high": list(self.diff_high),
+            "diff_p": list(self.diff_p),
             "k_star": self.k_star,
             "k_star_interval": None if self.k_star_interval is None else list(self.k_star_interval),
             "boundary": {
@@ -187,6 +216,7 @@ class BudgetComparison:
                 diff=_floats(data["diff"]),
                 diff_low=_maybe_floats(data["diff_low"]),
                 diff_high=_maybe_floats(data["diff_high"]),
+                diff_p=_maybe_floats(data.get("diff_p", ())),
                 k_star=None if data["k_star"] is None else float(data["k_star"]),
                 k_star_interval=None if interval is None else (int(interval[0]), int(interval[1])),
                 only_a=tuple(str(i) for i in bnd["only_a"]),
@@ -461,6 +491,7 @@ def compare_runs(
             ks,
             task_columns(weights, np.array([position[t] for t in shared[budget]]), len(union)),
             confidence,
+            seed,
         )
         for budget in budgets
     ]
@@ -528,6 +559,7 @@ def _compare_budget(
     ks: Sequence[int] | None,
     weights: np.ndarray,
     confidence: float,
+    seed: int,
 ) -> BudgetComparison:
     counts_a, counts_b = counts
     n_a, _ = _aligned(counts_a, ids)
@@ -553,6 +585,7 @@ def _compare_budget(
     a_low, a_high = interval(mat_a)
     b_low, b_high = interval(mat_b)
     d_low, d_high = interval(mat_a - mat_b)
+    diff_p = paired_permutation_p(mat_a - mat_b, np.random.default_rng([seed, budget]))
     k_star, k_interval = crossing_point(grid, diff.tolist())
 
     solved_a, solved_b = c_a > 0, c_b > 0
@@ -572,6 +605,7 @@ def _compare_budget(
         diff=tuple(diff.tolist()),
         diff_low=d_low,
         diff_high=d_high,
+        diff_p=tuple(diff_p.tolist()),
         k_star=k_star,
         k_star_interval=k_interval,
         only_a=only_a,

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from gather_envs.analysis.retrieval import Rate, RetrievalDiagnostics
 from gather_envs.errors import ConfigError
-from gather_envs.metrics.compare import CROSSING_TOLERANCE, BudgetComparison, Comparison
+from gather_envs.metrics.compare import CROSSING_TOLERANCE, SIGN_FLIPS, BudgetComparison, Comparison
 from gather_envs.metrics.diversity import Diversity
 from gather_envs.metrics.passk import PassTable
 from gather_envs.metrics.results import Results
@@ -214,13 +214,15 @@ def _boundary_text(entry: BudgetComparison, a: str, b: str) -> str:
 def _comparison_text(comparison: Comparison, entry: BudgetComparison, markdown: bool) -> str:
     a, b = _columns(comparison)
     floor = comparison.chance_floor
-    header = ["k", f"{a}", f"{b}", f"{a} - {b}", *([FLOOR_ROW] if floor else [])]
+    tested = len(entry.diff_p) == len(entry.ks)
+    header = ["k", f"{a}", f"{b}", f"{a} - {b}", *(["p"] if tested else []), *([FLOOR_ROW] if floor else [])]
     rows = [
         [
             str(k),
             _cell(entry.pass_a[i], entry.pass_a_low[i], entry.pass_a_high[i]),
             _cell(entry.pass_b[i], entry.pass_b_low[i], entry.pass_b_high[i]),
             _cell(entry.diff[i], entry.diff_low[i], entry.diff_high[i]),
+            *([f"{entry.diff_p[i]:.2g}"] if tested else []),
             *([_fmt(floor.get(k))] if floor else []),
         ]
         for i, k in enumerate(entry.ks)
@@ -326,6 +328,8 @@ def _comparison_legend(comparison: Comparison, markdown: bool) -> str:
         + (f"; [low, high]: its {confidence} bootstrap interval over tasks" if comparison.bootstrap else ""),
         f"{a} - {b}: the paired difference (the same resampled tasks for both); significant where "
         "its interval excludes 0",
+        "p: two-sided paired permutation test of that difference (task signs flipped at random, "
+        f"{SIGN_FLIPS:,} times); significant when p < {1 - comparison.confidence:g}",
         "k*: where the curves cross (interpolated on log2 k)",
         f"boundary: tasks solved at least once; McNemar: exact test of only-{a} against only-{b} "
         f"tasks (significant when p < {1 - comparison.confidence:g}); no correction for multiple "
@@ -353,7 +357,7 @@ def render_comparison(comparison: Comparison, fmt: str = "table", *, verdict: bo
         header = [
             "T", "k", "pass_a", "pass_a_low", "pass_a_high", "pass_b", "pass_b_low",
             "pass_b_high", "diff", "diff_low", "diff_high", "k_star", "only_a", "only_b",
-            "both", "neither", "mcnemar_p", "chance_floor",
+            "both", "neither", "mcnemar_p", "chance_floor", "diff_p",
         ]  # fmt: skip
         rows = []
         for e in comparison.per_budget:
@@ -367,6 +371,7 @@ def render_comparison(comparison: Comparison, fmt: str = "table", *, verdict: bo
                     [e.budget, k, *("" if v is None else repr(v) for v in values)]
                     + [len(e.only_a), len(e.only_b), len(e.both), e.neither, repr(e.mcnemar_p)]
                     + ["" if floor is None else repr(floor)]
+                    + [repr(e.diff_p[i]) if len(e.diff_p) == len(e.ks) else ""]
                 )
         return _csv(header, rows)
     markdown = fmt == "md"
