@@ -433,12 +433,11 @@ def compare(out: Path, runs: dict[str, Path]) -> None:
     """Reports of each run and paired comparisons against the base model, saved next to them."""
     for name, records in runs.items():
         print(cli("report", str(records), out=out / f"report-{name}.md"))
-    if len(runs) > 1:  # every run side by side, in Markdown, with the PASS@(k,T) curves as PNGs
-        together = [str(records) for records in runs.values()]
-        cli("report", *together, "--format", "md", "--plot", str(out / "plots"), out=out / "report-all.md")
     for name in ("grpo", "sft"):
         if name in runs and "base" in runs:
-            print(cli("compare", str(runs["base"]), str(runs[name]), out=out / f"compare-base-{name}.md"))
+            plots = str(out / "plots" / f"base-vs-{name}")  # both curves and their difference, as PNGs
+            compared = (str(runs["base"]), str(runs[name]))
+            print(cli("compare", *compared, "--plot", plots, out=out / f"compare-base-{name}.md"))
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Settings]:

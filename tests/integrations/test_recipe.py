@@ -133,11 +133,9 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
         assert records[0].env_kwargs["top_k"] == 1
         assert records[0].extra["agent_settings"]["examples"] == "act_examples.json"
         assert (out / f"report-{name}.md").read_text().startswith("PASS@(k,T)")
-    together = (out / "report-all.md").read_text()
-    assert all(f"| {name}" in together or f" {name} " in together for name in ("base", "sft", "grpo"))
-    assert sorted(p.suffix for p in (out / "plots").iterdir()) and all(
-        p.suffix == ".png" for p in (out / "plots").iterdir()
-    )
+    for name in ("sft", "grpo"):
+        pngs = list((out / "plots" / f"base-vs-{name}").glob("*.png"))
+        assert pngs and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
     for name in ("sft", "grpo"):
         assert "McNemar" in (out / f"compare-base-{name}.md").read_text()
     log = json.loads((out / "grpo_log.json").read_text())
