@@ -69,7 +69,7 @@ CASES = [
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--retries", "-1"], "argument --retries: expected an int >= 0"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--backoff", "-1"], "argument --backoff: expected a number >= 0"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--backoff", "nan"], "argument --backoff: expected a number >= 0"),
-    ([*EVAL, "--out", "{tmp}/x.jsonl", "--agent", "heuristc"], "unknown agent; choose one of direct, heuristic"),
+    ([*EVAL, "--out", "{tmp}/x.jsonl", "--agent", "heuristc"], "unknown agent; choose one of act, direct, heuristic"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--agent", "no_such_module:Agent"], "cannot import module 'no_such_module'"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--kwarg", "family=static", "--kwarg", "max_tool_calls=3"], "use gym.make('Gather-Static-v1')"),
     ([*REACT, "--agent-option", "top_p=0"], "bad --agent-option top_p=0: expected a float in (0, 1]"),

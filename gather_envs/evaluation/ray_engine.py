@@ -57,6 +57,10 @@ MAX_WORKER_RESTARTS = 4
 """Times Ray restarts a dead worker actor before the run stops using it."""
 MAX_LOST_ATTEMPTS = 3
 """A cell whose worker died this many times under it stops the run (it likely kills workers)."""
+RESTART_WAIT_S = 120.0
+"""How long a cell may keep meeting a restarting worker (ActorUnavailableError) before the run stops."""
+RESTART_POLL_S = 0.1
+"""Pause before handing a cell back out after its worker was found restarting."""
 WORKER_CPUS = 1.0
 """CPUs each worker actor reserves (pass ``ray_actor_options`` to ask for GPUs or other resources)."""
 _RESOURCE_OF_OPTION = {"num_cpus": "CPU", "num_gpus": "GPU"}
@@ -270,6 +274,7 @@ class RayWorkers:
         self._queue: deque[EpisodeKey] = deque(keys)
         self._in_flight: dict[Any, tuple[list[EpisodeKey], int]] = {}
         self._lost: dict[EpisodeKey, int] = {}
+        self._waiting_since: dict[EpisodeKey, float] = {}
         self._episode_s: float | None = None
         self._stop = threading.Event()
         self._results: queue.Queue[
@@ -336,6 +341,29 @@ class RayWorkers:
         yield from finished
 
     def _requeue(self, keys: list[EpisodeKey], index: int, error: BaseException) -> None:
+        """Put a lost call's cells back first; only a worker that died under a cell counts against it.
+
+        A call sent while Ray restarts a killed worker fails at once with ActorUnavailableError.
+        That says nothing about the cell, so it is retried after a short pause (within
+        RESTART_WAIT_S); counting it made a slow restart on a loaded machine look like a cell
+        that kills its worker.
+        """
+        if isinstance(error, self._ray.exceptions.ActorUnavailableError):
+            now = time.monotonic()
+            for key in keys:
+                if now - self._waiting_since.setdefault(key, now) > RESTART_WAIT_S:
+                    raise GatherError(
+                        f"episode {tuple(key)} found its Ray worker restarting for over "
+                        f"{RESTART_WAIT_S:.0f} s; check the cluster, then rerun the same command to resume"
+                    )
+            self._queue.extendleft(reversed(keys))
+            print(
+                f"note: Ray worker {index} is restarting ({type(error).__name__}); its {len(keys)} "
+                "episode(s) go back to the queue",
+                file=sys.stderr,
+            )
+            time.sleep(RESTART_POLL_S)
+            return
         for key in keys:
             lost = self._lost.get(key, 0) + 1
             self._lost[key] = lost
