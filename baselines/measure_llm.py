@@ -1,6 +1,6 @@
 """Measure the embedded model: parseable first replies with and without the grammar, and speed.
 
-For each LLM agent style it asks for the first reply on tasks 0..N-1 of ``Gather-MultiHop-v1``
+For each LLM agent style it asks for the first reply on tasks 0..N-1 of ``Gather-MultiHop-v0``
 at T = 2, temperature 1.0, max_tokens 128, and counts the replies in which the env's parser
 finds an action. Usage: ``python baselines/measure_llm.py [--tries 10] [--json OUT]``.
 """
@@ -26,7 +26,7 @@ MAX_TOKENS = 128
 
 def measure(style: str, dialect: str, grammar: bool, tries: int) -> dict[str, float]:
     """Parse rate and throughput (completion tokens per second of call time, prompt included)."""
-    env = gym.make("Gather-MultiHop-v1", dialect=dialect)
+    env = gym.make("Gather-MultiHop-v0", dialect=dialect)
     agent = make_agent(style, env, temperature=TEMPERATURE, max_tokens=MAX_TOKENS, grammar=grammar)
     parsed = tokens = 0
     seconds = 0.0

@@ -23,7 +23,7 @@ def percentiles(samples: list[float]) -> str:
 
 
 def bench_env(episodes: int) -> None:
-    env = gym.make("Gather-MultiHop-v1").unwrapped  # the env itself, not the checker wrappers
+    env = gym.make("Gather-MultiHop-v0").unwrapped  # the env itself, not the checker wrappers
     env.reset(seed=0)
     resets, searches, answers = [], [], []
     for episode in range(episodes):
@@ -42,7 +42,7 @@ def bench_env(episodes: int) -> None:
     print(f"reset          {percentiles(resets)}")
     print(f"step(search)   {percentiles(searches)}")
     print(f"step(answer)   {percentiles(answers)}")
-    wrapped = gym.make("Gather-MultiHop-v1")
+    wrapped = gym.make("Gather-MultiHop-v0")
     wrapped.reset(seed=0)
     start = time.perf_counter()
     for i in range(200):

@@ -2,7 +2,7 @@
 
 Each server (``tests/loopback_openai.py``, its own process, so its CPU is not the runner's)
 answers every completion after ``--latency-s`` (200 ms) from a script: a search, then an answer,
-so each episode of the react agent on ``Gather-MultiHop-v1`` at T = 2 makes two model calls. The
+so each episode of the react agent on ``Gather-MultiHop-v0`` at T = 2 makes two model calls. The
 ideal is ``concurrency / (2 x latency)`` episodes/s; the script prints the share of it reached at
 each concurrency, with 1 and with several endpoints, the runner's CPU time (all its threads,
 records written with fsync) per model call, and the servers' (which share the cores). Prints
@@ -31,7 +31,7 @@ from loopback_openai import ServerProcess  # noqa: E402
 import gather_envs  # noqa: E402,F401  (registers the ids)
 from gather_envs.evaluation import evaluate  # noqa: E402
 
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 BUDGET = 2
 SCRIPT = ("Thought: look it up.\nAction: search[Pythdry Gryga]", "Thought: done.\nAction: answer[1915]")
 CALLS_PER_EPISODE = len(SCRIPT)

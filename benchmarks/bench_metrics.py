@@ -48,7 +48,7 @@ def best_of(repeats: int, fn) -> float:
 
 def sample_record(i: int) -> EpisodeRecord:
     return EpisodeRecord(
-        env_id="Gather-MultiHop-v1",
+        env_id="Gather-MultiHop-v0",
         env_kwargs={"family": "bridge", "max_tool_calls": 5},
         corpus_hash="sha256:" + "0" * 64,
         task_id=f"task-{i:06d}",

@@ -31,7 +31,7 @@ from typing import Any
 import gather_envs  # noqa: F401
 from gather_envs.evaluation import evaluate
 
-ENV_ID = "Gather-v1"
+ENV_ID = "Gather-v0"
 WORLD = {"seed": 7, "num_entities": 400, "tasks_per_family": 12, "train_tasks_per_family": 6}
 ENV_KWARGS = {"family": "bridge", "world": WORLD}
 BUDGETS = (0, 1, 3, 5)

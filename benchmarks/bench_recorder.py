@@ -1,6 +1,6 @@
 """Time the RecordPassAtKT recorder per episode next to a bare env, and the runner's cost per episode.
 
-Episodes follow each task's gold path on ``Gather-MultiHop-v1`` (the default frozen corpus), so every
+Episodes follow each task's gold path on ``Gather-MultiHop-v0`` (the default frozen corpus), so every
 episode makes 2-4 searches and one answer. Prints figures; asserts nothing.
 
     python benchmarks/bench_recorder.py [--episodes 2000]
@@ -22,7 +22,7 @@ from gather_envs.agents.base import Agent, EpisodePolicy
 from gather_envs.evaluation import evaluate
 from gather_envs.wrappers import RecordPassAtKT
 
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 BUDGET = 5
 REPEATS = 3
 RUNNER_TASKS = 50

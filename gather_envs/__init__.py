@@ -1,6 +1,6 @@
 """gather-envs: Gymnasium environments for measuring PASS@(k,T) of search agents.
 
-Importing the package registers the env ids (``Gather-MultiHop-v1`` and friends).
+Importing the package registers the env ids (``Gather-MultiHop-v0`` and friends).
 """
 
 from gather_envs.envs.custom_registration import CUSTOM_IDS, register_custom_envs

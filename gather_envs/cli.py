@@ -56,8 +56,8 @@ DESCRIPTION = """\
 Gymnasium environments for PASS@(k,T): search a corpus within a budget of T tool calls.
 
 Start with:  gather-envs list                          (the ids)
-             gather-envs play Gather-MultiHop-v1       (play one episode yourself)
-             gather-envs eval Gather-MultiHop-v1 --agent heuristic --out run.jsonl
+             gather-envs play Gather-MultiHop-v0       (play one episode yourself)
+             gather-envs eval Gather-MultiHop-v0 --agent heuristic --out run.jsonl
              gather-envs report run.jsonl
 Documentation: gather-envs docs TOPIC  (topics: {topics})"""
 
@@ -143,7 +143,7 @@ def _check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         import difflib
 
-        offered = [*gather_envs.ENV_IDS, *DATASET_ENVS]  # retired ids stay registered, not offered
+        offered = [*gather_envs.ENV_IDS, *DATASET_ENVS]
         close = difflib.get_close_matches(env_id, offered, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise GatherError(f"unknown env id {env_id!r}{hint}; choose one of {', '.join(offered)}")

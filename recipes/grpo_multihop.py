@@ -1,4 +1,4 @@
-"""Recipe: GRPO through TRL on Gather-MultiHop-v1's train split, evaluated with PASS@(k,T) on test.
+"""Recipe: GRPO through TRL on Gather-MultiHop-v0's train split, evaluated with PASS@(k,T) on test.
 
 Stages (``--stages``, default all, in this order):
 
@@ -44,7 +44,7 @@ class Settings:
     """Every knob of a run (written to ``settings.json`` in the output folder)."""
 
     model: str | None = None  # a transformers checkpoint; None: SmolLM2-135M converted from its GGUF
-    env_id: str = "Gather-MultiHop-v1"
+    env_id: str = "Gather-MultiHop-v0"
     env_kwargs: tuple[tuple[str, Any], ...] = ()  # e.g. (("top_k", 1),): for training and evaluation
     style: str = "react"  # the agent style: its prompt, dialect and observation turns
     train_tasks: int = 4
@@ -82,7 +82,7 @@ PRESETS = {
     # The CPU learning result (recipes/README.md): single-hop questions, one document per search,
     # the act style (bare actions, two worked episodes as chat turns), a 30-minute GRPO budget.
     "cpu-learn": Settings(
-        env_id="Gather-SingleHop-v1",
+        env_id="Gather-SingleHop-v0",
         env_kwargs=(("top_k", 1),),
         style="act",
         train_tasks=300,

@@ -6,7 +6,7 @@ import gymnasium as gym
 import pytest
 
 import gather_envs  # noqa: F401  (registers the ids)
-from gather_envs.envs.registration import GENERIC_ENV_ID, RETIRED_ENVS
+from gather_envs.envs.registration import GENERIC_ENV_ID
 
 SMALL_WORLD = {
     "seed": 7,
@@ -15,7 +15,6 @@ SMALL_WORLD = {
     "train_tasks_per_family": 6,
 }
 SYNTHETIC_IDS = tuple(gather_envs.ENV_IDS)
-RETIRED_IDS = tuple(RETIRED_ENVS)
 ALL_IDS = tuple(
     sorted(
         e
@@ -23,7 +22,6 @@ ALL_IDS = tuple(
         if e.startswith("Gather-")
         and e not in gather_envs.DATASET_IDS
         and e not in gather_envs.CUSTOM_IDS
-        and e not in RETIRED_IDS
     )
 )
 

@@ -15,7 +15,7 @@ from gather_envs.errors import RecordsError
 from gather_envs.evaluation import evaluate
 from gather_envs.records import EpisodeRecord, append_records
 
-ENV_ID = "Gather-SingleHop-v1"
+ENV_ID = "Gather-SingleHop-v0"
 N = 4
 
 

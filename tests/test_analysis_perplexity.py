@@ -31,7 +31,7 @@ from gather_envs.errors import ConfigError, RecordsError
 from gather_envs.evaluation import evaluate
 from gather_envs.records import EpisodeRecord, append_records
 
-ENV_ID = "Gather-SingleHop-v1"
+ENV_ID = "Gather-SingleHop-v0"
 SMOLLM2_BOS = "<|im_start|>"
 THOUGHT = "Thought: I should look this up in the documents before I answer."
 NATURAL = "capital city of the country"

@@ -15,7 +15,7 @@ from gather_envs.cli import main
 from gather_envs.evaluation import evaluate
 from gather_envs.records import EpisodeRecord, append_records, read_records
 
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 TASKS = 6
 
 

@@ -15,7 +15,7 @@ from gather_envs.errors import ConfigError, RecordsError
 from gather_envs.evaluation import evaluate
 from gather_envs.records import EpisodeRecord, append_records
 
-ENV_ID = "Gather-SingleHop-v1"
+ENV_ID = "Gather-SingleHop-v0"
 SEARCHES = 2
 BUDGET = 3
 TURNS = SEARCHES + 1  # two searches, then the answer
@@ -113,10 +113,10 @@ def test_the_swap_agent_builds_registered_agents_and_refuses_missing_options() -
 
 def test_a_policy_without_take_over_is_replayed_so_the_oracle_picks_up_where_the_oracle_left() -> None:
     """oracle → oracle after J turns must play exactly like the oracle: the replay restores its count."""
-    pure = evaluate("Gather-MultiHop-v1", "oracle", n=1, budgets=[5], tasks=5, progress=False)
+    pure = evaluate("Gather-MultiHop-v0", "oracle", n=1, budgets=[5], tasks=5, progress=False)
     for after in (1, 2):
         swapped = evaluate(
-            "Gather-MultiHop-v1", "swap", n=1, budgets=[5], tasks=5, progress=False,
+            "Gather-MultiHop-v0", "swap", n=1, budgets=[5], tasks=5, progress=False,
             agent_options={"first": "oracle", "then": "oracle", "after": after},
         )  # fmt: skip
         assert [r.queries for r in swapped] == [r.queries for r in pure]

@@ -332,11 +332,11 @@ def test_the_api_key_never_appears_in_repr_settings_errors_or_records(serve, tmp
     assert SECRET not in repr(backend) and SECRET not in str(backend)
     assert SECRET not in json.dumps(backend.settings())
     assert backend.settings()["api_key_set"] is True
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m")
     out = tmp_path / "run.jsonl"
     records = evaluate(
-        "Gather-MultiHop-v1",
+        "Gather-MultiHop-v0",
         agent,
         n=1,
         budgets=(2,),
@@ -356,7 +356,7 @@ def test_the_api_key_never_appears_in_repr_settings_errors_or_records(serve, tmp
 
 def test_an_exhausted_backend_becomes_an_infrastructure_error_record(tmp_path) -> None:
     """Retries exhausted at every level: the episode is recorded as an infra error, not a failure."""
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     agent = make_agent(
         "react",
         env,
@@ -367,7 +367,7 @@ def test_an_exhausted_backend_becomes_an_infrastructure_error_record(tmp_path) -
     )
     out = tmp_path / "run.jsonl"
     records = evaluate(
-        "Gather-MultiHop-v1",
+        "Gather-MultiHop-v0",
         agent,
         n=2,
         budgets=(2,),
@@ -394,7 +394,7 @@ def test_native_tool_calls_become_json_dialect_actions(serve) -> None:
         "function": {"name": "answer", "arguments": '{"answer": "1915"}'},
     }
     server = serve(("ok", completion("", [call])), ("ok", completion("", [answer])))
-    env = gym.make("Gather-MultiHop-v1", dialect="json")
+    env = gym.make("Gather-MultiHop-v0", dialect="json")
     agent = make_agent("tools", env, base_url=server.url, model="m")
     assert agent.settings()["native_tools"] is True
     observation, info = env.reset(seed=0, options={"task_index": 1, "max_tool_calls": 2})
@@ -560,12 +560,12 @@ def test_an_error_page_echoing_the_authorization_header_leaks_nothing(serve, tmp
     with pytest.raises(BackendError) as error:
         backend.chat(MESSAGES, **SAMPLING)
     assert SECRET not in str(error.value) and "Bearer ****" in str(error.value)
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m",
                        max_retries=1, backoff_s=0.01)  # fmt: skip
     out = tmp_path / "echo.jsonl"
     records = evaluate(
-        "Gather-MultiHop-v1",
+        "Gather-MultiHop-v0",
         agent,
         n=2,
         budgets=(1,),
@@ -582,11 +582,11 @@ def test_an_error_page_echoing_the_authorization_header_leaks_nothing(serve, tmp
 
 def test_a_completion_echoing_the_key_is_scrubbed_before_the_env_sees_it(serve, tmp_path) -> None:
     server = serve(("echo-completion",))
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m")
     out = tmp_path / "echo.jsonl"
     records = evaluate(
-        "Gather-MultiHop-v1",
+        "Gather-MultiHop-v0",
         agent,
         n=1,
         budgets=(0,),
@@ -612,7 +612,7 @@ def test_eval_against_a_server_that_always_fails_exits_3_with_no_secret_anywhere
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     env["GATHER_API_KEY"] = SECRET
     command = [
-        sys.executable, "-m", "gather_envs.cli", "eval", "Gather-MultiHop-v1", "--agent", "react",
+        sys.executable, "-m", "gather_envs.cli", "eval", "Gather-MultiHop-v0", "--agent", "react",
         "--agent-option", f"base_url={server.url}", "--agent-option", "model=m",
         "--agent-option", "max_retries=1", "--agent-option", "backoff_s=0.01",
         "--n", "2", "--budgets", "1", "--tasks", "2", "--retries", "0", "--backoff", "0", "--out", str(out),

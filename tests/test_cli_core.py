@@ -32,24 +32,24 @@ def test_list_shows_every_synthetic_id_with_sizes_and_budget() -> None:
 
 
 def test_show_prints_the_gold_path_and_json() -> None:
-    result = run("show", "Gather-MultiHop-v1", "--task", "bridge-00001")
+    result = run("show", "Gather-MultiHop-v0", "--task", "bridge-00001")
     assert result.returncode == 0, result.stderr
     assert "hop 1: search[" in result.stdout and "hop 2: search[" in result.stdout
-    record = json.loads(run("show", "Gather-MultiHop-v1", "--task", "bridge-00001", "--json").stdout)
+    record = json.loads(run("show", "Gather-MultiHop-v0", "--task", "bridge-00001", "--json").stdout)
     assert record["task_id"] == "bridge-00001" and len(record["gold_path"]) == record["hops"]
 
 
 def test_play_reads_actions_from_the_terminal() -> None:
-    task = json.loads(run("show", "Gather-MultiHop-v1", "--task", "bridge-00001", "--json").stdout)
+    task = json.loads(run("show", "Gather-MultiHop-v0", "--task", "bridge-00001", "--json").stdout)
     moves = [f"search[{step['query']}]" for step in task["gold_path"]] + [f"answer[{task['answer']}]"]
-    result = run("play", "Gather-MultiHop-v1", "--task", "bridge-00001", stdin="\n".join(moves) + "\n")
+    result = run("play", "Gather-MultiHop-v0", "--task", "bridge-00001", stdin="\n".join(moves) + "\n")
     assert result.returncode == 0, result.stderr
     assert " ".join(task["question"].split()) in " ".join(result.stdout.split())  # play word-wraps
     assert "reward=1.0" in result.stdout and f"tool_calls={task['hops']}" in result.stdout
 
 
 def test_play_with_closed_input_exits_cleanly() -> None:
-    result = run("play", "Gather-MultiHop-v1", "--seed", "0", stdin="search[x]\n")
+    result = run("play", "Gather-MultiHop-v0", "--seed", "0", stdin="search[x]\n")
     assert result.returncode == 1 and "input ended" in result.stdout
 
 
@@ -57,8 +57,8 @@ def test_play_with_closed_input_exits_cleanly() -> None:
     "args",
     [
         ("show", "Gather-Nope-v0"),
-        ("show", "Gather-MultiHop-v1", "--task", "no-such-task"),
-        ("play", "Gather-MultiHop-v1", "--kwarg", "top_k=0"),
+        ("show", "Gather-MultiHop-v0", "--task", "no-such-task"),
+        ("play", "Gather-MultiHop-v0", "--kwarg", "top_k=0"),
         ("generate", "--out", "x", "--knob", "num_entities=3"),
         ("generate", "--out", "x", "--knob", "colour=blue"),
     ],

@@ -20,7 +20,7 @@ from gather_envs.cli import main
 
 EXIT_ERROR = 2
 PACKAGE_ROOT = Path(gather_envs.__file__).resolve().parent.parent  # the checkout, or the installed wheel
-ENV = "Gather-MultiHop-v1"
+ENV = "Gather-MultiHop-v0"
 WORLD = "world=" + json.dumps(SMALL_WORLD)
 EVAL = ["eval", ENV, "--agent", "heuristic", "--kwarg", WORLD, "--tasks", "2", "--n", "1"]
 REACT = ["eval", ENV, "--agent", "react", "--out", "{tmp}/x.jsonl"]
@@ -31,12 +31,12 @@ CASES = [
     (["nope"], "invalid choice: 'nope'"),
     (["list", "--bogus"], "unrecognized arguments: --bogus"),
     (["docs", "nope"], "choose from 'agents'"),
-    (["show", "Gather-Multihop-v0"], "did you mean Gather-MultiHop-v1?"),
+    (["show", "Gather-Multihop-v0"], "did you mean Gather-MultiHop-v0?"),
     (["show", ENV, "--index", "9999"], "bad --index 9999"),
     (["show", ENV, "--index", "-1"], "argument --index: expected an int >= 0"),
     (["show", ENV, "--index", "abc"], "argument --index: expected an int >= 0, got 'abc'"),
     (["show", ENV, "--task", "no-such-task"], "no task 'no-such-task'"),
-    (["show", ENV, "--kwarg", "top_kk=3"], "bad --kwarg top_kk=...: Gather-MultiHop-v1 has no kwarg 'top_kk'"),
+    (["show", ENV, "--kwarg", "top_kk=3"], "bad --kwarg top_kk=...: Gather-MultiHop-v0 has no kwarg 'top_kk'"),
     (["show", ENV, "--kwarg", "top_k=abc"], "bad --kwarg top_k=abc: expected an int >= 1"),
     (["show", ENV, "--kwarg", "top_k=0"], "bad --kwarg top_k=0: expected an int >= 1"),
     (["show", ENV, "--kwarg", "dialect=klingon"], "expected one of react, tags, json"),
@@ -71,7 +71,7 @@ CASES = [
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--backoff", "nan"], "argument --backoff: expected a number >= 0"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--agent", "heuristc"], "unknown agent; choose one of act, direct, heuristic"),
     ([*EVAL, "--out", "{tmp}/x.jsonl", "--agent", "no_such_module:Agent"], "cannot import module 'no_such_module'"),
-    ([*EVAL, "--out", "{tmp}/x.jsonl", "--kwarg", "family=static", "--kwarg", "max_tool_calls=3"], "use gym.make('Gather-Static-v1')"),
+    ([*EVAL, "--out", "{tmp}/x.jsonl", "--kwarg", "family=static", "--kwarg", "max_tool_calls=3"], "use gym.make('Gather-Static-v0')"),
     ([*REACT, "--agent-option", "top_p=0"], "bad --agent-option top_p=0: expected a float in (0, 1]"),
     ([*REACT, "--agent-option", "temperature=-1"], "expected a float >= 0"),
     ([*REACT, "--agent-option", "backend=gpu"], "expected one of http, embedded"),

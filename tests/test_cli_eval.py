@@ -24,7 +24,7 @@ from gather_envs.records import read_records
 
 pytest.importorskip("matplotlib")
 
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 N = 16
 TASKS = 8
 BUDGETS = (0, 1, 3)

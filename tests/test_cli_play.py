@@ -23,7 +23,7 @@ import pytest
 import gather_envs
 
 PACKAGE_ROOT = Path(gather_envs.__file__).resolve().parent.parent  # the checkout, or the installed wheel
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 SEED = 1
 HANG_GUARD_S = 120.0
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -206,7 +206,7 @@ def test_import_freezes_a_corpus_that_reloads_bit_for_bit(tmp_path, files) -> No
     freeze_custom(*files, again, name="family")
     for name in sorted(p.name for p in out.iterdir()):
         assert (out / name).read_bytes() == (again / name).read_bytes()
-    env = gym.make("Gather-v1", corpus=str(out), family="single-hop")
+    env = gym.make("Gather-v0", corpus=str(out), family="single-hop")
     env.reset(seed=0)
     assert env.step("answer[Cy Lee, Bo Lee]")[1] == 1.0
 

@@ -615,7 +615,7 @@ def test_envs_share_one_corpus_per_process(files) -> None:
 
 
 def test_dataset_kwarg_works_on_any_id_and_rejects_bad_settings(files) -> None:
-    env = gym.make("Gather-Compare-v1", dataset=dataset("hotpotqa", files["hotpotqa"]), scope="distractor")
+    env = gym.make("Gather-Compare-v0", dataset=dataset("hotpotqa", files["hotpotqa"]), scope="distractor")
     assert len(env.unwrapped.tasks) == 3
     bad = [
         ({"scope": "full"}, ConfigError, "retrieval scope is the env's scope="),

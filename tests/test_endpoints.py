@@ -24,7 +24,7 @@ from gather_envs.errors import ConfigError
 from gather_envs.evaluation import evaluate
 from gather_envs.records import TERMINATION_ANSWERED, read_records
 
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 SEARCH_THEN_ANSWER = (
     "Thought: look it up.\nAction: search[Pythdry Gryga]",
     "Thought: done.\nAction: answer[1915]",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+import warnings
 
 import gymnasium as gym
 import pytest
@@ -101,7 +102,7 @@ def test_vector_envs_match_single_env(env_id: str, mode: str) -> None:
 
 def test_async_vector_env_with_shared_memory_fails_clearly() -> None:
     with pytest.raises(Exception, match="shared_memory=False"):
-        vec = gym.make_vec("Gather-MultiHop-v1", num_envs=2, vectorization_mode="async")
+        vec = gym.make_vec("Gather-MultiHop-v0", num_envs=2, vectorization_mode="async")
         vec.close()
 
 
@@ -132,7 +133,7 @@ def test_info_never_reveals_the_answer_before_the_end(env_id: str) -> None:
 def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
     from conftest import SMALL_WORLD
 
-    env = gym.make("Gather-MultiHop-v1", world=SMALL_WORLD, split="train", scope="distractor")
+    env = gym.make("Gather-MultiHop-v0", world=SMALL_WORLD, split="train", scope="distractor")
     rebuilt = gym.make(EnvSpec.from_json(env.spec.to_json()))
     assert rollout(rebuilt, 2) == rollout(env, 2)
     clone = pickle.loads(pickle.dumps(env))
@@ -141,7 +142,7 @@ def test_procedural_world_kwargs_survive_spec_json_and_pickling() -> None:
 
 
 def test_env_copies_share_one_corpus_and_one_index() -> None:
-    first, second = gym.make("Gather-MultiHop-v1").unwrapped, gym.make("Gather-Compare-v1").unwrapped
+    first, second = gym.make("Gather-MultiHop-v0").unwrapped, gym.make("Gather-Compare-v0").unwrapped
     assert first.corpus is second.corpus
     assert first.corpus.index("test") is second.corpus.index("test")
     assert first.corpus.index("test") is not first.corpus.index("train")  # each split its own world
@@ -173,11 +174,21 @@ def test_the_generic_id_takes_any_family() -> None:
 
 
 @pytest.mark.parametrize(
-    "retired", ["Gather-Static-v0", "Gather-SingleHop-v0", "Gather-Compare-v0", "Gather-MultiHop-v0"]
+    "env_id", ["Gather-Static-v0", "Gather-SingleHop-v0", "Gather-Compare-v0", "Gather-MultiHop-v0", "Gather-v0"]
 )
-def test_v0_ids_are_refused_with_what_changed(retired: str) -> None:
-    with pytest.raises(ConfigError, match=rf"{retired} is retired; use {retired[:-1]}1\. v1 regenerated"):
-        gym.make(retired)
+def test_v0_ids_make_without_a_warning(env_id: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make(env_id)
+    env.reset(seed=0)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", ["Gather-MultiHop-v1", "Gather-v1", "Gather-Static-v1"])
+def test_no_v1_id_is_registered(env_id: str) -> None:
+    assert env_id not in gym.registry
+    with pytest.raises(gym.error.Error):
+        gym.make(env_id)
 
 
 def test_dataset_ids_use_the_same_scope_words() -> None:
@@ -188,6 +199,6 @@ def test_dataset_ids_use_the_same_scope_words() -> None:
 
 def test_a_task_of_another_split_is_refused_by_id() -> None:
     """A train task cannot be played in a test env: the test env searches only the test world."""
-    train_task = gym.make("Gather-MultiHop-v1", split="train").unwrapped.tasks[0]
+    train_task = gym.make("Gather-MultiHop-v0", split="train").unwrapped.tasks[0]
     with pytest.raises(ConfigError, match=rf"{train_task.task_id}' is not in split 'test'"):
-        gym.make("Gather-MultiHop-v1").reset(options={"task_id": train_task.task_id})
+        gym.make("Gather-MultiHop-v0").reset(options={"task_id": train_task.task_id})

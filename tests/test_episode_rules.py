@@ -73,7 +73,7 @@ def test_step_before_reset_raises() -> None:
 
 def test_step_before_reset_through_gym_make_raises_env_state_error() -> None:
     """gym.make's wrappers must not replace the documented error by gymnasium's ResetNeeded."""
-    env = gym.make("Gather-MultiHop-v1", world=SMALL_WORLD)
+    env = gym.make("Gather-MultiHop-v0", world=SMALL_WORLD)
     with pytest.raises(EnvStateError, match="before reset"):
         env.step("search[x]")
 

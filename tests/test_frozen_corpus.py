@@ -190,7 +190,7 @@ FIELD_EDITS = [
     ("filter_stats|0|family", "poetry", "filter_stats", "unknown or repeated family"),
     ("filter_stats|1|family", "single-hop", "filter_stats", "unknown or repeated family"),
     ("filter_stats|1|shortcut_rate", 0.5, "filter_stats", "its counts give 0.493927"),
-    ("version", "one", "version", "must be an env-id version"),
+    ("version", "one", "version", "must be a corpus version"),
     ("split_documents|train", [10, 20], "split_documents", "overlaps"),
     ("chance_floor|bridge|floor|1", 0.5, "chance_floor", "its best guesser scores 0.0"),
     ("chance_floor|bridge|guessers|coin", {}, "chance_floor", "unknown guesser"),

@@ -18,7 +18,7 @@ from gather_envs.leaderboard.verify import SUBMISSION_FILE, verify_submission
 
 SUBMISSIONS = Path(__file__).resolve().parents[1] / "baselines" / "submissions"
 SHIPPED = sorted(path for path in SUBMISSIONS.iterdir() if (path / SUBMISSION_FILE).is_file())
-ENV = "Gather-MultiHop-v1"
+ENV = "Gather-MultiHop-v0"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +62,7 @@ def rules(directory: Path) -> list[str]:
 def test_shipped_baselines_verify(directory: Path) -> None:
     verification = verify_submission(directory)
     assert verification.ok, "\n".join(map(str, verification.problems))
-    assert set(verification.envs) == {"Gather-SingleHop-v1", ENV, "Gather-Compare-v1", "Gather-Static-v1"}
+    assert set(verification.envs) == {"Gather-SingleHop-v0", ENV, "Gather-Compare-v0", "Gather-Static-v0"}
     assert verification.submission["track"] == "quick"
 
 
@@ -242,4 +242,4 @@ def test_a_path_that_is_not_a_directory_is_a_usage_error(tmp_path: Path) -> None
 def test_markdown_goes_to_stdout() -> None:
     result = run("leaderboard", "build", str(SUBMISSIONS / "oracle"), "--format", "md")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("### Gather-Compare-v1 (comparison), quick track")
+    assert result.stdout.startswith("### Gather-Compare-v0 (comparison), quick track")

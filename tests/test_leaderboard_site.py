@@ -68,7 +68,7 @@ def test_page_loads_without_console_errors(page: Browser) -> None:
 
 
 def test_table_lists_the_entries_in_the_verified_order(page: Browser, site: tuple[dict, Path]) -> None:
-    board = board_of(site[0], "Gather-MultiHop-v1")
+    board = board_of(site[0], "Gather-MultiHop-v0")
     shown = page.evaluate(
         "[...document.querySelectorAll('#ranking tbody tr[data-name]')].map(r => r.dataset.name)"
     )
@@ -90,7 +90,7 @@ def test_every_board_can_be_selected_and_ranks_as_built(page: Browser, site: tup
         )
         assert shown == board["order"], board["id"]
     page.evaluate(
-        "(() => { const s = document.getElementById('board'); s.value = 'quick/Gather-MultiHop-v1'; "
+        "(() => { const s = document.getElementById('board'); s.value = 'quick/Gather-MultiHop-v0'; "
         "s.dispatchEvent(new Event('change')); })()"
     )
 
@@ -109,7 +109,7 @@ def test_curves_render_as_svg_paths_with_interval_bands(page: Browser) -> None:
 def test_comparison_view_shows_the_paired_boundary_differences(
     page: Browser, site: tuple[dict, Path]
 ) -> None:
-    pair = board_of(site[0], "Gather-MultiHop-v1")["pairs"]["oracle|heuristic"]
+    pair = board_of(site[0], "Gather-MultiHop-v0")["pairs"]["oracle|heuristic"]
     at_5 = next(entry for entry in pair["per_budget"] if entry["T"] == 5)
     page.evaluate(
         "(() => { for (const [id, v] of [['cmp-a', 'heuristic'], ['cmp-b', 'oracle']]) { "

@@ -141,7 +141,7 @@ def crash_env() -> dict[str, str]:
 @needs_model
 def test_gather_envs_eval_reports_a_model_crash_in_one_line(tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"
-    command = [sys.executable, "-m", "gather_envs.cli", "eval", "Gather-MultiHop-v1", "--agent", "react"]
+    command = [sys.executable, "-m", "gather_envs.cli", "eval", "Gather-MultiHop-v0", "--agent", "react"]
     command += ["--out", str(out), "--n", "1", "--budgets", "1", "--tasks", "1", "--quiet"]
     done = subprocess.run(
         command, env=crash_env(), capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False

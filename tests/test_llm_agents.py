@@ -95,7 +95,7 @@ def test_the_four_llm_agents_are_registered() -> None:
 @pytest.mark.parametrize("style", list(STYLES))
 def test_prompts_ship_in_the_package_and_use_the_env_syntax(style: str) -> None:
     agent = llm_agent(
-        style, gym.make("Gather-MultiHop-v1", dialect=STYLES[style].dialect or "react"), EchoBackend(["x"])
+        style, gym.make("Gather-MultiHop-v0", dialect=STYLES[style].dialect or "react"), EchoBackend(["x"])
     )
     assert "$" not in agent.system_prompt
     search, answer = SYNTAX[agent.dialect]
@@ -126,13 +126,13 @@ def test_the_constraint_regex_accepts_exactly_one_parseable_action(dialect: str,
 
 def test_agents_refuse_an_env_that_shows_another_dialect() -> None:
     with pytest.raises(ConfigError, match="dialect='tags'"):
-        llm_agent("search-r1", gym.make("Gather-MultiHop-v1"), EchoBackend(["x"]))
+        llm_agent("search-r1", gym.make("Gather-MultiHop-v0"), EchoBackend(["x"]))
     with pytest.raises(ConfigError, match="no option"):
-        llm_agent("react", gym.make("Gather-MultiHop-v1"), EchoBackend(["x"]), temprature=0.5)
+        llm_agent("react", gym.make("Gather-MultiHop-v0"), EchoBackend(["x"]), temprature=0.5)
 
 
 def test_sampling_settings_are_explicit_recorded_and_sent() -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     backend = EchoBackend(["Thought: t\nAction: answer[x]"])
     agent = llm_agent(
         "react", env, backend, temperature="0.3", top_p="0.9", max_tokens="64", seed="5", stop='["\\n\\n"]'
@@ -158,7 +158,7 @@ def test_sampling_settings_are_explicit_recorded_and_sent() -> None:
 
 
 def test_grammar_false_sends_no_constraint_and_direct_never_allows_a_search() -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     observation, info = env.reset(seed=0, options={"task_index": 0})
     free = EchoBackend(["answer[x]"])
     llm_agent("react", env, free, grammar="false").start(0).act(observation, info)
@@ -169,7 +169,7 @@ def test_grammar_false_sends_no_constraint_and_direct_never_allows_a_search() ->
 
 
 def test_the_grammar_stops_offering_search_when_the_budget_is_spent() -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     backend = EchoBackend(
         ["Thought: look.\nAction: search[Pythdry Gryga]", "Thought: done.\nAction: answer[1915]"]
     )
@@ -185,7 +185,7 @@ def test_the_grammar_stops_offering_search_when_the_budget_is_spent() -> None:
 
 
 def test_old_observations_are_elided_to_fit_the_context_and_nothing_crashes() -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     backend = EchoBackend(["Thought: more.\nAction: search[Gryga]"], context_tokens=1100)
     agent = llm_agent("react", env, backend, max_tokens=64)
     observation, info = env.reset(seed=0, options={"task_index": 1, "max_tool_calls": 5})
@@ -203,7 +203,7 @@ def test_old_observations_are_elided_to_fit_the_context_and_nothing_crashes() ->
 
 
 def test_a_prompt_larger_than_the_context_is_cut_in_the_middle() -> None:
-    env = gym.make("Gather-Static-v1")
+    env = gym.make("Gather-Static-v0")
     backend = EchoBackend(["answer[x]"], context_tokens=500)
     agent = llm_agent("direct", env, backend, max_tokens=32)
     observation, info = env.reset(seed=0, options={"task_index": 2})
@@ -216,7 +216,7 @@ def test_a_prompt_larger_than_the_context_is_cut_in_the_middle() -> None:
 
 
 def test_act_shows_its_worked_episodes_as_chat_turns_and_records_their_hash(tmp_path: Path) -> None:
-    env = gym.make("Gather-SingleHop-v1", top_k=1)
+    env = gym.make("Gather-SingleHop-v0", top_k=1)
     backend = EchoBackend(["search[Rel Holhei]", "answer[Kraeth]"])
     agent = llm_agent("act", env, backend)
     examples = load_examples(STYLES["act"].examples)
@@ -258,7 +258,7 @@ def test_broken_example_turns_are_refused_with_the_file_named(
     path = tmp_path / "turns.json"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
-        llm_agent("act", gym.make("Gather-SingleHop-v1"), EchoBackend(["x"]), examples=str(path))
+        llm_agent("act", gym.make("Gather-SingleHop-v0"), EchoBackend(["x"]), examples=str(path))
     with pytest.raises(ConfigError, match="does not exist"):
         load_examples(str(tmp_path / "missing.json"))
 
@@ -296,7 +296,7 @@ def assert_protocol(records: Sequence[Any], budget: int) -> None:
 
 @needs_model
 def test_react_plays_a_real_episode_through_the_llama_cpp_server(llama_server: str, tmp_path: Path) -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     agent = make_agent(
         "react", env, base_url=llama_server, temperature=0, max_tokens=REAL_MAX_TOKENS, context_tokens=2048
     )
@@ -304,7 +304,7 @@ def test_react_plays_a_real_episode_through_the_llama_cpp_server(llama_server: s
     assert settings["backend"]["backend"] == "openai-http" and settings["backend"]["model"]
     out = tmp_path / "react.jsonl"
     records = evaluate(
-        "Gather-MultiHop-v1",
+        "Gather-MultiHop-v0",
         agent,
         n=1,
         budgets=(REAL_BUDGET,),
@@ -328,12 +328,12 @@ def test_react_plays_a_real_episode_through_the_llama_cpp_server(llama_server: s
 @needs_model
 def test_the_embedded_backend_plays_an_episode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GATHER_BASE_URL", raising=False)
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     agent = make_agent("react", env, max_tokens=REAL_MAX_TOKENS, seed=3)
     assert agent.settings()["backend"]["backend"] == "llama-embedded"
     assert agent.settings()["backend"]["model"].endswith(".gguf")
     records = evaluate(
-        "Gather-MultiHop-v1",
+        "Gather-MultiHop-v0",
         agent,
         n=1,
         budgets=(1,),
@@ -348,10 +348,10 @@ def test_the_embedded_backend_plays_an_episode(monkeypatch: pytest.MonkeyPatch) 
 @needs_model
 def test_direct_answers_a_static_task_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GATHER_BASE_URL", raising=False)
-    env = gym.make("Gather-Static-v1")
+    env = gym.make("Gather-Static-v0")
     agent = make_agent("direct", env, temperature=0, max_tokens=32)
     records = evaluate(
-        "Gather-Static-v1",
+        "Gather-Static-v0",
         agent,
         n=1,
         budgets=(0,),

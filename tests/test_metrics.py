@@ -60,7 +60,7 @@ def make_records(
             seq = queries[(task, budget)][i] if queries else ()
             records.append(
                 EpisodeRecord(
-                    env_id="Gather-MultiHop-v1",
+                    env_id="Gather-MultiHop-v0",
                     env_kwargs={"family": fam, "max_tool_calls": budget},
                     corpus_hash=corpus,
                     task_id=task,
@@ -227,7 +227,7 @@ def test_table_k_grid_stops_at_the_smallest_n_of_each_budget() -> None:
 def test_infrastructure_errors_are_excluded_from_n_and_counted() -> None:
     records = make_records({("a", 1): [True, False, False, False]})
     broken = EpisodeRecord(
-        env_id="Gather-MultiHop-v1",
+        env_id="Gather-MultiHop-v0",
         corpus_hash=CORPUS,
         task_id="a",
         budget=1,
@@ -236,7 +236,7 @@ def test_infrastructure_errors_are_excluded_from_n_and_counted() -> None:
         infra_error="server refused",
     )
     lost = EpisodeRecord(
-        env_id="Gather-MultiHop-v1",
+        env_id="Gather-MultiHop-v0",
         corpus_hash=CORPUS,
         task_id="z",
         budget=1,
@@ -575,7 +575,7 @@ def test_results_json_round_trips_exactly(tmp_path) -> None:
 def test_results_json_has_the_leaderboard_layout() -> None:
     results = results_from_records(_mixed_family_records(), bootstrap=100)
     data = json.loads(results.dumps())
-    assert data["schema_version"] == 1 and data["env_version"] == 1
+    assert data["schema_version"] == 1 and data["env_version"] == 0
     assert data["corpus_hash"] == CORPUS and data["agent_id"] == "agent-a"
     assert data["agent_settings"] == {"temperature": 1.0}
     assert data["env_kwargs"] == {}  # family and budget differ between records

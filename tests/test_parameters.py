@@ -87,7 +87,7 @@ def test_signature_gives_names_kinds_defaults_and_optionality() -> None:
     assert (by_name["d"].kind, by_name["d"].default) == (bool, True)
 
 
-@pytest.mark.parametrize("env_id", ["Gather-MultiHop-v1", "Gather-HotpotQA-v0"])
+@pytest.mark.parametrize("env_id", ["Gather-MultiHop-v0", "Gather-HotpotQA-v0"])
 def test_env_parameters_cover_the_entry_points_kwargs(env_id: str) -> None:
     names = {p.name for p in env_parameters(env_id) or ()}
     assert {"top_k", "max_tool_calls", "dialect", "show_budget"} <= names
@@ -102,7 +102,7 @@ def test_every_registered_agent_declares_its_options() -> None:
 
 @pytest.mark.parametrize("name", SCRIPTED)
 def test_scripted_agents_accept_every_declared_option_at_its_default(name: str) -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     declared = agent_options(name) or ()
     agent = make_agent(name, env, **{p.name: p.default for p in declared})
     settings = agent.settings()

@@ -28,7 +28,7 @@ from gather_envs.records import EpisodeRecord, read_records
 
 TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE_ROOT = TESTS_DIR.parent
-ENV_ID = "Gather-v1"
+ENV_ID = "Gather-v0"
 ENV_KWARGS = {"family": "bridge", "world": SMALL_WORLD}
 GRID: dict[str, Any] = {"n": 3, "budgets": (0, 1, 3), "tasks": 4, "seed": 11}
 GRID_SIZE = 3 * 3 * 4

@@ -23,7 +23,7 @@ from gather_envs.records import (
 )
 from gather_envs.wrappers import RecordPassAtKT
 
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 NUM_ENVS = 3
 VECTOR_STEPS = 40
 RESET_SEED = 100

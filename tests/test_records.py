@@ -38,7 +38,7 @@ RECORDS_PER_WRITER = 200
 
 def record(task: str = "t1", index: int = 0, **overrides: object) -> EpisodeRecord:
     fields: dict[str, object] = {
-        "env_id": "Gather-MultiHop-v1",
+        "env_id": "Gather-MultiHop-v0",
         "env_kwargs": {"family": "bridge", "max_tool_calls": 3},
         "corpus_hash": "sha256:abc",
         "task_id": task,
@@ -80,7 +80,7 @@ def test_record_lists_are_stored_as_tuples() -> None:
 def test_from_json_fills_missing_optional_fields() -> None:
     minimal = {
         "schema_version": 1,
-        "env_id": "Gather-MultiHop-v1",
+        "env_id": "Gather-MultiHop-v0",
         "corpus_hash": "h",
         "task_id": "t",
         "budget": 2,

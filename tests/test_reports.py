@@ -60,7 +60,7 @@ def run(agent: str, boost: float, seed: int, families: bool = False) -> list[Epi
                 ok = bool(rng.random() < p)
                 records.append(
                     EpisodeRecord(
-                        env_id="Gather-MultiHop-v1",
+                        env_id="Gather-MultiHop-v0",
                         corpus_hash="sha256:abc",
                         task_id=f"task-{t:02d}",
                         family=family,
@@ -315,20 +315,20 @@ def test_markdown_headings_never_go_back_to_h1_under_h2(results: Results, compar
 def test_plot_titles_name_env_family_agent_n_and_tasks(results: Results) -> None:
     titles = [title for _, title, _ in result_sections(results)]
     assert titles == [
-        "Gather-MultiHop-v1 · bridge, comparison · base\nn = 8 episodes per task and T, 16 tasks",
-        "Gather-MultiHop-v1 · bridge · base\nn = 8 episodes per task and T, 8 tasks",
-        "Gather-MultiHop-v1 · comparison · base\nn = 8 episodes per task and T, 8 tasks",
+        "Gather-MultiHop-v0 · bridge, comparison · base\nn = 8 episodes per task and T, 16 tasks",
+        "Gather-MultiHop-v0 · bridge · base\nn = 8 episodes per task and T, 8 tasks",
+        "Gather-MultiHop-v0 · comparison · base\nn = 8 episodes per task and T, 8 tasks",
     ]
 
 
 @needs_matplotlib
 def test_curve_plot_draws_the_floor_and_t_star_in_the_title() -> None:
     results = results_from_records(run("base", 0.3, seed=1), bootstrap=50, chance_floor=FLOOR)
-    figure = curves_figure(results.overall, title="Gather-MultiHop-v1 · bridge · base")
+    figure = curves_figure(results.overall, title="Gather-MultiHop-v0 · bridge · base")
     (ax,) = figure.axes
     assert [line.get_label() for line in ax.get_lines()] == ["T = 0", "T = 2", "T = 5", FLOOR_LABEL]
     assert list(ax.get_lines()[-1].get_ydata()) == [0.011, 0.021, 0.042, 0.083]
-    assert ax.get_title() == f"Gather-MultiHop-v1 · bridge · base  (T* = {results.overall.t_star})"
+    assert ax.get_title() == f"Gather-MultiHop-v0 · bridge · base  (T* = {results.overall.t_star})"
 
 
 @needs_matplotlib
@@ -364,7 +364,7 @@ def test_comparison_panels_share_one_y_scale_per_row_and_show_the_floor() -> Non
     title = figure.get_suptitle()
     assert (
         "rl vs base" in title
-        and "Gather-MultiHop-v1 · bridge" in title
+        and "Gather-MultiHop-v0 · bridge" in title
         and "n = 8" in title
         and "16 tasks" in title
     )

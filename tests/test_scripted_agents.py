@@ -86,7 +86,7 @@ def test_oracle_speaks_the_env_dialect(dialect: str) -> None:
 
 
 def test_oracle_fails_every_bridge_task_when_the_budget_is_below_its_hops() -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     for index, task in enumerate(env.unwrapped.tasks):
         info, _ = play(env, "oracle", seed=index, task_index=index, max_tool_calls=task.hops - 1)
         assert not info["success"], task.task_id
@@ -105,12 +105,12 @@ def test_random_agent_never_crashes_and_rarely_succeeds(env_id: str) -> None:
         assert info["tool_calls_used"] <= info["max_tool_calls"]
         successes += info["success"]
     # yes/no comparisons are coin flips; elsewhere random answers almost never match
-    assert successes / episodes < (0.5 if env_id == "Gather-Compare-v1" else 0.1)
+    assert successes / episodes < (0.5 if env_id == "Gather-Compare-v0" else 0.1)
 
 
 @pytest.mark.parametrize("name", ["random", "heuristic"])
 def test_seeded_agents_repeat_their_episodes(name: str) -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     first = play(env, name, seed=3, task_index=5)[1]
     assert play(env, name, seed=3, task_index=5)[1] == first
     others = {tuple(play(env, name, seed=s, task_index=5)[1]) for s in range(8)}
@@ -118,7 +118,7 @@ def test_seeded_agents_repeat_their_episodes(name: str) -> None:
 
 
 def test_scripted_agents_refuse_unknown_options() -> None:
-    env = gym.make("Gather-MultiHop-v1")
+    env = gym.make("Gather-MultiHop-v0")
     for name in ("oracle", "random", "heuristic"):
         with pytest.raises(ConfigError, match="no option"):
             make_agent(name, env, temperature=1.0)
@@ -126,7 +126,7 @@ def test_scripted_agents_refuse_unknown_options() -> None:
 
 def test_heuristic_pass_at_k_rises_with_budget_and_k_on_bridge_tasks() -> None:
     records = evaluate(
-        "Gather-MultiHop-v1",
+        "Gather-MultiHop-v0",
         "heuristic",
         n=HEURISTIC_N,
         budgets=(1, 2, 5),
@@ -154,7 +154,7 @@ def test_heuristic_pass_at_k_rises_with_k_on_binary_comparison_tasks() -> None:
         "comparison_styles": ["earlier", "same", "which"],
     }
     records = evaluate(
-        "Gather-v1",
+        "Gather-v0",
         "heuristic",
         n=HEURISTIC_N,
         budgets=(1, 2),
@@ -168,14 +168,14 @@ def test_heuristic_pass_at_k_rises_with_k_on_binary_comparison_tasks() -> None:
 
 
 def test_heuristic_answers_static_tasks_from_the_documents_in_the_prompt() -> None:
-    env = gym.make("Gather-Static-v1")
+    env = gym.make("Gather-Static-v0")
     wins = sum(play(env, "heuristic", seed=s, task_index=s)[0]["success"] for s in range(40))
     assert wins > 0
 
 
 def select_env() -> gym.Env:
     """The small world's default (select-style) comparisons: a fact of whichever of X and Y wins."""
-    return gym.make("Gather-v1", family="comparison", world=SELECT_WORLD)
+    return gym.make("Gather-v0", family="comparison", world=SELECT_WORLD)
 
 
 def select_success_rate(env: gym.Env, budget: int) -> float:
@@ -201,7 +201,7 @@ def test_heuristic_answers_most_select_comparisons_given_searches_for_both_entit
 
 
 def test_heuristic_answers_static_select_comparisons_from_the_prompt_documents() -> None:
-    env = gym.make("Gather-Static-v1")
+    env = gym.make("Gather-Static-v0")
     select = [i for i, t in enumerate(env.unwrapped.tasks) if t.kind.startswith("select.")][:20]
     infos = [play(env, "heuristic", seed=i, task_index=i)[0] for i in select]
     assert all(info["tool_calls_used"] == 0 for info in infos)

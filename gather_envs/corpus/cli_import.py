@@ -1,7 +1,7 @@
 """``gather-envs import``: freeze your documents.jsonl and tasks.jsonl into a corpus directory.
 
 The directory has the usual manifest and hashes, so ``corpus=DIR`` (or ``--kwarg corpus=DIR`` on
-``Gather-v1``) loads it, verified, afterwards.
+``Gather-v0``) loads it, verified, afterwards.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from gather_envs.corpus.custom import DEFAULT_NAME, freeze_custom
 DESCRIPTION = """Freeze your own documents and tasks into a corpus directory (manifest + hashes).
 
 Example: gather-envs import --documents documents.jsonl --tasks tasks.jsonl --out my_corpus
-then:    gym.make("Gather-v1", corpus="./my_corpus", family="bridge")
+then:    gym.make("Gather-v0", corpus="./my_corpus", family="bridge")
 The fields of both files are in `gather-envs docs custom`."""
 
 

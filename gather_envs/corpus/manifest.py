@@ -190,7 +190,7 @@ def _rate(value: Any, what: str) -> float:
 
 def _check_version(value: Any) -> None:
     if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value):
-        raise _Invalid(f"must be an env-id version such as 'v1', got {value!r:.30}")
+        raise _Invalid(f"must be a corpus version such as 'v1', got {value!r:.30}")
 
 
 def _check_split_documents(value: Any) -> None:

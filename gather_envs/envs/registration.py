@@ -1,9 +1,8 @@
 """Registered ids: one per task family on the default frozen corpus, plus a generic one.
 
-A family id pins its family: ``gym.make("Gather-MultiHop-v1", family="comparison")`` is a
-ConfigError naming ``Gather-Compare-v1``. ``Gather-v1`` takes ``family=`` (default bridge). The
-v0 ids are registered only to refuse with a message saying what changed in v1, because a silent
-fallback to different tasks under a familiar name would mix readings of two instruments.
+A family id pins its family: ``gym.make("Gather-MultiHop-v0", family="comparison")`` is a
+ConfigError naming ``Gather-Compare-v0``. ``Gather-v0`` takes ``family=`` (default bridge). An id's
+version changes whenever a change can change an episode's outcome or observation (CHANGELOG.md).
 """
 
 from __future__ import annotations
@@ -19,30 +18,18 @@ if TYPE_CHECKING:
 
 PINNED_ENTRY_POINT = "gather_envs.envs.registration:make_family_env"
 GENERIC_ENTRY_POINT = "gather_envs.envs.gather_env:GatherEnv"
-RETIRED_ENTRY_POINT = "gather_envs.envs.registration:refuse_retired_id"
 ORDER_ENFORCE = False
 """No OrderEnforcing wrapper: GatherEnv checks reset-before-step itself and raises the documented
 EnvStateError, where the wrapper would raise gymnasium's ResetNeeded first."""
 
 SYNTHETIC_ENVS = {
-    "Gather-Static-v1": {"family": "static"},
-    "Gather-SingleHop-v1": {"family": "single-hop"},
-    "Gather-Compare-v1": {"family": "comparison"},
-    "Gather-MultiHop-v1": {"family": "bridge"},
+    "Gather-Static-v0": {"family": "static"},
+    "Gather-SingleHop-v0": {"family": "single-hop"},
+    "Gather-Compare-v0": {"family": "comparison"},
+    "Gather-MultiHop-v0": {"family": "bridge"},
 }
-GENERIC_ENV_ID = "Gather-v1"
+GENERIC_ENV_ID = "Gather-v0"
 ID_FOR_FAMILY = {kwargs["family"]: env_id for env_id, kwargs in SYNTHETIC_ENVS.items()}
-RETIRED_ENVS = {
-    "Gather-Static-v0": "Gather-Static-v1",
-    "Gather-SingleHop-v0": "Gather-SingleHop-v1",
-    "Gather-Compare-v0": "Gather-Compare-v1",
-    "Gather-MultiHop-v0": "Gather-MultiHop-v1",
-}
-V1_CHANGES = (
-    "v1 regenerated the default corpus: comparison questions ask for an entity (not yes/no, not one of "
-    "the two named), the train split comes from its own disjoint world, bridge tasks are sequential "
-    "in both scopes for top_k <= 5, every world is time-consistent, and a family id pins its family"
-)
 
 
 def make_family_env(pinned_family: str, family: str | None = None, **kwargs: Any) -> GatherEnv:
@@ -60,12 +47,6 @@ def make_family_env(pinned_family: str, family: str | None = None, **kwargs: Any
     return GatherEnv(family=pinned_family, **kwargs)
 
 
-def refuse_retired_id(replacement: str, **_: Any) -> GatherEnv:
-    """Entry point of a v0 id: always a ConfigError that says what changed and which id to use."""
-    retired = next(old for old, new in RETIRED_ENVS.items() if new == replacement)
-    raise ConfigError(f"{retired} is retired; use {replacement}. {V1_CHANGES}.")
-
-
 def register_envs() -> None:
     """Register every id once; safe to call again (re-imports, reloads)."""
     for env_id, kwargs in SYNTHETIC_ENVS.items():
@@ -78,6 +59,3 @@ def register_envs() -> None:
             )
     if GENERIC_ENV_ID not in registry:
         register(id=GENERIC_ENV_ID, entry_point=GENERIC_ENTRY_POINT, order_enforce=ORDER_ENFORCE)
-    for env_id, replacement in RETIRED_ENVS.items():
-        if env_id not in registry:
-            register(id=env_id, entry_point=RETIRED_ENTRY_POINT, kwargs={"replacement": replacement})

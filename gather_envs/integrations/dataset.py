@@ -4,7 +4,7 @@ One row per (task, budget T). Every layout carries the same episode fields, whic
 onto ``env.reset(seed, options={"task_id", "max_tool_calls"})``:
 
 ========================  ==========================================================================
-``env_id``                registered id, e.g. ``Gather-MultiHop-v1``
+``env_id``                registered id, e.g. ``Gather-MultiHop-v0``
 ``env_kwargs``            JSON string of the env kwargs (``split``, ``dialect``, ``world``...)
 ``task_id``               the task (stable across processes and machines)
 ``seed``                  the episode seed (:func:`~gather_envs.evaluation.seeds.episode_seed`, i = 0)

@@ -29,7 +29,7 @@ from gather_envs.errors import ConfigError
 from gather_envs.records import TERMINATION_TRUNCATED, EpisodeRecord
 from gather_envs.wrappers.record import RecordPassAtKT
 
-DEFAULT_ENV_ID = "Gather-MultiHop-v1"
+DEFAULT_ENV_ID = "Gather-MultiHop-v0"
 NESTED_ROW_KEY = "extra_info"  # verl and SkyRL keep per-row metadata under this key
 ROW_KEYS = ("env_id", "env_kwargs", "task_id", "task_index", "seed", "max_tool_calls")
 CUTOFF_ACTION = "<the trainer ended this rollout>"

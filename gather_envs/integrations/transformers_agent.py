@@ -5,7 +5,7 @@ same prompts, dialect and observation wrappers as any other agent. This module s
 missing piece, a :class:`~gather_envs.agents.backends.ChatBackend` over a local checkpoint, and
 agent factories for ``--agent``::
 
-    gather-envs eval Gather-MultiHop-v1 --agent gather_envs.integrations.transformers_agent:react \\
+    gather-envs eval Gather-MultiHop-v0 --agent gather_envs.integrations.transformers_agent:react \\
         --agent-option model=runs/grpo/model --n 4 --budgets 1,3,5 --out runs/grpo.jsonl
 
 Factories: ``react``, ``search_r1``, ``act``, ``direct`` (``tools`` needs native tool calls, which this

@@ -128,7 +128,7 @@ def _kind(value: Any) -> str:
 
 
 def format_path(path: Path_) -> str:
-    """``envs["Gather-MultiHop-v1"].records[0]``-style text for a path ("(top level)" for the root)."""
+    """``envs["Gather-MultiHop-v0"].records[0]``-style text for a path ("(top level)" for the root)."""
     text = ""
     for part in path:
         text += (

@@ -81,7 +81,7 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
     wrapper survives ``EnvSpec`` round-trips and ``gym.make(env.spec)`` rebuilds it.
 
     >>> import gymnasium as gym, gather_envs
-    >>> env = RecordPassAtKT(gym.make("Gather-SingleHop-v1"), agent_id="doc")
+    >>> env = RecordPassAtKT(gym.make("Gather-SingleHop-v0"), agent_id="doc")
     >>> _ = env.reset(seed=3)
     >>> _ = env.step("answer[no idea]")
     >>> record = env.records[-1]

@@ -20,7 +20,7 @@ from gather_envs.agents.scripted import action_text
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.records.tasks import Task
 
-ENV_ID = "Gather-MultiHop-v1"
+ENV_ID = "Gather-MultiHop-v0"
 WRONG_ANSWER = "unknown"
 _QUESTION = re.compile(r"Question: (.*)")
 

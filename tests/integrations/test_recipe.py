@@ -45,7 +45,7 @@ def test_settings_come_from_the_preset_and_every_override_is_checked(recipe) -> 
     _, settings = recipe.parse_args(
         ["--preset", "cpu-learn", "--set", "eval_n=2", "--set", 'env_kwargs=[["top_k", 2]]']
     )
-    assert (settings.env_id, settings.style, settings.eval_n) == ("Gather-SingleHop-v1", "act", 2)
+    assert (settings.env_id, settings.style, settings.eval_n) == ("Gather-SingleHop-v0", "act", 2)
     assert [tuple(pair) for pair in settings.env_kwargs] == [("top_k", 2)]
     with pytest.raises(SystemExit):
         recipe.parse_args(["--set", "grpo_stepz=3"])
@@ -126,7 +126,7 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["env_id"] == "Gather-SingleHop-v1" and settings["grpo_steps"] == 1
+    assert settings["env_id"] == "Gather-SingleHop-v0" and settings["grpo_steps"] == 1
     for name in ("base", "sft", "grpo"):
         records = read_records(out / f"{name}.jsonl")
         assert len(records) == 2 and {r.agent_id for r in records} == {name}

@@ -204,7 +204,7 @@ function init() {
   $("heat-entry").addEventListener("change", () => renderHeatmap(board()));
   $("cmp-a").addEventListener("change", () => renderCompare(board()));
   $("cmp-b").addEventListener("change", () => renderCompare(board()));
-  const wanted = DATA.boards.find((b) => b.env_id === "Gather-MultiHop-v1");
+  const wanted = DATA.boards.find((b) => b.env_id === "Gather-MultiHop-v0");
   if (wanted) $("board").value = wanted.id;
   renderBoard();
 }
