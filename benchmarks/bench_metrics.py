@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from gather_envs.metrics.passk import TaskCounts, pass_table
-from gather_envs.records import EpisodeRecord, RecordWriter, append_records
+from gather_envs.records import EpisodeRecord
+from gather_envs.runs import RecordWriter, append_records
 
 BUDGETS = (0, 1, 2, 3, 5)
 APPEND_RECORDS = 500

@@ -36,7 +36,7 @@ from gather_envs.envs.parameters import MAX_TOOL_CALLS, env_parameters
 from gather_envs.errors import ConfigError, GatherError
 from gather_envs.leaderboard.cli import add_leaderboard_parser
 from gather_envs.parameters import Parameter, parameters_from_signature, parse_parameters
-from gather_envs.records import EpisodeRecord, read_records
+from gather_envs.runs import Cell, cell_of, load_run, read_records
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -431,7 +431,7 @@ def _parse_budgets(text: str) -> tuple[int, ...]:
     return budgets
 
 
-def _finished_in(out: str) -> set[tuple[str, int, int]]:
+def _finished_in(out: str) -> set[Cell]:
     """The (task, T, i) cells ``out`` already holds finished episodes of (they will be resumed)."""
     path = Path(out)
     if not path.is_file() or path.stat().st_size == 0:
@@ -439,11 +439,7 @@ def _finished_in(out: str) -> set[tuple[str, int, int]]:
     with warnings.catch_warnings():  # the run reads the file again and warns once, itself
         warnings.simplefilter("ignore")
         records = read_records(path)
-    return {_cell(record) for record in records if not record.is_infra_error}
-
-
-def _cell(record: EpisodeRecord) -> tuple[str, int, int]:
-    return (record.task_id, record.budget, record.episode_index)
+    return {cell_of(record) for record in records if not record.is_infra_error}
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -484,7 +480,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rate = (
         sum(record.success for record in records if not record.is_infra_error) / finished if finished else 0.0
     )
-    played_now = sum(_cell(record) not in resumed for record in records)
+    played_now = sum(cell_of(record) not in resumed for record in records)
     print(
         f"{args.out}: {len(records)} episodes ({played_now} played now, {len(records) - played_now} "
         f"resumed from the file, {infra} infrastructure errors), success rate {rate:.3f}; "
@@ -510,7 +506,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from gather_envs.analysis import retrieval_by_agent
     from gather_envs.metrics import diversity_by_agent, results_from_records
     from gather_envs.metrics.floor import chance_floor_of
-    from gather_envs.records.cells import check_unique_cells, read_located
     from gather_envs.reports import (
         plot_results,
         render_diversity,
@@ -522,8 +517,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.plot:
         require_matplotlib()  # fail before printing anything
-    records, places = read_located(args.records)
-    check_unique_cells(records, places)
+    records = load_run(args.records).records
     if records and all(record.is_infra_error for record in records):
         warning = (
             f"WARNING: all {len(records)} records are infrastructure errors: no episode was played "
@@ -563,7 +557,6 @@ VERDICT_KEY = "verdict"
 def cmd_compare(args: argparse.Namespace) -> int:
     from gather_envs.metrics import compare_runs, diversity_by_agent
     from gather_envs.metrics.floor import chance_floor_of
-    from gather_envs.records.cells import check_unique_cells, read_located
     from gather_envs.reports import (
         comparison_verdict,
         plot_comparison,
@@ -575,9 +568,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.plot:
         require_matplotlib()  # fail before printing anything
-    (records_a, places_a), (records_b, places_b) = read_located(args.a), read_located(args.b)
-    check_unique_cells(records_a, places_a)
-    check_unique_cells(records_b, places_b)
+    records_a, records_b = load_run(args.a).records, load_run(args.b).records
     comparison = compare_runs(
         records_a,
         records_b,
@@ -612,14 +603,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_analyze_coverage(args: argparse.Namespace) -> int:
     from gather_envs.analysis.coverage import coverage
-    from gather_envs.records.cells import check_unique_cells, read_located
     from gather_envs.reports import require_matplotlib
     from gather_envs.reports.analysis import render_coverage
     from gather_envs.reports.analysis_plots import plot_coverage
 
-    (records_a, places_a), (records_b, places_b) = read_located(args.a), read_located(args.b)
-    check_unique_cells(records_a, places_a)
-    check_unique_cells(records_b, places_b)
+    records_a, records_b = load_run(args.a).records, load_run(args.b).records
     if args.plot:
         require_matplotlib()  # fail before printing anything
     result = coverage(records_a, records_b, bootstrap=args.bootstrap, seed=args.seed)
@@ -631,7 +619,6 @@ def cmd_analyze_coverage(args: argparse.Namespace) -> int:
 
 def cmd_analyze_swap(args: argparse.Namespace) -> int:
     from gather_envs.analysis.swap import swap_table
-    from gather_envs.records.cells import check_unique_cells, read_located
     from gather_envs.reports import require_matplotlib
     from gather_envs.reports.analysis import render_swap
     from gather_envs.reports.analysis_plots import plot_swap
@@ -640,8 +627,7 @@ def cmd_analyze_swap(args: argparse.Namespace) -> int:
         require_matplotlib()  # fail before printing anything
     runs = []
     for path in args.runs:
-        records, places = read_located([path])
-        check_unique_cells(records, places)
+        records = load_run(path).records
         runs.append(records)
     rows = swap_table(runs, ks=_parse_ks(args.k), bootstrap=args.bootstrap, seed=args.seed)
     print(render_swap(rows, args.format), end="" if args.format == "csv" else "\n")
@@ -659,7 +645,6 @@ def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
         require_trajectories,
         run_perplexity,
     )
-    from gather_envs.records.cells import check_unique_cells, read_located
     from gather_envs.reports import require_matplotlib
     from gather_envs.reports.analysis import render_perplexity
     from gather_envs.reports.analysis_plots import plot_perplexity
@@ -669,8 +654,7 @@ def cmd_analyze_perplexity(args: argparse.Namespace) -> int:
         require_matplotlib()  # fail before a model loads
     runs = []
     for path in [args.records, *([args.against] if args.against else [])]:
-        records, places = read_located([path])
-        check_unique_cells(records, places)
+        records = load_run(path).records
         require_trajectories(records)  # before a model loads
         runs.append(records)
     scorer = make_scorer(options)
@@ -884,13 +868,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.set_defaults(func=cmd_generate)
 
-    from gather_envs.evaluation.runner import (
-        DEFAULT_BACKOFF_S,
-        DEFAULT_N,
-        DEFAULT_RETRIES,
-        ENGINE_LOCAL,
-        ENGINES,
-    )
+    from gather_envs.evaluation.plan import DEFAULT_N
+    from gather_envs.evaluation.runner import DEFAULT_BACKOFF_S, DEFAULT_RETRIES, ENGINE_LOCAL, ENGINES
 
     evaluate = sub.add_parser(
         "eval",

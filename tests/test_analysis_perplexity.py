@@ -29,7 +29,8 @@ from gather_envs.analysis.perplexity import (
 from gather_envs.cli import main
 from gather_envs.errors import ConfigError, RecordsError
 from gather_envs.evaluation import evaluate
-from gather_envs.records import EpisodeRecord, append_records
+from gather_envs.records import EpisodeRecord
+from gather_envs.runs import append_records
 
 ENV_ID = "Gather-SingleHop-v0"
 SMOLLM2_BOS = "<|im_start|>"

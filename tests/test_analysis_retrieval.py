@@ -13,7 +13,8 @@ from gather_envs.agents.scripted import OracleAgent
 from gather_envs.analysis import episode_retrieval, retrieval_diagnostics
 from gather_envs.cli import main
 from gather_envs.evaluation import evaluate
-from gather_envs.records import EpisodeRecord, append_records, read_records
+from gather_envs.records import EpisodeRecord
+from gather_envs.runs import append_records, read_records
 
 ENV_ID = "Gather-MultiHop-v0"
 TASKS = 6

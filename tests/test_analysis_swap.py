@@ -13,7 +13,8 @@ from gather_envs.analysis.swap import swap_table
 from gather_envs.cli import main
 from gather_envs.errors import ConfigError, RecordsError
 from gather_envs.evaluation import evaluate
-from gather_envs.records import EpisodeRecord, append_records
+from gather_envs.records import EpisodeRecord
+from gather_envs.runs import append_records
 
 ENV_ID = "Gather-SingleHop-v0"
 SEARCHES = 2

@@ -20,7 +20,7 @@ from test_runner import CoinAgent, coin, small_env
 from gather_envs.cli import main
 from gather_envs.evaluation import episode_seed, sample_tasks
 from gather_envs.metrics import Results, pass_at_k
-from gather_envs.records import read_records
+from gather_envs.runs import read_records
 
 pytest.importorskip("matplotlib")
 

@@ -8,7 +8,8 @@ import pytest
 
 from gather_envs.agents import agent_names
 from gather_envs.cli import build_parser, doc_topics, main
-from gather_envs.evaluation.runner import DEFAULT_BACKOFF_S, DEFAULT_N, DEFAULT_RETRIES
+from gather_envs.evaluation.plan import DEFAULT_N
+from gather_envs.evaluation.runner import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
 
 SOURCE_DOCS = Path(__file__).resolve().parent.parent / "docs"
 COMMANDS = ("list", "docs", "show", "play", "generate", "eval", "report", "compare", "sample")

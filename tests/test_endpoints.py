@@ -22,7 +22,8 @@ from gather_envs.agents.backends.openai_http import OpenAIHTTPBackend
 from gather_envs.agents.llm import LOGPROBS_KEY, LOGPROBS_VERSION, logprobs_record
 from gather_envs.errors import ConfigError
 from gather_envs.evaluation import evaluate
-from gather_envs.records import TERMINATION_ANSWERED, read_records
+from gather_envs.records import TERMINATION_ANSWERED
+from gather_envs.runs import read_records
 
 ENV_ID = "Gather-MultiHop-v0"
 SEARCH_THEN_ANSWER = (
@@ -256,9 +257,9 @@ class _SlowWriter:
 
 
 def _commit_from_threads(writer: _SlowWriter, count: int) -> list[BaseException | None]:
-    from gather_envs.evaluation.runner import _GroupCommit
+    from gather_envs.evaluation.player import GroupCommit
 
-    commit = _GroupCommit(writer)  # type: ignore[arg-type]
+    commit = GroupCommit(writer)  # type: ignore[arg-type]
     outcomes: list[BaseException | None] = [None] * count
 
     def write(index: int) -> None:

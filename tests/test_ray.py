@@ -24,7 +24,8 @@ from gather_envs.agents.base import EpisodePolicy
 from gather_envs.agents.scripted import HeuristicAgent
 from gather_envs.errors import BackendError, ConfigError
 from gather_envs.evaluation import evaluate
-from gather_envs.records import EpisodeRecord, read_records
+from gather_envs.records import EpisodeRecord
+from gather_envs.runs import read_records
 
 TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE_ROOT = TESTS_DIR.parent

@@ -19,8 +19,8 @@ from gather_envs.records import (
     EPISODE_INDEX_UNKNOWN,
     RECORD_SCHEMA_VERSION,
     EpisodeRecord,
-    read_records,
 )
+from gather_envs.runs import read_records
 from gather_envs.wrappers import RecordPassAtKT
 
 ENV_ID = "Gather-MultiHop-v0"

@@ -19,18 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gather_envs.errors import RecordsError
-from gather_envs.records import (
-    RECORD_SCHEMA_VERSION,
-    EpisodeRecord,
+from gather_envs.records import RECORD_SCHEMA_VERSION, EpisodeRecord
+from gather_envs.runs import (
     RecordLocation,
     RecordWriter,
     append_records,
+    check_unique_cells,
     corrupt_sidecar,
+    load_run,
     read_for_append,
     read_records,
     read_records_with_locations,
 )
-from gather_envs.records.cells import check_unique_cells, read_located
 
 WRITERS = 4
 RECORDS_PER_WRITER = 200
@@ -160,7 +160,7 @@ def test_torn_last_line_is_skipped_with_a_one_line_notice(tmp_path: Path, caplog
 def test_the_torn_line_notice_is_one_plain_line_on_stderr(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     path.write_bytes(record(index=0).to_line() + TORN)
-    script = "import sys; from gather_envs.records import read_records; print(len(read_records(sys.argv[1])))"
+    script = "import sys; from gather_envs.runs import read_records; print(len(read_records(sys.argv[1])))"
     done = subprocess.run(
         [sys.executable, "-c", script, str(path)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -372,7 +372,8 @@ def test_duplicate_cells_are_found_with_both_places_across_files(tmp_path: Path)
     append_records(b, [record(index=2), record(index=1), record(task="t2", index=1)])
     located = read_records_with_locations([a, b])
     assert [str(loc) for _, loc in located] == [f"{a}:1", f"{a}:2", f"{a}:3", f"{b}:1", f"{b}:2", f"{b}:3"]
-    records, places = read_located([a, b])
+    run = load_run([a, b], unique=False)
+    records, places = run.records, run.places
     assert places == [str(loc) for _, loc in located]
     with pytest.raises(
         RecordsError,
@@ -384,8 +385,8 @@ def test_duplicate_cells_are_found_with_both_places_across_files(tmp_path: Path)
 def test_records_without_an_index_are_not_cells(tmp_path: Path) -> None:
     path = tmp_path / "run.jsonl"
     append_records(path, [record(index=i) for i in range(5)] + [record(index=-1), record(index=-1)])
-    records, places = read_located(path)
-    check_unique_cells(records, places)  # no duplicates: no error
+    run = load_run(path)  # no duplicates: no error
+    records, places = run.records, run.places
     with pytest.raises(RecordsError, match=rf"episode 0 .*: {re.escape(str(path))}:1 and record #8"):
         check_unique_cells([*records, records[0]], [*places, "record #8"])
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gather_envs.records import read_records
 from gather_envs.records.migrate import OLD_TO_NEW, migrate, rekey_text
+from gather_envs.runs import read_records
 
 REPO = Path(__file__).resolve().parent.parent
 

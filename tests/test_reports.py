@@ -21,8 +21,7 @@ from gather_envs.corpus.manifest import seal_manifest
 from gather_envs.errors import ConfigError, CorpusError, GatherError, RecordsError
 from gather_envs.metrics import Comparison, Results, compare_runs, diversity_by_agent, results_from_records
 from gather_envs.metrics.floor import MANIFEST_KEY, load_chance_floor
-from gather_envs.records import EpisodeRecord, append_records
-from gather_envs.records.cells import check_unique_cells, read_located
+from gather_envs.records import EpisodeRecord
 from gather_envs.reports import (
     FORMATS,
     PlotDependencyError,
@@ -40,6 +39,7 @@ from gather_envs.reports.plots import (
     heatmap_figure,
     result_sections,
 )
+from gather_envs.runs import append_records, check_unique_cells, load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -544,7 +544,8 @@ def test_places_count_blank_lines_and_skip_a_torn_tail(tmp_path: Path) -> None:
     path.write_bytes(records[0].to_line() + b"\n\n" + records[1].to_line() + records[0].to_line() + b'{"torn')
     with warnings.catch_warnings():  # the torn tail is reported by the reader; not the point here
         warnings.simplefilter("ignore")
-        located, places = read_located(path)
+        loaded = load_run(path, unique=False)
+        located, places = loaded.records, loaded.places
     assert located == [records[0], records[1], records[0]]
     assert places == [f"{path}:1", f"{path}:4", f"{path}:5"]
     with pytest.raises(RecordsError, match=rf"episode 0 \(agent 'base'\): {path}:1 and {path}:5"):

@@ -26,11 +26,13 @@ from conftest import SMALL_WORLD
 import gather_envs
 from gather_envs.agents.base import Agent, EpisodePolicy
 from gather_envs.errors import BackendError, ConfigError, RecordsError
-from gather_envs.evaluation import EpisodeKey, EvaluationInterrupted, episode_seed, evaluate, sample_tasks
-from gather_envs.evaluation import runner as runner_module
+from gather_envs.evaluation import EvaluationInterrupted, episode_seed, evaluate, sample_tasks
+from gather_envs.evaluation import progress as progress_module
 from gather_envs.metrics import results_from_records
-from gather_envs.records import TERMINATION_INFRA_ERROR, EpisodeRecord, read_records
+from gather_envs.records import TERMINATION_INFRA_ERROR, EpisodeRecord
 from gather_envs.reports import render_results
+from gather_envs.runs import Cell, RunLock, read_records
+from gather_envs.runs import lock as lock_module
 
 ENV_ID = "Gather-v0"  # the generic id: tests vary family= per run
 ENV_KWARGS: dict[str, Any] = {"world": SMALL_WORLD}
@@ -335,7 +337,7 @@ def test_bad_arguments_are_config_errors() -> None:
 def test_plain_progress_line_shows_eta_and_success(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(runner_module, "_tqdm_class", lambda: None)
+    monkeypatch.setattr(progress_module, "_tqdm_class", lambda: None)
     run(None, n=2, progress=True)
     err = capsys.readouterr().err
     assert "24/24 episodes (100.0%)" in err and "success" in err and "ETA" in err
@@ -476,7 +478,7 @@ def test_resume_through_a_symlink_rewrites_the_real_file(tmp_path: Path) -> None
 def test_the_lock_is_shared_by_every_name_of_the_file(tmp_path: Path) -> None:
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "run.jsonl")
     with (
-        runner_module._RunLock(tmp_path / "run.jsonl"),
+        RunLock(tmp_path / "run.jsonl"),
         pytest.raises(ConfigError, match=r"another evaluation is writing .*link\.jsonl .*run\.jsonl\.lock"),
     ):
         run(tmp_path, "link.jsonl", n=2)
@@ -517,17 +519,47 @@ def test_a_second_eval_through_a_symlink_is_refused_while_the_first_runs(tmp_pat
     assert len(comparable(records)) == len(records)  # no cell twice
 
 
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_a_second_eval_through_another_name_of_the_file_is_refused(tmp_path: Path, link: str) -> None:
+    """The lock is keyed on the file itself: a hard link in another folder meets it too."""
+    out, gate = tmp_path / "r.jsonl", tmp_path / "gate"
+    other = tmp_path / "elsewhere" / "other.jsonl"
+    other.parent.mkdir()
+    out.touch()
+    if link == "hard":
+        os.link(out, other)
+    else:
+        other.symlink_to(out)
+    gated = ["--agent", "test_runner:GatedAgent", "--agent-option", f"gate={gate}", "--quiet"]
+    first = subprocess.Popen(
+        eval_command(out, *gated), env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for_path(Path(f"{gate}.started"), first)
+        second = subprocess.run(
+            eval_command(other, "--quiet"), env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+    finally:
+        gate.touch()
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.returncode == 2, second.stderr
+    assert f"another evaluation is writing {other}" in second.stderr
+    records = read_records(out)
+    assert len(records) == 6 * 4 * 3 and len(comparable(records)) == len(records)
+
+
 LOCK_STRESS_SCRIPT = """
 import os, sys
 from pathlib import Path
 from gather_envs.errors import ConfigError
-from gather_envs.evaluation.runner import _RunLock
+from gather_envs.runs import RunLock
 
 records, marker, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 held = overlaps = 0
 while held < rounds:
     try:
-        with _RunLock(records):
+        with RunLock(records):
             try:
                 os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
@@ -568,22 +600,22 @@ def test_a_lock_whose_file_was_removed_by_its_holder_is_retaken_on_the_new_file(
     """The race itself, by hand: B opened the lock file, A released it (removing it), C took a new one."""
     import fcntl
 
-    lock_a = runner_module._RunLock(tmp_path / "run.jsonl")
+    lock_a = RunLock(tmp_path / "run.jsonl")
     lock_a.__enter__()
     stale = os.open(lock_a.path, os.O_RDWR)  # B opened the file A holds
     lock_a.__exit__(None, None, None)
-    lock_c = runner_module._RunLock(tmp_path / "run.jsonl")
+    lock_c = RunLock(tmp_path / "run.jsonl")
     with lock_c:
         fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # B's flock of the removed file succeeds...
-        assert not runner_module._same_file(stale, lock_a.path)  # ...but B sees that it is stale
+        assert not lock_module._same_file(stale, lock_a.path)  # ...but B sees that it is stale
         os.close(stale)
         with pytest.raises(ConfigError, match="another evaluation"):  # and retrying, B is refused
-            runner_module._RunLock(tmp_path / "run.jsonl").__enter__()
+            RunLock(tmp_path / "run.jsonl").__enter__()
 
 
 def test_a_second_runner_on_the_same_file_is_refused(tmp_path: Path) -> None:
     with (
-        runner_module._RunLock(tmp_path / "run.jsonl"),
+        RunLock(tmp_path / "run.jsonl"),
         pytest.raises(ConfigError, match="another evaluation"),
     ):
         run(tmp_path, n=2)
@@ -700,7 +732,7 @@ def test_keyboard_interrupt_in_process_raises_evaluation_interrupted(tmp_path: P
 
 
 def test_episode_key_orders_like_the_grid() -> None:
-    assert sorted([EpisodeKey("b", 0, 1), EpisodeKey("a", 1, 0), EpisodeKey("a", 0, 2)])[0] == EpisodeKey(
+    assert sorted([Cell("b", 0, 1), Cell("a", 1, 0), Cell("a", 0, 2)])[0] == Cell(
         "a", 0, 2
     )
 

@@ -27,31 +27,24 @@ the episodes:
 from __future__ import annotations
 
 import importlib
-import json
 import queue
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any
 
 import gymnasium as gym
 
 from gather_envs.errors import ConfigError, GatherError
-from gather_envs.evaluation.runner import (
-    POLL_INTERVAL_S,
-    AgentSpec,
-    EpisodeKey,
-    RunPlan,
-    _canon,
-    _Player,
-    _RunIdentity,
-    _scrubbed,
-    resolve_agent,
-)
-from gather_envs.records import EpisodeRecord, RecordWriter
+from gather_envs.evaluation.agent_spec import AgentSpec, resolve_agent
+from gather_envs.evaluation.player import Player, PlayerSettings, scrubbed
+from gather_envs.evaluation.pool import POLL_INTERVAL_S
+from gather_envs.records import EpisodeRecord
+from gather_envs.runs import Cell, RecordWriter, canonical_json
 
 MAX_WORKER_RESTARTS = 4
 """Times Ray restarts a dead worker actor before the run stops using it."""
@@ -85,55 +78,39 @@ def import_ray() -> ModuleType:
         raise ConfigError(f"engine 'ray' needs Ray: pip install 'gather-envs[ray]' ({exc})") from None
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a Ray worker needs to build its agent and player (sent to every actor)."""
+
+    player: PlayerSettings
+    agent: AgentSpec
+    agent_options: dict[str, Any]
+
+
 class _EpisodeWorker:
     """A Ray actor's state: an agent built from its spec and a player with one env per thread."""
 
-    def __init__(
-        self,
-        env_id: str,
-        env_kwargs: dict[str, Any],
-        agent: AgentSpec,
-        agent_options: dict[str, Any],
-        plan: RunPlan,
-        run: _RunIdentity,
-        record_trajectory: bool,
-        retries: int,
-        backoff: float,
-        max_backoff: float,
-        secrets: tuple[str, ...],
-    ) -> None:
+    def __init__(self, settings: WorkerSettings) -> None:
         self._error: BaseException | None = None
-        self._player: _Player | None = None
+        self._player: Player | None = None
+        shared = settings.player
+        run = shared.run
         try:
-            env = gym.make(env_id, **env_kwargs)
+            env = gym.make(shared.env_id, **shared.env_kwargs)
             try:
-                agent_obj = resolve_agent(agent, env, agent_options)
+                agent_obj = resolve_agent(settings.agent, env, settings.agent_options)
                 unwrapped: Any = env.unwrapped
                 tasks = {task.task_id: task for task in unwrapped.tasks}
             finally:
                 env.close()
-            settings = json.loads(_canon(agent_obj.settings()))
-            if agent_obj.agent_id != run.agent_id or _canon(settings) != _canon(run.agent_settings):
+            settings_json = canonical_json(agent_obj.settings())
+            if agent_obj.agent_id != run.agent_id or settings_json != canonical_json(run.agent_settings):
                 raise ConfigError(
                     f"the agent built in a Ray worker is {agent_obj.agent_id!r} with settings "
-                    f"{_canon(settings)}, but the driver's is {run.agent_id!r} with "
-                    f"{_canon(run.agent_settings)}; make the agent's settings independent of the process"
+                    f"{settings_json}, but the driver's is {run.agent_id!r} with "
+                    f"{canonical_json(run.agent_settings)}; make the agent's settings independent of the process"
                 )
-            self._player = _Player(
-                env_id=env_id,
-                env_kwargs=env_kwargs,
-                agent=agent_obj,
-                plan=plan,
-                run=run,
-                tasks=tasks,
-                writer=None,
-                record_trajectory=record_trajectory,
-                retries=retries,
-                backoff=backoff,
-                max_backoff=max_backoff,
-                stop=threading.Event(),
-                secrets=secrets,
-            )
+            self._player = Player(shared, agent_obj, tasks, None, threading.Event())
         except Exception as exc:  # reported by ready(), so the driver raises it with its own type
             self._error = exc
 
@@ -144,7 +121,7 @@ class _EpisodeWorker:
     def play(self, keys: Sequence[tuple[str, int, int]]) -> list[EpisodeRecord]:
         """The finished records of a chunk of cells, infrastructure errors retried as locally."""
         assert self._player is not None, "play() on a worker that failed to start"
-        return [self._player.play(EpisodeKey(*key)) for key in keys]
+        return [self._player.play(Cell(*key)) for key in keys]
 
 
 class RayEngine:
@@ -219,8 +196,8 @@ class RayEngine:
                     f"ray_actor_options[{option!r}]"
                 )
 
-    def start_workers(self, count: int, init: Sequence[Any], stop: threading.Event) -> list[Any]:
-        """``count`` started actors built from ``init`` (the :class:`_EpisodeWorker` arguments).
+    def start_workers(self, count: int, settings: WorkerSettings, stop: threading.Event) -> list[Any]:
+        """``count`` started actors built from ``settings``.
 
         Returns early, with the actors not yet started, once ``stop`` is set.
         """
@@ -231,7 +208,7 @@ class RayEngine:
             max_concurrency=self.concurrency,
             **self.actor_options,
         )
-        self._actors = [actor_class.remote(*init) for _ in range(count)]
+        self._actors = [actor_class.remote(settings) for _ in range(count)]
         pending = {actor.ready.remote() for actor in self._actors}
         started = time.monotonic()
         noted = False
@@ -258,38 +235,37 @@ class RayWorkers:
     def __init__(
         self,
         engine: RayEngine,
-        init: Sequence[Any],
+        settings: WorkerSettings,
         concurrency: int,
-        keys: Sequence[EpisodeKey],
+        keys: Sequence[Cell],
         writer: RecordWriter | None,
-        secrets: tuple[str, ...],
     ) -> None:
         self._engine = engine
         self._ray = engine.ray
-        self._init = init
+        self._settings = settings
         self._actors: list[Any] = []
         self._alive: list[bool] = []
         self._load: list[int] = []
         self._concurrency = concurrency
-        self._queue: deque[EpisodeKey] = deque(keys)
-        self._in_flight: dict[Any, tuple[list[EpisodeKey], int]] = {}
-        self._lost: dict[EpisodeKey, int] = {}
-        self._waiting_since: dict[EpisodeKey, float] = {}
+        self._queue: deque[Cell] = deque(keys)
+        self._in_flight: dict[Any, tuple[list[Cell], int]] = {}
+        self._lost: dict[Cell, int] = {}
+        self._waiting_since: dict[Cell, float] = {}
         self._episode_s: float | None = None
         self._stop = threading.Event()
         self._results: queue.Queue[
-            tuple[tuple[EpisodeKey, EpisodeRecord] | None, BaseException | None] | None
+            tuple[tuple[Cell, EpisodeRecord] | None, BaseException | None] | None
         ] = queue.Queue()
         # Ray calls and writes run in this thread, so Ctrl-C (raised in the main thread) never
         # interrupts a write: every record handed back is whole on disk, and counted.
         self._thread = threading.Thread(target=self._drive, name="gather-eval-ray", daemon=True)
         self._writer = writer
-        self._secrets = secrets
+        self._secrets = settings.player.secrets
 
     def _start(self) -> None:
         """Start the workers (in the driver thread, so Ctrl-C while they start is an interrupt)."""
         count = min(self._engine.worker_count(), len(self._queue))
-        self._actors = self._engine.start_workers(count, self._init, self._stop)
+        self._actors = self._engine.start_workers(count, self._settings, self._stop)
         self._alive = [True] * count
         self._load = [0] * count
 
@@ -317,11 +293,11 @@ class RayWorkers:
             if not placed:
                 return
 
-    def _collect(self, refs: Sequence[Any]) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
+    def _collect(self, refs: Sequence[Any]) -> Iterator[tuple[Cell, EpisodeRecord]]:
         """The records of finished calls, written in one go; cells of dead workers go back to the queue."""
         ray = self._ray
-        finished: list[tuple[EpisodeKey, EpisodeRecord]] = []
-        lost: list[tuple[list[EpisodeKey], int, BaseException]] = []
+        finished: list[tuple[Cell, EpisodeRecord]] = []
+        lost: list[tuple[list[Cell], int, BaseException]] = []
         for ref in refs:
             keys, index = self._in_flight.pop(ref)
             self._load[index] -= 1
@@ -330,7 +306,7 @@ class RayWorkers:
             except ray.exceptions.RayActorError as exc:
                 lost.append((keys, index, exc))
                 continue
-            finished.extend(zip(keys, (_scrubbed(record, self._secrets) for record in played)))
+            finished.extend(zip(keys, (scrubbed(record, self._secrets) for record in played)))
         if self._writer is not None:
             self._writer.write_many(record for _, record in finished)  # one fsync for all of them
         for keys, index, exc in lost:  # after writing: a requeue may stop the run
@@ -340,7 +316,7 @@ class RayWorkers:
             self._episode_s = seconds if mean is None else mean + EPISODE_TIME_WEIGHT * (seconds - mean)
         yield from finished
 
-    def _requeue(self, keys: list[EpisodeKey], index: int, error: BaseException) -> None:
+    def _requeue(self, keys: list[Cell], index: int, error: BaseException) -> None:
         """Put a lost call's cells back first; only a worker that died under a cell counts against it.
 
         A call sent while Ray restarts a killed worker fails at once with ActorUnavailableError.
@@ -405,7 +381,7 @@ class RayWorkers:
         finally:
             self._results.put(None)
 
-    def results(self) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
+    def results(self) -> Iterator[tuple[Cell, EpisodeRecord]]:
         """Finished cells as they come, each on disk first; re-raises the driver thread's error."""
         self._thread.start()
         while True:
@@ -421,7 +397,7 @@ class RayWorkers:
             assert pair is not None
             yield pair
 
-    def drain(self) -> Iterator[tuple[EpisodeKey, EpisodeRecord]]:
+    def drain(self) -> Iterator[tuple[Cell, EpisodeRecord]]:
         """Stop handing out cells; the cells written so far (used when stopping early)."""
         self._stop.set()
         if self._thread.is_alive():

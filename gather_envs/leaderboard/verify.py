@@ -35,7 +35,7 @@ from gather_envs.leaderboard.tracks import (
 from gather_envs.metrics import Results, results_from_records
 from gather_envs.metrics.floor import chance_floor_of
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
-from gather_envs.records.episodes import iter_records_with_locations
+from gather_envs.runs import iter_records_with_locations
 
 SUBMISSION_FILE = "submission.json"
 STATIC_FAMILY = "static"

@@ -40,7 +40,7 @@ from gather_envs.metrics.passk import (
     validate_bootstrap_args,
 )
 from gather_envs.records import EPISODE_INDEX_UNKNOWN, EpisodeRecord
-from gather_envs.records.cells import check_unique_cells
+from gather_envs.runs import check_unique_cells
 
 # Differences smaller than this count as ties when looking for the crossing point.
 CROSSING_TOLERANCE = 1e-12

@@ -24,7 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from gather_envs.errors import ConfigError, RecordsError
 from gather_envs.records import EpisodeRecord
-from gather_envs.records.cells import check_unique_cells
+from gather_envs.runs import check_unique_cells
 
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_CONFIDENCE = 0.95
@@ -316,7 +316,7 @@ def count_episodes(records: Iterable[EpisodeRecord]) -> dict[int, TaskCounts]:
     """Per budget T (sorted): each task's (n, c), infrastructure errors excluded and counted.
 
     A (task, T, episode) cell with two records is refused (RecordsError naming both), since it
-    would silently inflate n (see :func:`gather_envs.records.cells.check_unique_cells`).
+    would silently inflate n (see :func:`gather_envs.runs.check_unique_cells`).
     """
     records = list(records)
     check_unique_cells(records)

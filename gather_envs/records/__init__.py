@@ -7,7 +7,6 @@ env and the metrics can all use them without importing one another.
 from gather_envs.records.documents import Document
 from gather_envs.records.episodes import (
     AGENT_SETTINGS_KEY,
-    CORRUPT_SUFFIX,
     EPISODE_INDEX_UNKNOWN,
     RECORD_SCHEMA_VERSION,
     TERMINATION_ANSWERED,
@@ -15,15 +14,6 @@ from gather_envs.records.episodes import (
     TERMINATION_INVALID_ACTIONS,
     TERMINATION_TRUNCATED,
     EpisodeRecord,
-    RecordLocation,
-    RecordWriter,
-    append_records,
-    corrupt_sidecar,
-    iter_records,
-    iter_records_with_locations,
-    read_for_append,
-    read_records,
-    read_records_with_locations,
 )
 from gather_envs.records.tasks import (
     FAMILIES,
@@ -38,7 +28,6 @@ from gather_envs.records.tasks import (
 
 __all__ = [
     "AGENT_SETTINGS_KEY",
-    "CORRUPT_SUFFIX",
     "EPISODE_INDEX_UNKNOWN",
     "FAMILIES",
     "FAMILY_BRIDGE",
@@ -54,14 +43,5 @@ __all__ = [
     "Document",
     "EpisodeRecord",
     "GoldStep",
-    "RecordLocation",
-    "RecordWriter",
     "Task",
-    "append_records",
-    "corrupt_sidecar",
-    "iter_records",
-    "iter_records_with_locations",
-    "read_for_append",
-    "read_records",
-    "read_records_with_locations",
 ]

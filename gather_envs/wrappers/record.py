@@ -29,8 +29,8 @@ from gather_envs.records import (
     EPISODE_INDEX_UNKNOWN,
     TERMINATION_TRUNCATED,
     EpisodeRecord,
-    RecordWriter,
 )
+from gather_envs.runs import RecordWriter
 
 TERMINATION_TERMINATED = "terminated"
 """Termination reason of an episode that ended with ``terminated=True`` but gave no reason."""

@@ -16,7 +16,8 @@ from gather_envs.integrations.episodes import (
     parse_env_kwargs,
     reset_arguments,
 )
-from gather_envs.records import TERMINATION_TRUNCATED, read_records
+from gather_envs.records import TERMINATION_TRUNCATED
+from gather_envs.runs import read_records
 
 from .conftest import ENV_ID, replay
 

@@ -35,7 +35,7 @@ from gather_envs.integrations.dataset import task_rows, to_layout  # noqa: E402
 from gather_envs.integrations.episodes import EpisodeDriver, parse_env_kwargs  # noqa: E402
 from gather_envs.integrations.models import smollm2_checkpoint  # noqa: E402
 from gather_envs.integrations.trl import GatherToolEnv, make_rollout_func  # noqa: E402
-from gather_envs.records import read_records  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 from .conftest import ENV_ID  # noqa: E402
 

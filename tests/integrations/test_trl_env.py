@@ -10,7 +10,8 @@ import pytest
 from gather_envs.errors import ConfigError
 from gather_envs.integrations.dataset import task_rows, to_layout
 from gather_envs.integrations.trl import GatherToolEnv, env_reward, prompt_key
-from gather_envs.records import TERMINATION_TRUNCATED, read_records
+from gather_envs.records import TERMINATION_TRUNCATED
+from gather_envs.runs import read_records
 
 from .conftest import ENV_ID, replay
 

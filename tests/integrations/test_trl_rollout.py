@@ -35,7 +35,7 @@ from gather_envs.integrations.trl import (  # noqa: E402
     make_rollout_func,
     vllm_generate,
 )
-from gather_envs.records import read_records  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 from .conftest import ENV_ID  # noqa: E402
 
