@@ -409,7 +409,7 @@ def test_set_episodes_are_recorded_and_reported_like_any_other(tmp_path, files) 
 
 
 def test_the_floor_of_imported_tasks_uses_the_question_only_guessers(tmp_path, files) -> None:
-    from gather_envs.corpus.cli_import import floor_summary
+    from gather_envs.cli.import_corpus import floor_summary
 
     tasks = [
         {

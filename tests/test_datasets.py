@@ -23,8 +23,8 @@ import pytest
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.utils.env_checker import check_env
 
+from gather_envs.cli.sample import add_parser as add_sample_parser
 from gather_envs.corpus.datasets import FORMATS, DatasetSpec, clear_dataset_cache, load_dataset
-from gather_envs.corpus.datasets.cli_sample import add_sample_parser
 from gather_envs.corpus.datasets.common import (
     CACHE_DIR_ENV,
     CACHE_SUFFIX,

@@ -422,6 +422,7 @@ def compare_runs(
     restrict_to_common: bool = False,
     sources: tuple[str, str] | None = None,
     chance_floor: ChanceFloor | None = None,
+    common_hint: str = "pass restrict_to_common=True",
 ) -> Comparison:
     """Compare run A with run B per budget on their shared tasks (see the module docstring).
 
@@ -430,6 +431,8 @@ def compare_runs(
     ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets. ``sources``
     (the runs' file names) appear in errors and label two runs of one agent (:func:`run_labels`);
     ``chance_floor`` (family -> k -> PASS@(k,0)) adds the floor of the compared tasks.
+    ``common_hint`` is what errors tell the caller to do to compare on the shared tasks (the CLI
+    names its flag).
     """
     validate_bootstrap_args(bootstrap, confidence)
     if not records_a or not records_b:
@@ -459,7 +462,7 @@ def compare_runs(
     if set(counts_a) != set(counts_b) and not restrict_to_common:
         raise RecordsError(
             f"the runs cover different budgets (A: {sorted(counts_a)}, B: {sorted(counts_b)}); "
-            "pass restrict_to_common=True to compare on the shared budgets "
+            f"{common_hint} to compare on the shared budgets "
             f"{budgets}"
         )
     shared: dict[int, list[str]] = {}
@@ -472,7 +475,7 @@ def compare_runs(
             raise RecordsError(
                 f"the runs cover different tasks at T={budget}: only in A "
                 f"{_describe_ids(sorted(ids_a - ids_b))}, only in B "
-                f"{_describe_ids(sorted(ids_b - ids_a))}; pass restrict_to_common=True to "
+                f"{_describe_ids(sorted(ids_b - ids_a))}; {common_hint} to "
                 f"compare on the {len(shared[budget])} shared tasks"
             )
     budgets = [t for t in budgets if shared[t]]

@@ -1,4 +1,4 @@
-"""The ``gather-envs leaderboard verify|build`` subcommands (registered by :mod:`gather_envs.cli`)."""
+"""The ``gather-envs leaderboard verify|build`` subcommands ."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_leaderboard_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``leaderboard verify`` and ``leaderboard build`` on the CLI's subparsers."""
     board = subparsers.add_parser(
         "leaderboard", help="verify leaderboard submissions and build the static leaderboard site"

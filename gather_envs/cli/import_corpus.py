@@ -19,7 +19,7 @@ then:    gym.make("Gather-v0", corpus="./my_corpus", family="bridge")
 The fields of both files are in `gather-envs docs custom`."""
 
 
-def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``import`` command to an ``add_subparsers()`` object and return its parser."""
     parser = subparsers.add_parser(
         "import",

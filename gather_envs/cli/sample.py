@@ -22,7 +22,7 @@ keeps 100 comparison and 100 bridge questions: exactly those that the env kwargs
 per_type=100, seed=0 pick from the full file."""
 
 
-def add_sample_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sample`` command to an ``add_subparsers()`` object and return its parser."""
     parser = subparsers.add_parser(
         "sample",
