@@ -37,6 +37,7 @@ from gather_envs.errors import ConfigError, GatherError
 from gather_envs.leaderboard.cli import add_leaderboard_parser
 from gather_envs.parameters import Parameter, parameters_from_signature, parse_parameters
 from gather_envs.records import EpisodeRecord, read_records
+from gather_envs.tasks.floor import FloorTable, floor_warnings
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -506,10 +507,16 @@ def _diversity_json(diversities: dict) -> dict:
     return {agent: diversity.to_json() for agent, diversity in diversities.items()}
 
 
+def _print_floor_warnings(floor: FloorTable | None, fmt: str) -> None:
+    """One line per family a question-only guess solves too often (stderr when stdout is data)."""
+    for line in [] if floor is None else floor_warnings(floor):
+        print(line, file=sys.stderr if fmt in ("json", "csv") else sys.stdout)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from gather_envs.analysis import retrieval_by_agent
+    from gather_envs.envs.floor import run_floor
     from gather_envs.metrics import diversity_by_agent, results_from_records
-    from gather_envs.metrics.floor import chance_floor_of
     from gather_envs.records.cells import check_unique_cells, read_located
     from gather_envs.reports import (
         plot_results,
@@ -530,8 +537,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             "and every figure below is empty; rerun the eval command once the server works"
         )
         print(warning, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
+    floor = run_floor(records)
+    _print_floor_warnings(floor, args.format)
     results = results_from_records(
-        records, bootstrap=args.bootstrap, seed=args.seed, chance_floor=chance_floor_of(records)
+        records, bootstrap=args.bootstrap, seed=args.seed, chance_floor=None if floor is None else floor.floor
     )
     diversities = diversity_by_agent(records)
     retrieval = retrieval_by_agent(records)
@@ -561,8 +570,8 @@ VERDICT_KEY = "verdict"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from gather_envs.envs.floor import run_floor
     from gather_envs.metrics import compare_runs, diversity_by_agent
-    from gather_envs.metrics.floor import chance_floor_of
     from gather_envs.records.cells import check_unique_cells, read_located
     from gather_envs.reports import (
         comparison_verdict,
@@ -578,6 +587,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     (records_a, places_a), (records_b, places_b) = read_located(args.a), read_located(args.b)
     check_unique_cells(records_a, places_a)
     check_unique_cells(records_b, places_b)
+    floor = run_floor(records_a)
+    _print_floor_warnings(floor, args.format)
     comparison = compare_runs(
         records_a,
         records_b,
@@ -585,7 +596,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
         restrict_to_common=args.common_tasks,
         sources=(args.a, args.b),
-        chance_floor=chance_floor_of(records_a),
+        chance_floor=None if floor is None else floor.floor,
     )
     # compare_runs checked one agent per run: label each side's diversity with its run label.
     diversities = {}

@@ -16,11 +16,11 @@ import pytest
 
 from gather_envs.cli import main
 from gather_envs.corpus import frozen
+from gather_envs.corpus.floor import load_chance_floor
 from gather_envs.corpus.frozen import MANIFEST, corpora_root
 from gather_envs.corpus.manifest import seal_manifest
 from gather_envs.errors import ConfigError, CorpusError, GatherError, RecordsError
 from gather_envs.metrics import Comparison, Results, compare_runs, diversity_by_agent, results_from_records
-from gather_envs.metrics.floor import MANIFEST_KEY, load_chance_floor
 from gather_envs.records import EpisodeRecord, append_records
 from gather_envs.records.cells import check_unique_cells, read_located
 from gather_envs.reports import (
@@ -40,6 +40,7 @@ from gather_envs.reports.plots import (
     heatmap_figure,
     result_sections,
 )
+from gather_envs.tasks.floor import MANIFEST_KEY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
