@@ -328,7 +328,7 @@ def floor_warnings(table: FloorTable, k: int = WARN_K, share: float = WARN_SHARE
     ...                {"comparison": {"yes/no": 2}})
     >>> floor_warnings(t)[0]  # doctest: +NORMALIZE_WHITESPACE
     "WARNING: family 'comparison' is guessable from the question alone: chance floor PASS@(2,0) = 0.500
-    > 0.25 (best guesser: combined); of its 4 answers, 2 are yes or no"
+    > 0.25 (best guesser: combined); of its 4 answers: 2 yes or no"
     """
     lines = []
     for family, per_k in sorted(table.floor.items()):
@@ -336,13 +336,13 @@ def floor_warnings(table: FloorTable, k: int = WARN_K, share: float = WARN_SHARE
         if value is None or value <= share:
             continue
         reasons = table.guessable.get(family, {})
-        why = ", ".join(f"{n} are {REASON_TEXT[reason]}" for reason, n in reasons.items() if reason in REASON_TEXT)
+        why = ", ".join(f"{reasons[r]} {text}" for r, text in REASON_TEXT.items() if reasons.get(r))
         total = table.tasks.get(family)
         lines.append(
             f"WARNING: family {family!r} is guessable from the question alone: chance floor "
             f"PASS@({k},0) = {value:.3f} > {share:g}"
             + (f" (best guesser: {table.best[family][k]})" if k in table.best.get(family, {}) else "")
-            + (f"; of its {total} answers, {why}" if why and total else "")
+            + (f"; of its {total} answers: {why}" if why and total else "")
         )
     return lines
 
