@@ -347,3 +347,35 @@ def test_a_phantomwiki_universe_counts_its_counting_questions(tmp_path, capsys) 
     check_floor_everywhere(case, tmp_path, capsys)
     table = run_floor(read_records(tmp_path / "random.jsonl"))
     assert table is not None and table.best["bridge"][1] == "number"
+
+
+# -- docs/datasets.md: the floor of each dataset's families on the files the tests build ------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
+REASON_WORDS = {"yes/no": "yes or no", "named": "named in the question", "count": "count"}
+
+
+def test_the_datasets_doc_floor_table_is_what_the_test_files_give(tmp_path) -> None:
+    from test_datasets import FILE_NAMES, ITEMS
+
+    from gather_envs.corpus.datasets import load_dataset
+    from gather_envs.corpus.synthetic import floor_tasks
+    from gather_envs.tasks.floor import chance_floor_table
+
+    documented = {}
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[0].startswith("`") and cells[1].startswith("`"):
+            documented[(cells[0].strip("`"), cells[1].strip("`"))] = cells[2:]
+    measured = {}
+    for fmt, make in ITEMS.items():
+        path = write_items(tmp_path / FILE_NAMES[fmt], fmt, make())
+        table = chance_floor_table(floor_tasks(load_dataset({"format": fmt, "path": str(path)}), "test"))
+        for family, per_k in table.floor.items():
+            why = [f"{n} {REASON_WORDS[reason]}" for reason, n in table.guessable[family].items()]
+            measured[(fmt, family)] = [
+                str(table.tasks[family]),
+                *(f"{per_k[k]:.3f}" for k in KS),
+                ", ".join(why) or "none",
+            ]
+    assert documented == measured
