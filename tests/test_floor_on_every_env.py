@@ -226,11 +226,11 @@ def _world_floor(tasks: list[Any]) -> dict[int, float]:
 
 
 def test_a_procedural_world_with_same_and_which_comparisons_shows_its_floor(tmp_path, capsys) -> None:
-    import gymnasium as gym
+    from gather_envs.corpus.frozen import procedural_corpus
 
     # No train split: only the question-only guessers (the train guesser has its own test).
     world = {**SMALL_WORLD, "train_tasks_per_family": 0, "comparison_styles": ["same", "which"]}
-    tasks = list(gym.make("Gather-Compare-v0", world=world).unwrapped.tasks)
+    tasks = list(procedural_corpus(world).tasks("test", "comparison"))
     floor = _world_floor(tasks)
     assert floor[2] > 0.25  # the binary styles are guessable: the point of the warning
     case = Case("Gather-Compare-v0", {"world": world}, "comparison", floor, "yes or no")
@@ -379,3 +379,13 @@ def test_the_datasets_doc_floor_table_is_what_the_test_files_give(tmp_path) -> N
                 ", ".join(why) or "none",
             ]
     assert documented == measured
+
+
+def test_a_train_split_run_gets_a_measured_floor_without_the_train_guesser(tmp_path) -> None:
+    """The stored floor is the test split's; on the train split the run's own tasks are measured."""
+    out = tmp_path / "run.jsonl"
+    evaluate("Gather-SingleHop-v0", "random", n=1, budgets=(0,), tasks=5, out=out,
+             env_kwargs={"split": "train"}, progress=False)  # fmt: skip
+    table = run_floor(read_records(out))
+    assert table is not None and table.tasks == {"single-hop": 5}
+    assert "train" not in table.guessers["single-hop"]  # guessing from the split it is run on is no floor

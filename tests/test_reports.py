@@ -516,7 +516,8 @@ def test_report_shows_the_floor_stored_in_the_corpus_manifest(
     assert json.loads(out)["chance_floor"] == {"1": 0.011, "2": 0.021, "4": 0.042, "8": 0.083}
     code, out, _ = cli(capsys, "compare", str(path), str(path), "--bootstrap", "0", "--format", "json")
     assert json.loads(out)["chance_floor"]["8"] == 0.083
-    # The floor was measured on the test split: a run on the train split gets none.
+    # The stored floor was measured on the test split: it does not apply to a run on the train split
+    # (and these made-up task ids are in no split, so none is measured either).
     train = [dataclasses.replace(r, env_kwargs={"split": "train"}) for r in records]
     code, out, _ = cli(capsys, "report", str(write(tmp_path / "train.jsonl", train)), "--bootstrap", "0")
     assert code == 0 and "\nfloor " not in out
