@@ -16,11 +16,11 @@ import pytest
 
 from gather_envs.cli import main
 from gather_envs.corpus import frozen
+from gather_envs.corpus.floor import load_chance_floor
 from gather_envs.corpus.frozen import MANIFEST, corpora_root
 from gather_envs.corpus.manifest import seal_manifest
 from gather_envs.errors import ConfigError, CorpusError, GatherError, RecordsError
 from gather_envs.metrics import Comparison, Results, compare_runs, diversity_by_agent, results_from_records
-from gather_envs.metrics.floor import MANIFEST_KEY, load_chance_floor
 from gather_envs.records import EpisodeRecord
 from gather_envs.reports import (
     FORMATS,
@@ -40,6 +40,7 @@ from gather_envs.reports.plots import (
     result_sections,
 )
 from gather_envs.runs import append_records, check_unique_cells, load_run
+from gather_envs.tasks.floor import MANIFEST_KEY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -515,7 +516,8 @@ def test_report_shows_the_floor_stored_in_the_corpus_manifest(
     assert json.loads(out)["chance_floor"] == {"1": 0.011, "2": 0.021, "4": 0.042, "8": 0.083}
     code, out, _ = cli(capsys, "compare", str(path), str(path), "--bootstrap", "0", "--format", "json")
     assert json.loads(out)["chance_floor"]["8"] == 0.083
-    # The floor was measured on the test split: a run on the train split gets none.
+    # The stored floor was measured on the test split: it does not apply to a run on the train split
+    # (and these made-up task ids are in no split, so none is measured either).
     train = [dataclasses.replace(r, env_kwargs={"split": "train"}) for r in records]
     code, out, _ = cli(capsys, "report", str(write(tmp_path / "train.jsonl", train)), "--bootstrap", "0")
     assert code == 0 and "\nfloor " not in out

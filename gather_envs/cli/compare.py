@@ -11,6 +11,7 @@ from gather_envs.cli.common import (
     DIVERSITY_KEY,
     add_stats_options,
     diversity_json,
+    print_floor_warnings,
 )
 from gather_envs.runs import load_run
 
@@ -19,8 +20,8 @@ VERDICT_KEY = "verdict"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from gather_envs.envs.floor import run_floor
     from gather_envs.metrics import compare_runs, diversity_by_agent
-    from gather_envs.metrics.floor import chance_floor_of
     from gather_envs.reports import (
         comparison_verdict,
         plot_comparison,
@@ -33,6 +34,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.plot:
         require_matplotlib()  # fail before printing anything
     records_a, records_b = load_run(args.a).records, load_run(args.b).records
+    floor = run_floor(records_a)
+    print_floor_warnings(floor, args.format)
     comparison = compare_runs(
         records_a,
         records_b,
@@ -41,7 +44,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         restrict_to_common=args.common_tasks,
         common_hint="pass --common-tasks",
         sources=(args.a, args.b),
-        chance_floor=chance_floor_of(records_a),
+        chance_floor=None if floor is None else floor.floor,
     )
     # compare_runs checked one agent per run: label each side's diversity with its run label.
     diversities = {}

@@ -17,7 +17,7 @@ from gather_envs.metrics.diversity import (
     normalize_query,
     strategy_diversity,
 )
-from gather_envs.metrics.floor import ChanceFloor, chance_floor_of, load_chance_floor
+from gather_envs.metrics.floor import ChanceFloor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
@@ -64,14 +64,12 @@ __all__ = [
     "TStar",
     "TaskCounts",
     "bootstrap_weights",
-    "chance_floor_of",
     "boundary",
     "compare_runs",
     "count_episodes",
     "crossing_point",
     "default_ks",
     "diversity_by_agent",
-    "load_chance_floor",
     "load_results",
     "mcnemar_exact",
     "normalize_query",

@@ -232,7 +232,7 @@ def results_from_records(
     (task, T, episode) cell (RecordsError otherwise). ``env_kwargs`` and ``agent_settings`` (from
     ``extra["agent_settings"]``) keep the items every record agrees on, so per-budget kwargs such
     as the tool budget drop out. ``chance_floor`` (family -> k -> PASS@(k,0), e.g. from
-    :func:`~gather_envs.metrics.floor.load_chance_floor`) puts the floor beside every table.
+    :func:`~gather_envs.envs.floor.chance_floor_of`) puts the floor beside every table.
     """
     if not records:
         raise RecordsError("no episode records to build results from")
