@@ -50,6 +50,8 @@ RETRIEVAL_KEY = "retrieval"
 """Key added to the results JSON printed by ``report --format json``: the retrieval diagnostics."""
 DEFAULT_BUDGETS = "0,1,2,3,5"
 DOCS_FOLDER = "_docs"  # where the wheel installs docs/*.md inside the package
+BENCHMARKS_TOPIC = "benchmarks"
+"""The topic of benchmarks/README.md (every performance figure), shipped as _docs/benchmarks.md."""
 API_TO_FLAG = {"pass restrict_to_common=True": "pass --common-tasks"}
 """Library hints in error messages, as the CLI user has to act on them."""
 DESCRIPTION = """\
@@ -239,9 +241,19 @@ def docs_root() -> Path:
     return installed if installed.is_dir() else package.parent / "docs"
 
 
-def doc_topics() -> list[str]:
+def doc_pages() -> dict[str, Path]:
+    """Each documentation topic and its file: docs/*.md, plus benchmarks/README.md as ``benchmarks``."""
     root = docs_root()
-    return sorted(p.stem for p in root.glob("*.md")) if root.is_dir() else []
+    pages = {p.stem: p for p in root.glob("*.md")} if root.is_dir() else {}
+    benchmarks = root.parent / BENCHMARKS_TOPIC / "README.md"  # a source checkout
+    if BENCHMARKS_TOPIC not in pages and benchmarks.is_file():
+        pages[BENCHMARKS_TOPIC] = benchmarks
+    return dict(sorted(pages.items()))
+
+
+def doc_topics() -> list[str]:
+    """The topics ``gather-envs docs`` lists, sorted."""
+    return list(doc_pages())
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -264,14 +276,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
+    pages = doc_pages()
     if args.topic is None:
-        for topic in doc_topics():
-            lines = (docs_root() / f"{topic}.md").read_text(encoding="utf-8").splitlines()
+        width = max(map(len, pages), default=0)
+        for topic, path in pages.items():
+            lines = path.read_text(encoding="utf-8").splitlines()
             title = next((line.lstrip("# ") for line in lines if line.startswith("#")), "")
-            print(f"{topic:<14} {title}")
+            print(f"{topic:<{width}}  {title}")
         print("\nprint one with: gather-envs docs TOPIC")
         return 0
-    print((docs_root() / f"{args.topic}.md").read_text(encoding="utf-8"), end="")
+    print(pages[args.topic].read_text(encoding="utf-8"), end="")
     return 0
 
 
@@ -877,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="world knob, repeatable, e.g. --knob seed=1 --knob num_entities=5000 (see the README's Knobs)",
+        help="world knob, repeatable, e.g. --knob seed=1 --knob num_entities=5000 (see: gather-envs docs environments, Knobs)",
     )
     generate.add_argument(
         "--from-manifest", metavar="DIR", help="regenerate a frozen corpus bit for bit from its manifest"
