@@ -135,3 +135,11 @@ def test_a_new_entry_for_the_change_passes() -> None:
     new_text = text[: first.start()] + entry + text[first.start() :]
     assert changelog_problems(new_text, changed) == []
     assert changelog_problems(new_text, shipped()) != []
+
+
+def test_the_citation_file_names_the_package_version_and_the_readme_points_to_it() -> None:
+    citation = (CHANGELOG.parent / "CITATION.cff").read_text(encoding="utf-8")
+    assert re.search(r"^version: (\S+)$", citation, flags=re.M).group(1) == gather_envs.__version__  # type: ignore[union-attr]
+    assert "arXiv:2604.14877" in citation
+    first_paragraph = (CHANGELOG.parent / "README.md").read_text(encoding="utf-8").split("\n\n")[1]
+    assert "CITATION.cff" in first_paragraph and "arXiv:2604.14877" in first_paragraph
