@@ -39,7 +39,7 @@ from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
 MANIFEST = "manifest.json"
 DOCUMENTS = DOCUMENTS_FILE
 DEFAULT_CORPUS = "default"
-CORPUS_VERSION = "v1"  # the suffix of the env ids that serve this corpus (Gather-*-v1)
+CORPUS_VERSION = "v1"  # the corpus's own version, written into new manifests (not an env id's: CHANGELOG.md)
 
 
 def corpora_root() -> Path:
