@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gather_envs.errors import ConfigError
-from gather_envs.integrations._optional import require
+from gather_envs.optional import require
 
 EXTRA = "trl"
 CACHE_ENV = "GATHER_ENVS_CACHE"

@@ -47,7 +47,6 @@ import gymnasium as gym
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.errors import ConfigError
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import (
     DEFAULT_ENV_ID,
     EpisodeDriver,
@@ -55,6 +54,7 @@ from gather_envs.integrations.episodes import (
     row_value,
     tool_call_text,
 )
+from gather_envs.optional import require
 
 EXTRA = "trl"
 TOOLS_STYLE = "tools"

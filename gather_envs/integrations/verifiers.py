@@ -37,8 +37,8 @@ from typing import Annotated, Any
 
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, tool_call_text
+from gather_envs.optional import require
 
 EXTRA = "verifiers"
 INFO_KEY = "gather"

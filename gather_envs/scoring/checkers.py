@@ -19,7 +19,6 @@ whitespace, ``^\circ`` and a trailing ``.0``, unwraps ``\text{...}``, reads ``\d
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -27,6 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 from gather_envs.errors import ConfigError
+from gather_envs.optional import optional
 from gather_envs.records.tasks import Task
 from gather_envs.scoring.normalize import exact_match, f1_score
 from gather_envs.scoring.sets import ANSWER_SET_KEY, set_equal, set_f1
@@ -115,10 +115,7 @@ def math_equal(prediction: str, golds: Iterable[str], use_math_verify: bool | No
 
 def math_verify() -> Any:
     """The ``math_verify`` module, or None when it is not installed."""
-    try:
-        return importlib.import_module("math_verify")
-    except ImportError:
-        return None
+    return optional("math_verify")
 
 
 @functools.lru_cache(maxsize=GOLD_PARSE_CACHE)
