@@ -586,6 +586,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         restrict_to_common=args.common_tasks,
         sources=(args.a, args.b),
         chance_floor=chance_floor_of(records_a),
+        primary=args.primary,
     )
     # compare_runs checked one agent per run: label each side's diversity with its run label.
     diversities = {}
@@ -746,6 +747,20 @@ def _add_analyze_parser(sub: Any) -> None:
     cover.set_defaults(func=cmd_analyze_coverage)
     for parser in (cover, swap, perplexity):
         parser.add_argument("--plot", metavar="DIR", help="also write PNG plots into DIR (needs matplotlib)")
+
+
+def _primary_type(text: str) -> tuple[int, int]:
+    """``T=1,k=1`` as (1, 1) for ``compare --primary``."""
+    fields = dict(part.split("=", 1) for part in text.replace(" ", "").split(",") if "=" in part)
+    try:
+        budget, k = int(fields["T"]), int(fields["k"])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected T=<budget>,k=<k> (e.g. T=1,k=1), got {text!r}") from None
+    if set(fields) != {"T", "k"} or budget < 0 or k < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected T=<budget >= 0>,k=<k >= 1> and nothing else, got {text!r}"
+        )
+    return budget, k
 
 
 def _add_stats_options(parser: argparse.ArgumentParser) -> None:
@@ -985,6 +1000,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", metavar="B.jsonl", help="records of run B")
     compare.add_argument(
         "--common-tasks", action="store_true", help="compare on the tasks and budgets both runs share"
+    )
+    compare.add_argument(
+        "--primary",
+        type=_primary_type,
+        metavar="T=..,k=..",
+        help="the primary endpoint, named before looking: reported first and tested alone (uncorrected); "
+        "every other test is Holm-corrected",
     )
     _add_stats_options(compare)
     compare.set_defaults(func=cmd_compare)
