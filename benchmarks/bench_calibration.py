@@ -332,6 +332,17 @@ def expansion_power(tasks: int, n: int, m: int, reps: int, seed: int) -> tuple[f
 # Output
 
 
+POWER_GOAL = 0.8
+
+
+def fewest(power: dict[tuple[int, int, float], float], options: Sequence[int], key) -> str:
+    """The first of ``options`` whose power (looked up by ``key(option)``) reaches 0.8, or "> last"."""
+    for option in options:
+        if power.get(key(option), 0.0) >= POWER_GOAL:
+            return str(option)
+    return f"> {options[-1]}"
+
+
 def mc_error(rate: float, reps: int) -> float:
     """Two standard errors of a rate estimated from ``reps`` replications."""
     return 2.0 * math.sqrt(rate * (1.0 - rate) / reps)
@@ -428,6 +439,23 @@ def main() -> None:
                 value = expansions.get((tasks, n, m))
                 cells.append("" if value is None else f"{value[2]:.2f} ({value[1]:.2f})")
             print(f"| {tasks} | {n} | " + " | ".join(cells) + " |")
+    gain_power_of = {key: value[0] for key, value in gains.items()}
+    expansion_power_of = {key: value[2] for key, value in expansions.items()}
+    print(f"\n## Tasks needed for a pass@1 gain ({POWER_GOAL:.0%} power, permutation test at k = 1)\n")
+    print("| gain d | " + " | ".join(f"n = {n}" for n in POWER_N) + " |")
+    print("|---" * (len(POWER_N) + 1) + "|")
+    for d in POWER_GAINS:
+        cells = " | ".join(fewest(gain_power_of, POWER_TASKS, lambda t, n=n, d=d: (t, n, d)) for n in POWER_N)
+        print(f"| {d} | {cells} |")
+    print(f"\n## Episodes per task needed to see m newly reached tasks ({POWER_GOAL:.0%} power, McNemar)\n")
+    print("| m | " + " | ".join(f"{t} tasks" for t in POWER_TASKS) + " |")
+    print("|---" * (len(POWER_TASKS) + 1) + "|")
+    for m in POWER_EXPANSIONS:
+        cells = " | ".join(
+            fewest(expansion_power_of, POWER_N, lambda n, t=t, m=m: (t, n, m)) if m < t else ""
+            for t in POWER_TASKS
+        )
+        print(f"| {m} | {cells} |")
     print(f"\n{time.perf_counter() - started:.0f} s")
     if args.out is not None:
         write_figures(args.out, coverage, nulls, gains, expansions)

@@ -336,7 +336,8 @@ class Comparison:
     ``excluded_tasks`` counts, per budget, the tasks left out because only one run had them
     (always 0 unless ``restricted``). ``label_a``/``label_b`` name the runs in reports (the agent
     ids, or agent and file when both runs are of one agent); ``chance_floor`` is PASS@(k,0) of a
-    question-only guesser on the compared tasks (empty when the corpus has none).
+    question-only guesser on the compared tasks (empty when the corpus has none). ``primary`` is
+    the (T, k) named up front as the primary endpoint: tested alone, outside the Holm family.
     """
 
     agent_a: str
