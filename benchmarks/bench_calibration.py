@@ -502,26 +502,38 @@ def write_figures(out: Path, coverage: dict, nulls: dict, gains: dict, expansion
     axes[2].legend(fontsize=6)
     fig.savefig(out / "calibration_coverage.png", dpi=110)
 
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = Figure(figsize=(10, 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
-    for n in POWER_N:
-        for d in POWER_GAINS:
+    styles = {n: style for n, style in zip(POWER_N, ("-", "--", ":"), strict=True)}
+    for i, d in enumerate(POWER_GAINS):
+        for n in POWER_N:
+            values = [gains[(t, n, d)][0] for t in POWER_TASKS]
             axes[0].plot(
-                POWER_TASKS, [gains[(t, n, d)][0] for t in POWER_TASKS], marker="o", label=f"d={d}, n={n}"
+                POWER_TASKS, values, marker="o", color=f"C{i}", linestyle=styles[n], label=f"d={d}, n={n}"
             )
-        for m in POWER_EXPANSIONS:
+    for i, m in enumerate(POWER_EXPANSIONS):
+        for n in POWER_N:
             points = [(t, expansions[(t, n, m)][2]) for t in POWER_TASKS if (t, n, m) in expansions]
-            axes[1].plot(*zip(*points, strict=True), marker="o", label=f"m={m}, n={n}")
+            axes[1].plot(
+                *zip(*points, strict=True),
+                marker="o",
+                color=f"C{i}",
+                linestyle=styles[n],
+                label=f"m={m}, n={n}",
+            )
     for ax, title in (
         (axes[0], "pass@1 gain d: permutation test at k=1"),
-        (axes[1], "boundary expansion of m tasks: McNemar"),
+        (axes[1], f"m tasks newly reached (p={EXPANSION_P}): McNemar"),
     ):
-        ax.axhline(0.8, color="gray", linestyle="--", linewidth=1)
+        ax.axhline(POWER_GOAL, color="gray", linestyle="--", linewidth=1)
         ax.set_xscale("log")
+        ax.set_xticks(POWER_TASKS, [str(t) for t in POWER_TASKS])
+        ax.minorticks_off()
+        ax.set_ylim(0.0, 1.02)
         ax.set_xlabel("tasks")
         ax.set_ylabel("power at p < 0.05")
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
+        ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.savefig(out / "calibration_power.png", dpi=110)
 
 
