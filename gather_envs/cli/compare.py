@@ -45,6 +45,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         common_hint="pass --common-tasks",
         sources=(args.a, args.b),
         chance_floor=None if floor is None else floor.floor,
+        primary=args.primary,
     )
     # compare_runs checked one agent per run: label each side's diversity with its run label.
     diversities = {}
@@ -69,6 +70,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def primary_type(text: str) -> tuple[int, int]:
+    """``T=1,k=1`` as (1, 1) for ``compare --primary``."""
+    fields = dict(part.split("=", 1) for part in text.replace(" ", "").split(",") if "=" in part)
+    try:
+        budget, k = int(fields["T"]), int(fields["k"])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected T=<budget>,k=<k> (e.g. T=1,k=1), got {text!r}") from None
+    if set(fields) != {"T", "k"} or budget < 0 or k < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected T=<budget >= 0>,k=<k >= 1> and nothing else, got {text!r}"
+        )
+    return budget, k
+
+
 def add_parser(sub: Any) -> None:
     """Declare ``compare``."""
     compare = sub.add_parser(
@@ -78,6 +93,13 @@ def add_parser(sub: Any) -> None:
     compare.add_argument("b", metavar="B.jsonl", help="records of run B")
     compare.add_argument(
         "--common-tasks", action="store_true", help="compare on the tasks and budgets both runs share"
+    )
+    compare.add_argument(
+        "--primary",
+        type=primary_type,
+        metavar="T=..,k=..",
+        help="the primary endpoint, named before looking: reported first and tested alone (uncorrected); "
+        "every other test is Holm-corrected",
     )
     add_stats_options(compare)
     compare.set_defaults(func=cmd_compare)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -68,6 +68,24 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
         return 1.0
     tail = sum(math.comb(total, i) for i in range(min(only_a, only_b) + 1))
     return float(min(Fraction(1), Fraction(2 * tail, 2**total)))
+
+
+def holm(pvalues: Sequence[float]) -> tuple[float, ...]:
+    """Holm's step-down adjusted p-values, in the order given (family-wise error at most alpha).
+
+    The i-th smallest p is multiplied by (m - i), adjusted values are made non-decreasing in that
+    order and capped at 1; a test is significant at level alpha when its adjusted p is below it.
+
+    >>> holm([0.01, 0.04, 0.03])
+    (0.03, 0.06, 0.06)
+    """
+    m = len(pvalues)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda j: pvalues[j])):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        adjusted[i] = running
+    return tuple(adjusted)
 
 
 def paired_permutation_p(
@@ -128,6 +146,23 @@ def crossing_point(
     return None, None
 
 
+def k_star_bootstrap_interval(
+    diff_samples: np.ndarray, ks: Sequence[int], confidence: float = DEFAULT_CONFIDENCE
+) -> tuple[float | None, float | None]:
+    """Percentile interval of k* over bootstrap resamples of the difference curve [resamples x k].
+
+    A resample whose curves never cross counts as k* beyond the grid; an end beyond the grid is
+    None (the curves may not cross within it). The bracket of :func:`crossing_point` is not a
+    confidence interval: on simulated agents it held the true k* in 17-46% of runs, this interval
+    in 94-96% (``benchmarks/bench_calibration.py``).
+    """
+    values = np.array([crossing_point(ks, row.tolist())[0] or math.inf for row in diff_samples])
+    tail = (1.0 - confidence) / 2.0
+    low = float(np.quantile(values, tail, method="lower"))
+    high = float(np.quantile(values, 1.0 - tail, method="higher"))
+    return (None if math.isinf(low) else low), (None if math.isinf(high) else high)
+
+
 @dataclass(frozen=True)
 class BudgetComparison:
     """A against B at one budget T, on ``num_tasks`` shared tasks.
@@ -161,6 +196,9 @@ class BudgetComparison:
     n_b: tuple[int, int] | None = None
     boundary_n: tuple[int, int] | None = None
     diff_p: tuple[float | None, ...] = ()  # paired permutation p of each diff (empty: not computed)
+    k_star_ci: tuple[float | None, float | None] | None = (
+        None  # bootstrap interval of k*; None high: beyond the grid
+    )
 
     @property
     def boundary_is_matched(self) -> bool:
@@ -186,6 +224,7 @@ class BudgetComparison:
             "diff_p": list(self.diff_p),
             "k_star": self.k_star,
             "k_star_interval": None if self.k_star_interval is None else list(self.k_star_interval),
+            "k_star_ci": None if self.k_star_ci is None else list(self.k_star_ci),
             "boundary": {
                 "only_a": list(self.only_a),
                 "only_b": list(self.only_b),
@@ -219,6 +258,7 @@ class BudgetComparison:
                 diff_p=_maybe_floats(data.get("diff_p", ())),
                 k_star=None if data["k_star"] is None else float(data["k_star"]),
                 k_star_interval=None if interval is None else (int(interval[0]), int(interval[1])),
+                k_star_ci=_k_star_ci(data.get("k_star_ci")),
                 only_a=tuple(str(i) for i in bnd["only_a"]),
                 only_b=tuple(str(i) for i in bnd["only_b"]),
                 both=tuple(str(i) for i in bnd["both"]),
@@ -230,6 +270,10 @@ class BudgetComparison:
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RecordsError(f"malformed comparison entry: missing or bad {exc!r}") from exc
+
+
+def _k_star_ci(data: Any) -> tuple[float | None, float | None] | None:
+    return None if data is None else tuple(None if v is None else float(v) for v in data[:2])  # type: ignore[return-value]
 
 
 def _floats(values: Iterable[Any]) -> tuple[float, ...]:
@@ -253,6 +297,34 @@ def _span(values: Iterable[int]) -> tuple[int, int]:
     return (min(items), max(items))
 
 
+@dataclass(frozen=True)
+class ComparisonTest:
+    """One test a comparison reports: the curves at (T, k) (permutation p) or the boundary at T (McNemar).
+
+    ``direction`` is +1 when run A is ahead, -1 when B is, 0 on a tie. ``p_holm`` is the Holm-adjusted
+    p over the comparison's family of tests; None for the primary endpoint, which is tested alone.
+    """
+
+    budget: int
+    k: int | None
+    p: float
+    p_holm: float | None
+    direction: int
+
+    @property
+    def primary(self) -> bool:
+        return self.p_holm is None
+
+    @property
+    def decisive_p(self) -> float:
+        """The p the verdict compares with alpha: raw for the primary endpoint, Holm's otherwise."""
+        return self.p if self.p_holm is None else self.p_holm
+
+
+def _sign(value: float) -> int:
+    return 0 if abs(value) <= CROSSING_TOLERANCE else (1 if value > 0 else -1)
+
+
 COMPARISON_SCHEMA_VERSION = 2
 """2: boundary sets on matched episodes; labels, env ids, families, n per run and the chance floor."""
 
@@ -264,7 +336,8 @@ class Comparison:
     ``excluded_tasks`` counts, per budget, the tasks left out because only one run had them
     (always 0 unless ``restricted``). ``label_a``/``label_b`` name the runs in reports (the agent
     ids, or agent and file when both runs are of one agent); ``chance_floor`` is PASS@(k,0) of a
-    question-only guesser on the compared tasks (empty when the corpus has none).
+    question-only guesser on the compared tasks (empty when the corpus has none). ``primary`` is
+    the (T, k) named up front as the primary endpoint: tested alone, outside the Holm family.
     """
 
     agent_a: str
@@ -284,6 +357,7 @@ class Comparison:
     env_b: str = ""
     families: tuple[str, ...] = ()
     chance_floor: dict[int, float] = field(default_factory=dict)
+    primary: tuple[int, int] | None = None
 
     def at(self, budget: int) -> BudgetComparison:
         """The comparison at budget T."""
@@ -292,7 +366,37 @@ class Comparison:
                 return entry
         raise ConfigError(f"no comparison at T={budget}; compared budgets: {self.budgets}")
 
+    def tests(self) -> tuple[ComparisonTest, ...]:
+        """Every test the report makes: the primary endpoint first, then the rest, Holm-adjusted together.
+
+        The family is the curves' permutation tests at each (T, k) (absent in files older than
+        them) and the boundary's McNemar test at each T, in report order.
+        """
+        family: list[ComparisonTest] = []
+        first: list[ComparisonTest] = []
+        for e in self.per_budget:
+            if len(e.diff_p) == len(e.ks):
+                for k, d, p in zip(e.ks, e.diff, e.diff_p, strict=True):
+                    if p is None:
+                        continue
+                    test = ComparisonTest(e.budget, k, p, None, _sign(d))
+                    (first if self.primary == (e.budget, k) else family).append(test)
+            family.append(
+                ComparisonTest(e.budget, None, e.mcnemar_p, None, _sign(len(e.only_a) - len(e.only_b)))
+            )
+        adjusted = holm([t.p for t in family])
+        return (*first, *(replace(t, p_holm=q) for t, q in zip(family, adjusted, strict=True)))
+
     def to_json(self) -> dict[str, Any]:
+        """The comparison JSON; Holm-adjusted p beside each raw p (recomputed, not read, by :meth:`from_json`)."""
+        holm_of = {(t.budget, t.k): t.p_holm for t in self.tests()}
+        entries = []
+        for e in self.per_budget:
+            entry = e.to_json()
+            if len(e.diff_p) == len(e.ks):
+                entry["diff_p_holm"] = [holm_of.get((e.budget, k)) for k in e.ks]
+            entry["boundary"]["mcnemar_p_holm"] = holm_of[(e.budget, None)]
+            entries.append(entry)
         return {
             "schema_version": self.schema_version,
             "agent_a": self.agent_a,
@@ -310,7 +414,9 @@ class Comparison:
             "bootstrap": self.bootstrap,
             "seed": self.seed,
             "confidence": self.confidence,
-            "per_budget": [entry.to_json() for entry in self.per_budget],
+            "primary": None if self.primary is None else {"T": self.primary[0], "k": self.primary[1]},
+            "correction": "holm",
+            "per_budget": entries,
         }
 
     @classmethod
@@ -341,9 +447,14 @@ class Comparison:
                 seed=int(data["seed"]),
                 confidence=float(data["confidence"]),
                 per_budget=tuple(BudgetComparison.from_json(e) for e in data["per_budget"]),
+                primary=_primary(data.get("primary")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RecordsError(f"malformed comparison JSON: missing or bad {exc!r}") from exc
+
+
+def _primary(data: Any) -> tuple[int, int] | None:
+    return None if data is None else (int(data["T"]), int(data["k"]))
 
 
 def _describe_ids(ids: Sequence[str]) -> str:
@@ -422,6 +533,7 @@ def compare_runs(
     restrict_to_common: bool = False,
     sources: tuple[str, str] | None = None,
     chance_floor: ChanceFloor | None = None,
+    primary: tuple[int, int] | None = None,
     common_hint: str = "pass restrict_to_common=True",
 ) -> Comparison:
     """Compare run A with run B per budget on their shared tasks (see the module docstring).
@@ -430,7 +542,8 @@ def compare_runs(
     played enter (see the module docstring); the k grid at T stops at their smallest number. Bootstrap resamples are drawn once over all compared tasks from
     ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets. ``sources``
     (the runs' file names) appear in errors and label two runs of one agent (:func:`run_labels`);
-    ``chance_floor`` (family -> k -> PASS@(k,0)) adds the floor of the compared tasks.
+    ``chance_floor`` (family -> k -> PASS@(k,0)) adds the floor of the compared tasks;
+    ``primary`` (T, k) names the primary endpoint (see :meth:`Comparison.tests`).
     ``common_hint`` is what errors tell the caller to do to compare on the shared tasks (the CLI
     names its flag).
     """
@@ -504,6 +617,11 @@ def compare_runs(
         tasks_per_family[family_of[task]] = tasks_per_family.get(family_of[task], 0) + 1
     floor = {} if chance_floor is None else parse_chance_floor(chance_floor, "compare_runs", ConfigError)
     all_ks = tuple(sorted({k for entry in entries for k in entry.ks}))
+    if primary is not None and not any(e.budget == primary[0] and primary[1] in e.ks for e in entries):
+        raise ConfigError(
+            f"primary endpoint T={primary[0]}, k={primary[1]} is not in the comparison (budgets "
+            f"{list(budgets)}, k {', '.join(f'T={e.budget}: {list(e.ks)}' for e in entries)})"
+        )
     return Comparison(
         agent_a=agent_a,
         agent_b=agent_b,
@@ -521,6 +639,7 @@ def compare_runs(
         bootstrap=bootstrap,
         seed=seed,
         confidence=confidence,
+        primary=primary,
     )
 
 
@@ -564,11 +683,43 @@ def _compare_budget(
     confidence: float,
     seed: int,
 ) -> BudgetComparison:
-    counts_a, counts_b = counts
-    n_a, _ = _aligned(counts_a, ids)
-    n_b, _ = _aligned(counts_b, ids)
+    n_a, _ = _aligned(counts[0], ids)
+    n_b, _ = _aligned(counts[1], ids)
     # Everything below uses the episodes both runs played, so both sides rest on the same tries.
     matched, c_a, c_b = _matched_successes(budget, ids, *outcomes)
+    return compare_matched(
+        budget,
+        ids,
+        matched,
+        (c_a, c_b),
+        ks=ks,
+        weights=weights,
+        confidence=confidence,
+        seed=seed,
+        n_runs=(_span(n_a.tolist()), _span(n_b.tolist())),
+    )
+
+
+def compare_matched(
+    budget: int,
+    ids: Sequence[str],
+    matched: np.ndarray,
+    successes: tuple[np.ndarray, np.ndarray],
+    *,
+    ks: Sequence[int] | None,
+    weights: np.ndarray,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+    n_runs: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    flips: int = SIGN_FLIPS,
+) -> BudgetComparison:
+    """A against B at one budget from matched counts: per task, episodes both played and each run's successes.
+
+    The arrays-in core of :func:`compare_runs` (``weights``: its bootstrap weight columns of these
+    tasks, [resamples x tasks]); the calibration study (``benchmarks/bench_calibration.py``) calls
+    it on simulated counts, so what it measures is what ``compare`` reports.
+    """
+    c_a, c_b = successes
     n_min = int(matched.min())
     grid = default_ks(n_min) if ks is None else tuple(sorted({k for k in ks if 1 <= k <= n_min}))
     if not grid:
@@ -588,8 +739,11 @@ def _compare_budget(
     a_low, a_high = interval(mat_a)
     b_low, b_high = interval(mat_b)
     d_low, d_high = interval(mat_a - mat_b)
-    diff_p = paired_permutation_p(mat_a - mat_b, np.random.default_rng([seed, budget]))
+    diff_p = paired_permutation_p(mat_a - mat_b, np.random.default_rng([seed, budget]), flips)
     k_star, k_interval = crossing_point(grid, diff.tolist())
+    k_star_ci = None
+    if k_star is not None and weights.shape[0]:
+        k_star_ci = k_star_bootstrap_interval(resampled_means(weights, mat_a - mat_b), grid, confidence)
 
     solved_a, solved_b = c_a > 0, c_b > 0
     only_a = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if a and not b)
@@ -611,12 +765,13 @@ def _compare_budget(
         diff_p=tuple(diff_p.tolist()),
         k_star=k_star,
         k_star_interval=k_interval,
+        k_star_ci=k_star_ci,
         only_a=only_a,
         only_b=only_b,
         both=both,
         neither=len(ids) - len(only_a) - len(only_b) - len(both),
         mcnemar_p=mcnemar_exact(len(only_a), len(only_b)),
-        n_a=_span(n_a.tolist()),
-        n_b=_span(n_b.tolist()),
+        n_a=None if n_runs is None else n_runs[0],
+        n_b=None if n_runs is None else n_runs[1],
         boundary_n=_span(matched.tolist()),
     )
