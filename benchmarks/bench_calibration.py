@@ -28,13 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gather_envs.metrics.compare import (
-    Comparison,
-    compare_matched,
-    crossing_point,
-    mcnemar_exact,
-    paired_permutation_p,
-)
+from gather_envs.metrics.compare import compare_matched
+from gather_envs.metrics.comparison import Comparison
 from gather_envs.metrics.passk import (
     TaskCounts,
     bootstrap_weights,
@@ -44,6 +39,7 @@ from gather_envs.metrics.passk import (
     percentile_interval,
     resampled_means,
 )
+from gather_envs.metrics.significance import crossing_point, mcnemar_exact, paired_permutation_p
 
 CONFIDENCE = 0.95
 ALPHA = 1.0 - CONFIDENCE

@@ -32,8 +32,9 @@ from gather_envs.metrics import (
     strategy_diversity,
     t_star,
 )
-from gather_envs.metrics.compare import holm, k_star_bootstrap_interval, paired_permutation_p, run_labels
+from gather_envs.metrics.compare import run_labels
 from gather_envs.metrics.results import load_results, save_results
+from gather_envs.metrics.significance import holm, k_star_bootstrap_interval, paired_permutation_p
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
 from gather_envs.reports.tables import render_comparison
 

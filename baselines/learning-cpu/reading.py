@@ -18,7 +18,7 @@ from gather_envs.records.cells import read_located
 
 from gather_envs.analysis.retrieval import retrieval_diagnostics
 from gather_envs.metrics import compare_runs, count_episodes, per_task_pass_at_k
-from gather_envs.metrics.compare import holm, paired_permutation_p
+from gather_envs.metrics.significance import holm, paired_permutation_p
 
 HERE = Path(__file__).resolve().parent
 RUNS = ("base", "sft", "grpo")

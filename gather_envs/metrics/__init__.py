@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from gather_envs.metrics.compare import (
-    BudgetComparison,
-    Comparison,
-    compare_runs,
-    crossing_point,
-    mcnemar_exact,
-    run_labels,
-)
+from gather_envs.metrics.compare import compare_runs, run_labels
+from gather_envs.metrics.comparison import BudgetComparison, Comparison
 from gather_envs.metrics.diversity import (
     Diversity,
     DiversitySummary,
@@ -47,6 +41,7 @@ from gather_envs.metrics.results import (
     results_from_records,
     save_results,
 )
+from gather_envs.metrics.significance import crossing_point, mcnemar_exact
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",

@@ -18,7 +18,7 @@ import numpy as np
 
 from gather_envs.errors import GatherError
 from gather_envs.files import PathLike
-from gather_envs.metrics.compare import Comparison
+from gather_envs.metrics.comparison import Comparison
 from gather_envs.metrics.passk import PassTable
 from gather_envs.metrics.results import Results
 from gather_envs.reports.tables import LABEL_WIDTH

@@ -9,16 +9,11 @@ from collections.abc import Mapping, Sequence
 
 from gather_envs.analysis.retrieval import Rate, RetrievalDiagnostics
 from gather_envs.errors import ConfigError
-from gather_envs.metrics.compare import (
-    CROSSING_TOLERANCE,
-    SIGN_FLIPS,
-    BudgetComparison,
-    Comparison,
-    ComparisonTest,
-)
+from gather_envs.metrics.comparison import BudgetComparison, Comparison, ComparisonTest
 from gather_envs.metrics.diversity import Diversity
 from gather_envs.metrics.passk import PassTable
 from gather_envs.metrics.results import Results
+from gather_envs.metrics.significance import CROSSING_TOLERANCE, SIGN_FLIPS
 
 FORMATS = ("table", "md", "csv", "json")
 """Output formats every ``render_*`` function accepts."""
