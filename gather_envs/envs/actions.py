@@ -14,9 +14,15 @@ Dialects (all accepted by every env; the prompt shows the one chosen with ``dial
 In the other dialects a set answer is one string whose items :func:`gather_envs.scoring.sets.answer_items`
 splits: on ``;`` when there is one (``answer[Smith, John; Doe, Jane]``), else on ``,``.
 
-Reasoning text around the action is allowed. When the text holds several actions, the one that
-*starts first* is taken: models tend to keep writing (a made-up observation, a second action)
-after the action they meant, so later ones are ignored.
+Reasoning text around the actions is allowed. :func:`parse_calls` reads every call of a reply, in
+the order they start (a call that starts inside an earlier one is part of it, not a call): several
+``search[...]``, several ``<search>`` tags, several JSON calls or a JSON list of calls, dialects
+mixed. One guard keeps what small models do from counting: they tend to keep writing after the
+call they meant, a made-up observation and then more calls. So a call that starts after an
+*observation marker* (:data:`OBSERVATION_MARKER`: a line that starts with ``Observation``,
+``Results`` or ``Searches left``, or an ``<information>`` or ``<tool_response>`` tag) that follows
+the first call is not a call: it is dropped and reported in :attr:`Turn.ignored`. The first call
+is always taken, wherever it is. :func:`parse_action` is the first call alone.
 
 Parsing takes time linear in the text and never raises, on any string: each dialect is found by
 forward scans, and JSON is read by a small iterative scanner (no recursion, so any nesting depth
@@ -237,23 +243,6 @@ def _string(text: str, value: _Value) -> str | None:
     return literal[1:-1] if "\\" not in literal else json.loads(literal)
 
 
-def _from_json(text: str) -> tuple[int, Action] | None:
-    """The first JSON object in ``text`` that names a tool, with its start offset."""
-    if f'"{_TOOL_NAME_KEY}"' not in text and "\\u" not in text:
-        return None  # no object can have a "name" key (it may be spelled with \u escapes)
-    scanner = _JSONScanner(text)
-    ends = scanner.ends
-    for match in _JSON_CANDIDATE.finditer(text):
-        start = match.start()
-        end = ends.get(start)  # most candidates were settled by an earlier read
-        if end == _FAILED or (end is None and scanner.container(start) == _FAILED):
-            continue
-        fields = scanner.fields[start]
-        if _TOOL_NAME_KEY in fields:
-            return start, _json_action(text, fields, scanner.fields)
-    return None
-
-
 def _json_action(text: str, call: dict[str, _Value], objects: dict[int, dict[str, _Value]]) -> Action:
     name = _string(text, call[_TOOL_NAME_KEY])
     if name is None:
@@ -325,32 +314,159 @@ def _decode_arguments(text: str) -> Any:
         return None
 
 
-# -- the other dialects and the entry point ----------------------------------------------------------
+# -- the calls of a reply --------------------------------------------------------------------------
+
+_Call = tuple[int, int, Action]
+"""A call in the text: its span ``[start, end)`` and the action it reads as."""
 
 
-def _from_brackets(text: str) -> tuple[int, Action] | None:
-    """The first ``search[...]``/``answer[...]``/``finish[...]``; the argument ends at the first ``]``."""
-    match = _BRACKET_OPEN.search(text)
-    if match is None:
-        return None
-    close = text.find("]", match.end())
-    if close == -1:
-        return None  # no later opener has a "]" after it either
-    kind = _BRACKET_KINDS[text[match.start()].lower()]
-    return match.start(), _checked(kind, text[match.end() : close])
+class _CallScanner:
+    """Finds the next call at or after an offset, in any dialect, in time linear in the whole text.
 
+    Offsets only grow, so each dialect keeps its next opener (and, for the closers, the first
+    closer after it): a later question reuses them while they lie ahead, and no stretch of the text
+    is scanned twice by one pattern.
+    """
 
-def _from_tags(text: str) -> tuple[int, Action] | None:
-    """The first ``<search>``/``<answer>`` tag that is closed later in the text."""
-    found: list[tuple[int, Action]] = []
-    for kind, opener in _TAG_OPEN.items():
-        match = opener.search(text)
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._bracket: _Call | None = None
+        self._brackets_done = False
+        self._bracket_close = -1
+        self._tags: dict[str, _Call | None] = {SEARCH: None, ANSWER: None}
+        self._tags_done = {SEARCH: False, ANSWER: False}
+        self._tag_close: dict[str, tuple[int, int]] = {SEARCH: (-1, -1), ANSWER: (-1, -1)}
+        # No object can have a "name" key (it may be spelled with \u escapes): skip the JSON scan.
+        self._json_done = f'"{_TOOL_NAME_KEY}"' not in text and "\\u" not in text
+        self._json: _Call | None = None
+        self._scanner = _JSONScanner(text)
+        self._candidates = _JSON_CANDIDATE.finditer(text)
+
+    def next_call(self, position: int) -> _Call | None:
+        """The call that starts first at or after ``position``, or None."""
+        found = [
+            call
+            for call in (self._next_bracket(position), *self._next_tags(position), self.next_json(position))
+            if call is not None
+        ]
+        return min(found, key=itemgetter(0)) if found else None
+
+    def _next_bracket(self, position: int) -> _Call | None:
+        """The next ``search[...]``/``answer[...]``/``finish[...]``; the argument ends at the first ``]``."""
+        if self._brackets_done or (self._bracket is not None and self._bracket[0] >= position):
+            return self._bracket
+        text = self.text
+        match = _BRACKET_OPEN.search(text, position)
         if match is None:
-            continue
-        close = _TAG_CLOSE[kind].search(text, match.end())
-        if close is not None:
-            found.append((match.start(), _checked(kind, text[match.end() : close.start()])))
-    return min(found, key=lambda item: item[0]) if found else None
+            self._brackets_done, self._bracket = True, None
+            return None
+        if self._bracket_close < match.end():  # else the first "]" after it is the one already found
+            self._bracket_close = text.find("]", match.end())
+        if self._bracket_close == -1:  # no later opener has a "]" after it either
+            self._brackets_done, self._bracket = True, None
+            return None
+        kind = _BRACKET_KINDS[text[match.start()].lower()]
+        action = _checked(kind, text[match.end() : self._bracket_close])
+        self._bracket = (match.start(), self._bracket_close + 1, action)
+        return self._bracket
+
+    def _next_tags(self, position: int) -> list[_Call | None]:
+        """The next ``<search>...</search>`` and ``<answer>...</answer>`` (closed later in the text)."""
+        return [self._next_tag(kind, position) for kind in (SEARCH, ANSWER)]
+
+    def _next_tag(self, kind: str, position: int) -> _Call | None:
+        known = self._tags[kind]
+        if self._tags_done[kind] or (known is not None and known[0] >= position):
+            return known
+        match = _TAG_OPEN[kind].search(self.text, position)
+        if match is None:
+            self._tags_done[kind], self._tags[kind] = True, None
+            return None
+        close_start, close_end = self._tag_close[kind]
+        if close_start < match.end():  # else the first closer after it is the one already found
+            close = _TAG_CLOSE[kind].search(self.text, match.end())
+            close_start, close_end = (-1, -1) if close is None else close.span()
+            self._tag_close[kind] = (close_start, close_end)
+        if close_start == -1:  # no later opener is closed either
+            self._tags_done[kind], self._tags[kind] = True, None
+            return None
+        action = _checked(kind, self.text[match.end() : close_start])
+        self._tags[kind] = (match.start(), close_end, action)
+        return self._tags[kind]
+
+    def next_json(self, position: int) -> _Call | None:
+        """The next JSON object that names a tool (objects inside an earlier call are skipped)."""
+        if self._json_done or (self._json is not None and self._json[0] >= position):
+            return self._json
+        scanner, ends = self._scanner, self._scanner.ends
+        for match in self._candidates:
+            start = match.start()
+            if start < position:
+                continue
+            end = ends.get(start)  # most candidates were settled by an earlier read
+            if end == _FAILED or (end is None and scanner.container(start) == _FAILED):
+                continue
+            fields = scanner.fields[start]
+            if _TOOL_NAME_KEY in fields:
+                self._json = (start, ends[start], _json_action(self.text, fields, scanner.fields))
+                return self._json
+        self._json_done, self._json = True, None
+        return None
+
+
+def _from_json(text: str) -> tuple[int, Action] | None:
+    """The first JSON object in ``text`` that names a tool, with its start offset."""
+    call = _CallScanner(text).next_json(0)
+    return None if call is None else (call[0], call[2])
+
+
+OBSERVATION_MARKER = re.compile(
+    r"^[ \t]*+(?i:observation|results|searches left)|<(?i:information|tool_response)>", re.MULTILINE
+)
+"""Where a made-up observation starts: the env's own heads (``Results for search[...]``,
+``Searches left``) and the agent styles' wrappers (``Observation:``, ``<information>``,
+``Results:``), plus a chat template's ``<tool_response>``. Calls after it are not calls."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The calls of one reply in order, each call's text as written (``""`` for a reply with no
+    call), and the texts of the calls dropped after a made-up observation."""
+
+    calls: tuple[Action, ...]
+    texts: tuple[str, ...]
+    ignored: tuple[str, ...] = ()
+
+
+def parse_calls(text: str) -> Turn:
+    """Every call of a reply, in order (see the module docstring for the made-up observation guard).
+
+    A reply with no call is one invalid call whose ``error`` explains the problem.
+
+    >>> [a.argument for a in parse_calls("search[Ann] then search[Bo]").calls]
+    ['Ann', 'Bo']
+    >>> turn = parse_calls("<search>Ann</search>\\n<information>made up</information>\\n<search>Bo</search>")
+    >>> [a.argument for a in turn.calls], turn.ignored
+    (['Ann'], ('<search>Bo</search>',))
+    """
+    if not isinstance(text, str):
+        return Turn((Action(INVALID, error=f"an action must be a string, got {type(text).__name__}"),), ("",))
+    scanner = _CallScanner(text)
+    first = scanner.next_call(0)
+    if first is None:
+        return Turn((Action(INVALID, error="empty action" if not text.strip() else "no action found"),), ("",))
+    calls, texts, ignored = [first[2]], [text[first[0] : first[1]]], []
+    marker = OBSERVATION_MARKER.search(text, first[1])
+    cut = len(text) if marker is None else marker.start()
+    call = scanner.next_call(first[1])
+    while call is not None:
+        if call[0] >= cut:
+            ignored.append(text[call[0] : call[1]])
+        else:
+            calls.append(call[2])
+            texts.append(text[call[0] : call[1]])
+        call = scanner.next_call(call[1])
+    return Turn(tuple(calls), tuple(texts), tuple(ignored))
 
 
 def _checked(kind: str, argument: str) -> Action:
@@ -374,9 +490,7 @@ def parse_action(text: str) -> Action:
     """
     if not isinstance(text, str):
         return Action(INVALID, error=f"an action must be a string, got {type(text).__name__}")
-    found = [action for action in (_from_brackets(text), _from_tags(text), _from_json(text)) if action]
-    if not found:
-        if not text.strip():
-            return Action(INVALID, error="empty action")
-        return Action(INVALID, error="no action found")
-    return min(found, key=lambda item: item[0])[1]
+    first = _CallScanner(text).next_call(0)
+    if first is None:
+        return Action(INVALID, error="empty action" if not text.strip() else "no action found")
+    return first[2]

@@ -56,6 +56,7 @@ from gather_envs.evaluation.seeds import episode_seed, sample_tasks
 from gather_envs.records import (
     AGENT_SETTINGS_KEY,
     EPISODE_INDEX_UNKNOWN,
+    REWARD_KIND_EM,
     TERMINATION_INFRA_ERROR,
     EpisodeRecord,
     RecordLocation,
@@ -583,6 +584,7 @@ class _Player:
             budget=key.budget,
             episode_index=key.index,
             success=False,
+            reward_kind=str(self.run.env_kwargs.get("reward") or REWARD_KIND_EM),
             gold_answer=task.answer,
             termination=TERMINATION_INFRA_ERROR,
             wall_time=wall,

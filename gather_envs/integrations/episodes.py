@@ -133,7 +133,8 @@ class _TrainerCutoff(gym.Wrapper[str, str, str, str]):
     def _cutoff_info(self) -> dict[str, Any]:
         env = self.env.unwrapped
         task = getattr(env, "task", None)
-        info = {k: v for k, v in self._last_info.items() if k not in ("action_type", "query", "error")}
+        step_keys = ("action_type", "query", "retrieved_doc_ids", "searches", "calls", "ignored_calls", "error")
+        info = {k: v for k, v in self._last_info.items() if k not in step_keys}
         info.update(
             answer=None,
             gold_answer=getattr(task, "answer", ""),
