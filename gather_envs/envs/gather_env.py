@@ -9,7 +9,7 @@ import gymnasium as gym
 
 from gather_envs.corpus.corpus import Corpus, index_text
 from gather_envs.envs import prompts
-from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, Action, Turn, parse_calls
+from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, Action, parse_calls
 from gather_envs.envs.sources import resolve_corpus
 from gather_envs.envs.spaces import MAX_ACTION_LENGTH, action_space, charset_for, fit, observation_space
 from gather_envs.errors import ConfigError, EnvStateError
