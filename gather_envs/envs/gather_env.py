@@ -43,13 +43,109 @@ MAX_REPORTED_INVALID = 5
 
 
 class GatherEnv(gym.Env[str, str]):
-    """Search a corpus with text actions and answer one question; reward 1 for a correct answer.
+    r"""Search a corpus with text actions and answer one question; reward 1 for a correct answer.
 
-    Each ``search`` uses one of ``max_tool_calls`` (T) calls and returns the ``top_k`` best BM25
-    matches; ``answer`` ends the episode. Invalid actions (malformed, unknown, or a search with
-    no calls left) use no call but count toward ``max_invalid_actions``; past it the episode ends
-    under the task's own rules (``terminated``, reward 0, ``termination="invalid_actions"``);
-    ``truncated`` is left to limits from outside the task. See the README for the kwargs that pick the corpus or build a world.
+    ## Description
+
+    Each episode is one question about a synthetic world (or a dataset) whose documents are
+    searched with BM25. The agent replies in text: it searches, reads the results, and gives one
+    final answer. A budget of ``T`` searches (``max_tool_calls``) separates the *static* setting
+    (``T = 0``: answer from the question, plus the context documents of the static family) from
+    the *sequential* one, where each search may depend on what the previous ones returned.
+
+    ## Action space
+
+    A ``Text`` space (``MAX_ACTION_LENGTH`` characters): one reply of the model, in any of the
+    three dialects (the prompt shows the one ``dialect`` picks; every env accepts all three):
+
+    - ``react``: ``search[query]`` and ``answer[text]`` (``finish[text]`` is ReAct's spelling);
+    - ``tags`` (Search-R1): ``<search>query</search>`` and ``<answer>text</answer>``;
+    - ``json``: ``{"name": "search", "arguments": {"query": "..."}}`` and
+      ``{"name": "answer", "arguments": {"answer": "..."}}``, one object or several, or a JSON list
+      of them; a set answer may be a JSON list of strings.
+
+    A reply may hold several calls (several ``search[...]``, several tags, several JSON calls,
+    dialects mixed): the env takes every one, in the order they start, as one *turn*. Reasoning
+    text around them is allowed. Calls that start after a made-up observation (a line starting
+    ``Observation``, ``Results`` or ``Searches left``, or an ``<information>`` or
+    ``<tool_response>`` tag, after the first call) are not calls: they are ignored and reported in
+    ``info["ignored_calls"]``; the first call is always taken. Calls after an ``answer`` are
+    ignored and reported the same way. ``step`` never raises on any string.
+
+    ## Observation
+
+    A ``Text`` space. ``reset`` returns the task prompt: the context documents (static family),
+    the question, the action syntax and the searches left. Each ``step`` answers every call of
+    the reply in order, separated by a blank line: a search's ``top_k`` numbered documents and
+    the searches left, an invalid call's problem, the verdict of the answer. A one-call reply gets
+    exactly that call's text. ``info`` always holds ``task_id``, ``family``, ``hops``,
+    ``max_tool_calls``, ``tool_calls_used``, ``tool_calls_left``, ``invalid_actions``, ``turns``,
+    ``max_turns``, ``reward_kind`` and ``corpus_hash``; a step adds ``calls`` (each call's kind),
+    ``searches`` (each search's ``query`` and ``retrieved_doc_ids``; ``query`` and
+    ``retrieved_doc_ids`` also name the turn's last search) and ``error`` (the turn's first
+    problem); the last step adds ``answer``, ``gold_answer``, ``em``, ``f1``, ``success``,
+    ``termination``, ``queries`` and ``supporting_doc_ids``.
+
+    ## Rewards
+
+    0 on every step but the answer. The answer's reward is the declared ``reward``: ``"em"`` 1 for
+    a correct answer, else 0 (the task's checker: SQuAD exact match after normalization, the set
+    of items for set questions, equivalence for math); ``"f1"`` the token F1 against the best gold
+    answer (item F1 for sets); ``"cover_em"`` 1 when the normalized answer contains a gold answer
+    (Search-R1's cover exact match). ``info["success"]``, the PASS@(k,T) event, is the correct
+    answer (``"em"``) whatever the reward.
+
+    ## Termination and truncation
+
+    ``terminated`` when the answer is given (right or wrong: a wrong answer is final) or when a
+    turn with an invalid call goes past ``max_invalid_actions`` (``termination="invalid_actions"``,
+    reward 0). ``truncated`` only by limits from outside the task: ``max_turns`` replies
+    (``termination="max_turns"``, reward 0), or a wrapper such as ``TimeLimit``.
+
+    ## Budget
+
+    Every search uses one of ``T`` calls, within a turn too: a reply with more searches than are
+    left runs the first ones and answers the rest with the budget error. Invalid calls (malformed,
+    unknown tool, empty, too long, no searchable words, or past the budget) use no search; a
+    turn with any invalid call counts as *one* invalid action, however many it holds.
+    ``reset(options={"max_tool_calls": t})`` sets ``T`` for one episode.
+
+    ## Arguments
+
+    - ``family`` (default ``'bridge'``): the task family: ``static``, ``single-hop``,
+      ``comparison`` or ``bridge`` (multi-hop).
+    - ``split`` (default ``'test'``): the corpus split whose world is searched and whose tasks
+      are drawn.
+    - ``max_tool_calls`` (default ``None``): the budget ``T`` of searches; None is 0 for the
+      static family (it must be 0 there) and 5 otherwise.
+    - ``top_k`` (default ``3``): documents a search returns.
+    - ``scope`` (default ``'world'``): ``world`` searches the split's whole world,
+      ``distractor`` only the task's own context documents.
+    - ``dialect`` (default ``'react'``): the action syntax the prompts show: ``react``,
+      ``tags`` or ``json`` (every dialect is accepted whatever this is).
+    - ``max_invalid_actions`` (default ``2``): turns with an invalid call allowed; one more
+      ends the episode.
+    - ``show_budget`` (default ``True``): whether observations say how many searches are left.
+    - ``max_turns`` (default ``None``): replies allowed before the episode is truncated; None
+      is no limit.
+    - ``reward`` (default ``'em'``): the answer's training reward: ``em``, ``f1`` or
+      ``cover_em``.
+    - ``corpus`` (default ``None``): a shipped corpus name or a corpus directory; None is the
+      default frozen corpus.
+    - ``world`` (default ``None``): knobs of a procedural world built on the fly instead of a
+      frozen corpus.
+    - ``dataset`` (default ``None``): a dataset file to play instead (``format`` and its keys:
+      see ``resolve_corpus``).
+    - ``render_mode`` (default ``None``): ``ansi`` (``render`` returns the last observation)
+      or ``human`` (each observation is printed).
+
+    ## Registered configurations
+
+    - ``Gather-Static-v0``: the static family, closed book (``T = 0``) with context documents.
+    - ``Gather-SingleHop-v0``: the single-hop family.
+    - ``Gather-Compare-v0``: the comparison family (the paper's parallel category).
+    - ``Gather-MultiHop-v0``: the bridge family (multi-hop, sequential).
+    - ``Gather-v0``: any family through ``family=`` (default bridge).
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
