@@ -10,11 +10,10 @@ before it builds anything.
 
 from __future__ import annotations
 
-from typing import Any
-
 import inspect
 import re
 from dataclasses import replace
+from typing import Any
 
 import gymnasium as gym
 
