@@ -145,6 +145,12 @@ def test_max_turns_must_be_a_positive_int(bad) -> None:
         ("Observation: earlier\nsearch[Ann]\nsearch[Bo]", ["Ann", "Bo"], []),
         # A marker inside a call's argument is part of the call, not a made-up observation.
         ("search[Ann\nObservation] search[Bo]", ["Ann\nObservation", "Bo"], []),
+        # A call that quotes a marker is still followed by calls.
+        (
+            '[{"name": "search", "arguments": {"query": "<information>"}}, {"name": "answer", "arguments": {"answer": "Bo"}}]',
+            ["<information>", "Bo"],
+            [],
+        ),
         # A word that merely starts like a marker mid-line is not one.
         ("search[Ann] my observation: search[Bo]", ["Ann", "Bo"], []),
     ],

@@ -21,8 +21,9 @@ mixed. One guard keeps what small models do from counting: they tend to keep wri
 call they meant, a made-up observation and then more calls. So a call that starts after an
 *observation marker* (:data:`OBSERVATION_MARKER`: a line that starts with ``Observation``,
 ``Results`` or ``Searches left``, or an ``<information>`` or ``<tool_response>`` tag) that follows
-the first call is not a call: it is dropped and reported in :attr:`Turn.ignored`. The first call
-is always taken, wherever it is. :func:`parse_action` is the first call alone.
+the first call, in the text between calls (a call's own argument may quote a marker), is not a
+call: it is dropped and reported in :attr:`Turn.ignored`. The first call is always taken,
+wherever it is. :func:`parse_action` is the first call alone.
 
 Parsing takes time linear in the text and never raises, on any string: each dialect is found by
 forward scans, and JSON is read by a small iterative scanner (no recursion, so any nesting depth
@@ -456,16 +457,14 @@ def parse_calls(text: str) -> Turn:
     if first is None:
         return Turn((Action(INVALID, error="empty action" if not text.strip() else "no action found"),), ("",))
     calls, texts, ignored = [first[2]], [text[first[0] : first[1]]], []
-    marker = OBSERVATION_MARKER.search(text, first[1])
-    cut = len(text) if marker is None else marker.start()
-    call = scanner.next_call(first[1])
+    made_up = False  # only the text between calls is searched for a marker: a call may quote one
+    call, gap = scanner.next_call(first[1]), first[1]
     while call is not None:
-        if call[0] >= cut:
-            ignored.append(text[call[0] : call[1]])
-        else:
+        made_up = made_up or OBSERVATION_MARKER.search(text, gap, call[0]) is not None
+        (ignored if made_up else texts).append(text[call[0] : call[1]])
+        if not made_up:
             calls.append(call[2])
-            texts.append(text[call[0] : call[1]])
-        call = scanner.next_call(call[1])
+        call, gap = scanner.next_call(call[1]), call[1]
     return Turn(tuple(calls), tuple(texts), tuple(ignored))
 
 

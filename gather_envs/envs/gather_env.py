@@ -81,6 +81,8 @@ class GatherEnv(gym.Env[str, str]):
     exactly that call's text. ``info`` always holds ``task_id``, ``family``, ``hops``,
     ``max_tool_calls``, ``tool_calls_used``, ``tool_calls_left``, ``invalid_actions``, ``turns``,
     ``max_turns``, ``reward_kind`` and ``corpus_hash``; a step adds ``calls`` (each call's kind),
+    ``call_observations`` (each call's part of the observation, the turn's closing lines with the
+    last call: what a native tool-calling path returns per call),
     ``searches`` (each search's ``query`` and ``retrieved_doc_ids``; ``query`` and
     ``retrieved_doc_ids`` also name the turn's last search) and ``error`` (the turn's first
     problem); the last step adds ``answer``, ``gold_answer``, ``em``, ``f1``, ``success``,
@@ -322,18 +324,20 @@ class GatherEnv(gym.Env[str, str]):
         if answered is not None:
             return self._answer(answered.argument, answered.items or answered.argument, results, ignored, extra)
         out_of_invalid = bool(problems) and self.invalid_actions > self.max_invalid_actions
-        text = self._turn_text(results, ignored, out_of_invalid)
+        text, each = self._turn_text(results, ignored, out_of_invalid)
         if out_of_invalid:
             self._done = True
             info = self._final_info(None, TERMINATION_INVALID, False, 0.0, action_type=INVALID, **extra)
-            return self._observe(text), REWARD_WRONG, True, False, info
+            return self._observe_turn(text, each, info), REWARD_WRONG, True, False, info
         action_type = SEARCH if searches else INVALID
         if self.max_turns is not None and self.turns >= self.max_turns:
             self._done = True  # a limit from outside the task: truncated, not terminated
-            text += f"\nThe turn limit ({self.max_turns}) is reached: the episode is over."
+            limit = f"\nThe turn limit ({self.max_turns}) is reached: the episode is over."
+            text, each = text + limit, [*each[:-1], each[-1] + limit]
             info = self._final_info(None, TERMINATION_MAX_TURNS, False, 0.0, action_type=action_type, **extra)
-            return self._observe(text), REWARD_WRONG, False, True, info
-        return self._observe(text), REWARD_WRONG, False, False, self._info(action_type=action_type, **extra)
+            return self._observe_turn(text, each, info), REWARD_WRONG, False, True, info
+        info = self._info(action_type=action_type, **extra)
+        return self._observe_turn(text, each, info), REWARD_WRONG, False, False, info
 
     def _problem(self, call: Action) -> str:
         """Why a call is invalid here ("" when it is valid)."""
@@ -383,36 +387,41 @@ class GatherEnv(gym.Env[str, str]):
         }[self.reward]
         self._done = True
         verdict = f"Episode over: your answer was {'correct' if correct else 'wrong'}."
-        text = self._turn_text([(kind, verdict if kind == ANSWER else part) for kind, part in results], ignored, False)
+        text, each = self._turn_text(
+            [(kind, verdict if kind == ANSWER else part) for kind, part in results], ignored, False
+        )
         info = self._final_info(answer, TERMINATION_ANSWERED, correct, f1, action_type=ANSWER, **extra)
-        return self._observe(text), reward, True, False, info
+        return self._observe_turn(text, each, info), reward, True, False, info
 
-    def _turn_text(self, results: list[tuple[str, str]], ignored: list[dict[str, str]], final: bool) -> str:
-        """The observation of a turn: each call's result in order (a one-call turn reads as before)."""
-        lines: list[str] = []
-        shown = 0
-        hidden = 0
-        for kind, part in results:
-            if kind != INVALID:
-                lines.append(part)
-            elif shown < MAX_REPORTED_INVALID:
-                shown += 1
-                lines.append(f"Invalid action: {part}." if final else prompts.invalid_call(part))
-            else:
-                hidden += 1
-        if hidden:
-            lines.append(f"{hidden} more invalid call{'s' if hidden != 1 else ''} in this reply.")
-        text = "\n\n".join(lines)
+    def _turn_text(
+        self, results: list[tuple[str, str]], ignored: list[dict[str, str]], final: bool
+    ) -> tuple[str, list[str]]:
+        """The observation of a turn, each call's result in order (a one-call turn reads as before),
+        and each call's own part of it (the turn's closing lines go with the last call)."""
+        each = [
+            part if kind != INVALID else f"Invalid action: {part}." if final else prompts.invalid_call(part)
+            for kind, part in results
+        ]
+        shown: list[str] = []
+        invalid = 0
+        for (kind, _), line in zip(results, each):
+            invalid += kind == INVALID
+            if kind != INVALID or invalid <= MAX_REPORTED_INVALID:
+                shown.append(line)
+        hidden = invalid - MAX_REPORTED_INVALID
+        if hidden > 0:
+            shown.append(f"{hidden} more invalid call{'s' if hidden != 1 else ''} in this reply.")
+        tail = ""
         if final:
-            text += " Too many invalid actions: the episode is over."
-        elif shown and not any(kind == ANSWER for kind, _ in results):
+            tail += " Too many invalid actions: the episode is over."
+        elif invalid and not any(kind == ANSWER for kind, _ in results):
             left = self.max_invalid_actions - self.invalid_actions
-            text += "\n" + prompts.invalid_tail(self.dialect, self.budget > 0, left)
+            tail += "\n" + prompts.invalid_tail(self.dialect, self.budget > 0, left)
         for reason in (IGNORED_AFTER_ANSWER, IGNORED_AFTER_OBSERVATION):
             count = sum(1 for item in ignored if item["reason"] == reason)
             if count:
-                text += "\n" + prompts.ignored_calls(count, reason)
-        return text
+                tail += "\n" + prompts.ignored_calls(count, reason)
+        return "\n\n".join(shown) + tail, [*each[:-1], each[-1] + tail]
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -438,6 +447,13 @@ class GatherEnv(gym.Env[str, str]):
     def _context_documents(self) -> list[Document]:
         assert self.task is not None
         return [self.corpus.doc(d) for d in self.task.context_doc_ids]
+
+    def _observe_turn(self, text: str, each: list[str], info: dict[str, Any]) -> str:
+        """Show a turn's observation; ``info["call_observations"]`` gets each call's part of it
+        (what a native tool path returns per call), so a one-call turn's part is the observation."""
+        observation = self._observe(text)
+        info["call_observations"] = [observation] if len(each) == 1 else [fit(part, self._charset) for part in each]
+        return observation
 
     def _observe(self, text: str) -> str:
         self._last_observation = fit(text, self._charset)
