@@ -32,10 +32,10 @@ is fine) that remembers the outcome of every object it has read, so no ``{`` is 
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass, field
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -65,6 +65,14 @@ _JSON_SCALAR = re.compile(
     r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?|true|false|null|NaN|-?Infinity"
 )
 _JSON_CANDIDATE = re.compile(rf"\{{(?={_WS}{_STRING}{_WS}:)")  # an object with at least one key
+_HEAD_RUN = re.compile(rf"(?:\{{{_WS}{_STRING}{_WS}:{_WS}|\[{_WS}(?=\{{))*+")
+"""More levels that open straight after an object's head: heads, and single ``[`` before a ``{``
+(a run of ``[[[`` keeps its own one-frame reading)."""
+_HIDDEN_CANDIDATE = re.compile(r'\{[ \t\n\r]*"[ \t\n\r]*:')
+"""In a run of heads, a key that ends with ``{`` (the only place a candidate can hide there)."""
+_PENDING = object()
+"""The ``fields`` slot of a pending run's frame ``[start, _PENDING, end, 0]``."""
+_NO_END = 1 << 62
 _RUN_OPEN = re.compile(r"\[+")
 _RUN_CLOSE = re.compile(r"\]+")
 _TOOL_NAME_KEY = "name"
@@ -105,6 +113,7 @@ class _JSONScanner:
         self.text = text
         self.ends: dict[int, int] = {}
         self.fields: dict[int, dict[str, _Value]] = {}
+        self.skipped: list[tuple[int, int]] = []  # failed runs of heads, sorted
 
     def container(self, start: int) -> int:
         """End offset of the object or array that starts at ``start``, or ``_FAILED``."""
@@ -129,6 +138,14 @@ class _JSONScanner:
                 else:
                     frame[2] = literal[1:-1] if "\\" not in literal else json.loads(literal)
                     position = head.end()
+                    run_end = _HEAD_RUN.match(text, position).end()  # type: ignore[union-attr]
+                    if run_end > position:
+                        # Nested heads ``{"a": {"b": [{...``: one regex match, not one step a level.
+                        # The levels but the last wait as one pending frame; each is rebuilt
+                        # (from the right) only when the level inside it closes.
+                        stack[-1] = [frame[0], _PENDING, run_end, 0]
+                        self._materialize(stack)
+                        position = run_end
             else:
                 # A run of "[" is one frame with a depth: deep arrays cost one step, not one a level.
                 depth = _run_length(_RUN_OPEN, text, position)
@@ -203,15 +220,59 @@ class _JSONScanner:
         """Pop the innermost container, which ends at ``end``, and remember it."""
         start, fields, _, _ = stack.pop()
         self.ends[start] = end
+        if stack and stack[-1][1] is _PENDING:
+            self._materialize(stack)
         if fields is not None:
             self.fields[start] = fields
             return (_OBJECT, start, end)
         return (_ARRAY, start, end)
 
+    def _materialize(self, stack: list[list[Any]]) -> None:
+        """Turn the last level of the pending run on top of ``stack`` into a frame of its own.
+
+        The level's start is the last ``{`` or ``[`` before the run's end whose text up to there is
+        a whole head (``{"key":``) or ``[``: a key's own ``{`` or ``[`` can never read as one.
+        """
+        pending = stack[-1]
+        text, low, high = self.text, pending[0], pending[2]
+        end = high
+        while True:
+            start = max(text.rfind("{", low, end), text.rfind("[", low, end))
+            if text[start] == "[":
+                if _skip_ws(text, start + 1) == high:
+                    frame: list[Any] = [start, None, None, 1]
+                    break
+            else:
+                head = _JSON_OBJECT_HEAD.match(text, start)
+                if head is not None and head.end() == high and head.group(1) is not None:
+                    literal = head.group(1)
+                    frame = [start, {}, literal[1:-1] if "\\" not in literal else json.loads(literal), 1]
+                    break
+            end = start
+        if start == low:
+            stack[-1] = frame
+        else:
+            pending[2] = start
+            stack.append(frame)
+
     def _fail(self, stack: list[list[Any]]) -> int:
-        """Every open container fails with the innermost one (each would be read the same way)."""
-        self.ends.update(zip(map(itemgetter(0), stack), repeat(_FAILED)))
+        """Every open container fails with the innermost one (each would be read the same way).
+
+        A pending run's levels fail all at once: the run is remembered as a range to skip, unless a
+        key in it ends with ``{`` (that ``{`` may start an object of its own).
+        """
+        self.ends.update((frame[0], _FAILED) for frame in stack if frame[1] is not _PENDING)
+        for frame in stack:
+            if frame[1] is _PENDING and _HIDDEN_CANDIDATE.search(self.text, frame[0], frame[2]) is None:
+                bisect.insort(self.skipped, (frame[0], frame[2]))
         return _FAILED
+
+    def skip_end(self, position: int) -> int | None:
+        """The end of a failed run of heads that holds ``position`` (no candidate there), or None."""
+        index = bisect.bisect_right(self.skipped, (position, _NO_END)) - 1
+        if index >= 0 and position < self.skipped[index][1]:
+            return self.skipped[index][1]
+        return None
 
 
 def _run_length(run: re.Pattern[str], text: str, position: int) -> int:
@@ -400,17 +461,25 @@ class _CallScanner:
         if self._json_done or (self._json is not None and self._json[0] >= position):
             return self._json
         scanner, ends = self._scanner, self._scanner.ends
-        for match in self._candidates:
-            start = match.start()
-            if start < position:
-                continue
-            end = ends.get(start)  # most candidates were settled by an earlier read
-            if end == _FAILED or (end is None and scanner.container(start) == _FAILED):
-                continue
-            fields = scanner.fields[start]
-            if _TOOL_NAME_KEY in fields:
-                self._json = (start, ends[start], _json_action(self.text, fields, scanner.fields))
-                return self._json
+        restart = True
+        while restart:
+            restart = False
+            for match in self._candidates:
+                start = match.start()
+                if start < position:
+                    continue
+                skip = scanner.skip_end(start) if scanner.skipped else None
+                if skip is not None:  # a failed run of heads: no candidate in it can succeed
+                    self._candidates = _JSON_CANDIDATE.finditer(self.text, skip)
+                    restart = True
+                    break
+                end = ends.get(start)  # most candidates were settled by an earlier read
+                if end == _FAILED or (end is None and scanner.container(start) == _FAILED):
+                    continue
+                fields = scanner.fields[start]
+                if _TOOL_NAME_KEY in fields:
+                    self._json = (start, ends[start], _json_action(self.text, fields, scanner.fields))
+                    return self._json
         self._json_done, self._json = True, None
         return None
 
