@@ -41,7 +41,7 @@ import functools
 import inspect
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,9 @@ ENV_MASK_FIELD = "env_mask"
 MODEL_TOKEN, ENV_TOKEN = 1, 0
 
 
-def _lenient_tool(name: str, argument: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
+def _lenient_tool(
+    name: str, argument: str
+) -> Callable[[Callable[..., Awaitable[str]]], Callable[..., Awaitable[str]]]:
     """Show a tool as ``name(argument: str) -> str`` while accepting any call, right or wrong.
 
     TRL builds the schema from the signature and calls ``tool(**arguments)``: with a strict
@@ -76,7 +78,7 @@ def _lenient_tool(name: str, argument: str) -> Callable[[Callable[..., str]], Ca
     whatever the model sent and steps the env with it, so the env's parser decides.
     """
 
-    def decorate(method: Callable[..., str]) -> Callable[..., str]:
+    def decorate(method: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
         receiver = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
         shown = inspect.Parameter(argument, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)
         method.__signature__ = inspect.Signature([receiver, shown], return_annotation=str)  # type: ignore[attr-defined]
