@@ -74,6 +74,7 @@ def test_an_answer_mid_turn_ends_the_episode_and_later_calls_are_ignored_and_rec
     text = WRITERS[writer]((SEARCH, first), (ANSWER, task.answer), (SEARCH, "after the answer"))
     observation, reward, terminated, _, info = env.step(text)
     assert terminated and reward == 1.0 and info["tool_calls_used"] == 1 and info["queries"] == [first]
+    assert info["calls"] == [SEARCH, ANSWER]  # the calls the env took
     (ignored,) = info["ignored_calls"]
     assert ignored["reason"] == IGNORED_AFTER_ANSWER and "after the answer" in ignored["call"]
     assert "1 call after the answer was ignored." in observation

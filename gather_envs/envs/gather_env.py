@@ -80,7 +80,7 @@ class GatherEnv(gym.Env[str, str]):
     the searches left, an invalid call's problem, the verdict of the answer. A one-call reply gets
     exactly that call's text. ``info`` always holds ``task_id``, ``family``, ``hops``,
     ``max_tool_calls``, ``tool_calls_used``, ``tool_calls_left``, ``invalid_actions``, ``turns``,
-    ``max_turns``, ``reward_kind`` and ``corpus_hash``; a step adds ``calls`` (each call's kind),
+    ``max_turns``, ``reward_kind`` and ``corpus_hash``; a step adds ``calls`` (the kind of each call taken),
     ``call_observations`` (each call's part of the observation, the turn's closing lines with the
     last call: what a native tool-calling path returns per call),
     ``searches`` (each search's ``query`` and ``retrieved_doc_ids``; ``query`` and
@@ -313,7 +313,7 @@ class GatherEnv(gym.Env[str, str]):
                 results.append((ANSWER, ""))
         if problems:
             self.invalid_actions += 1  # one invalid action for the turn, whatever its number of bad calls
-        extra: dict[str, Any] = {"calls": [call.kind for call in turn.calls]}
+        extra: dict[str, Any] = {"calls": [call.kind for call in turn.calls[: len(results)]]}
         if searches:  # the last search's keys, as a one-call turn reports them
             extra.update(query=searches[-1]["query"], retrieved_doc_ids=searches[-1]["retrieved_doc_ids"])
         extra["searches"] = searches
