@@ -97,9 +97,9 @@ def test_the_ids_table_agrees_with_the_registered_envs(page: Path) -> None:
 def test_the_kwargs_table_covers_every_kwarg_of_the_env_with_its_default() -> None:
     rows = _table_rows((DOCS / "environments.md").read_text(encoding="utf-8"), "| kwarg | default |")
     table = {name.strip("`"): default.strip("`") for name, default, _ in rows}
-    for name, parameter in inspect.signature(GatherEnv.__init__).parameters.items():
-        if name == "self":
-            continue
+    signature = {n: p for n, p in inspect.signature(GatherEnv.__init__).parameters.items() if n != "self"}
+    assert sorted(table) == sorted(signature), "docs/environments.md's kwargs table and GatherEnv's kwargs differ"
+    for name, parameter in signature.items():
         assert name in table, f"docs/environments.md has no row for the kwarg {name!r}"
         assert table[name].replace('"', "'") == repr(parameter.default), name
 

@@ -19,7 +19,9 @@ Layout (budgets as string keys)::
 ``families`` is empty unless the records mix task families. ``chance_floor`` (in every table
 section) is PASS@(k,0) of a question-only guesser on those tasks at the table's k, and
 ``chance_floor_by_family`` the corpus's floor per family; both are empty when the corpus has none
-(see :mod:`gather_envs.metrics.floor`).
+(see :mod:`gather_envs.metrics.floor`). ``reward_kind`` (the env's declared training reward,
+``"f1, em"`` when the records mix kinds) is present only when it is not ``em``: PASS@(k,T) counts
+exact-match success whatever the reward, so results of em runs read as before.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from gather_envs.metrics.passk import (
     pass_table,
     split_by_family,
 )
-from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
+from gather_envs.records import AGENT_SETTINGS_KEY, REWARD_KIND_EM, EpisodeRecord
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -81,6 +83,7 @@ class Results:
     families: dict[str, PassTable] = field(default_factory=dict)
     task_families: tuple[str, ...] = ()
     chance_floor: dict[str, dict[int, float]] = field(default_factory=dict)
+    reward_kind: str = REWARD_KIND_EM
     schema_version: int = RESULTS_SCHEMA_VERSION
 
     @property
@@ -115,6 +118,8 @@ class Results:
             family: {str(k): v for k, v in per_k.items()} for family, per_k in self.chance_floor.items()
         }
         data["families"] = {name: table.to_json() for name, table in self.families.items()}
+        if self.reward_kind != REWARD_KIND_EM:
+            data["reward_kind"] = self.reward_kind
         return data
 
     @classmethod
@@ -157,6 +162,7 @@ class Results:
                     str(family): {int(k): float(v) for k, v in per_k.items()}
                     for family, per_k in data.get("chance_floor_by_family", {}).items()
                 },
+                reward_kind=str(data.get("reward_kind", REWARD_KIND_EM)),
                 **settings,
             )
         except KeyError as exc:
@@ -277,4 +283,5 @@ def results_from_records(
         families=families,
         task_families=tuple(by_family),
         chance_floor={name: dict(floor[name]) for name in by_family if name in floor},
+        reward_kind=", ".join(sorted({r.reward_kind for r in records})),
     )

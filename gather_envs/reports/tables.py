@@ -131,7 +131,8 @@ def _results_header(results: Results) -> list[str]:
         else "no intervals (bootstrap = 0)"
     )
     return [
-        f"env {results.env_id}  corpus {results.corpus_hash}",
+        f"env {results.env_id}  corpus {results.corpus_hash}  reward {results.reward_kind} "
+        "(the env's training reward; PASS@(k,T) counts exact-match success whatever it is)",
         f"agent {results.agent_id}" + (f" ({settings})" if settings else ""),
         f"n = {results.n} episodes per task and budget, {results.num_tasks} tasks, "
         f"{results.infra_errors_total} infrastructure errors; {interval}",

@@ -6,6 +6,7 @@ from gather_envs.scoring.checkers import (
     CHECKER_MATH,
     CHECKER_SET,
     CHECKERS,
+    answer_covers,
     answer_f1,
     answer_is_correct,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "CHECKER_KEY",
     "CHECKER_MATH",
     "CHECKER_SET",
+    "answer_covers",
     "answer_f1",
     "answer_in_text",
     "answer_items",

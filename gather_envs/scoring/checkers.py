@@ -28,7 +28,7 @@ from typing import Any
 from gather_envs.errors import ConfigError
 from gather_envs.optional import optional
 from gather_envs.records.tasks import Task
-from gather_envs.scoring.normalize import exact_match, f1_score
+from gather_envs.scoring.normalize import answer_in_text, exact_match, f1_score
 from gather_envs.scoring.sets import ANSWER_SET_KEY, set_equal, set_f1
 
 CHECKER_KEY = "checker"
@@ -74,6 +74,20 @@ def answer_f1(prediction: str | Sequence[str], task: Task) -> float:
     if task.meta.get(CHECKER_KEY) == CHECKER_SET:
         return set_f1(prediction, gold_items(task))
     return f1_score(as_text(prediction), task.answers)
+
+
+def answer_covers(prediction: str | Sequence[str], task: Task) -> bool:
+    """Whether the answer contains a gold answer (every gold item, for a ``set`` task) after
+    normalization, as a whole-token run: Search-R1's ``cover_em``. A correct answer always covers.
+
+    Lenient on purpose, for a training reward: ``"Paris, France"`` covers ``"Paris"``.
+    """
+    if answer_is_correct(prediction, task):
+        return True
+    text = as_text(prediction)
+    if task.meta.get(CHECKER_KEY) == CHECKER_SET:
+        return all(answer_in_text(item, text) for item in gold_items(task))
+    return any(answer_in_text(gold, text) for gold in task.answers)
 
 
 def gold_items(task: Task) -> tuple[str, ...]:
