@@ -24,7 +24,7 @@ from gather_envs.cli.common import (
     kwargs_epilog,
     nonnegative_float,
 )
-from gather_envs.envs.parameters import MAX_TOOL_CALLS
+from gather_envs.envs.gather_env import MAX_TOOL_CALLS
 from gather_envs.errors import GatherError
 from gather_envs.evaluation import plan
 from gather_envs.runs import Cell, cell_of, read_records

@@ -22,6 +22,8 @@ from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET, answer_covers
 REWARD_CORRECT = 1.0
 REWARD_WRONG = 0.0
 DEFAULT_MAX_TOOL_CALLS = 5
+MAX_TOOL_CALLS = 100
+"""The largest budget T (env, reset option and CLI alike): the study's grid stops at 5, so more is a typo."""
 DEFAULT_TOP_K = 3
 DEFAULT_MAX_INVALID_ACTIONS = 2
 SCOPES = ("world", "distractor")  # the one scope vocabulary, synthetic and dataset envs alike
@@ -118,8 +120,8 @@ class GatherEnv(gym.Env[str, str]):
       ``comparison`` or ``bridge`` (multi-hop).
     - ``split`` (default ``'test'``): the corpus split whose world is searched and whose tasks
       are drawn.
-    - ``max_tool_calls`` (default ``None``): the budget ``T`` of searches; None is 0 for the
-      static family (it must be 0 there) and 5 otherwise.
+    - ``max_tool_calls`` (default ``None``): the budget ``T`` of searches, at most 100; None is 0
+      for the static family (it must be 0 there) and 5 otherwise.
     - ``top_k`` (default ``3``): documents a search returns.
     - ``scope`` (default ``'world'``): ``world`` searches the split's whole world,
       ``distractor`` only the task's own context documents.
@@ -501,8 +503,8 @@ class GatherEnv(gym.Env[str, str]):
 
 
 def _check_budget(family: str, budget: int) -> None:
-    if budget < 0:
-        raise ConfigError(f"max_tool_calls must be >= 0, got {budget}")
+    if not 0 <= budget <= MAX_TOOL_CALLS:
+        raise ConfigError(f"max_tool_calls must be >= 0 and at most {MAX_TOOL_CALLS}, got {budget}")
     if family == FAMILY_STATIC and budget != 0:
         raise ConfigError("the static family is closed-book: max_tool_calls must be 0")
 

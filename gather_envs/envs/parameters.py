@@ -16,15 +16,13 @@ from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 from gather_envs.envs import custom_registration, dataset_registration, registration
 from gather_envs.envs.actions import DIALECTS
-from gather_envs.envs.gather_env import REWARD_KINDS, SCOPES, GatherEnv
+from gather_envs.envs.gather_env import MAX_TOOL_CALLS, REWARD_KINDS, SCOPES, GatherEnv
 from gather_envs.parameters import Parameter, parameters_from_signature
 from gather_envs.records.tasks import FAMILIES
-
-MAX_TOOL_CALLS = 100
-"""The largest budget T the CLI accepts: the study's grid stops at 5, so more is almost surely a typo."""
 
 _GATHER_RANGES: dict[str, dict[str, Any]] = {
     "family": {"choices": FAMILIES},
@@ -80,23 +78,28 @@ def _gather_parameters() -> tuple[Parameter, ...]:
 _DATASET_OWN = ("dataset", "corpus", "world")  # GatherEnv kwargs a dataset id sets from path=
 
 
-def env_parameters(env_id: str) -> tuple[Parameter, ...] | None:
-    """The declared kwargs of a registered id (None for an id whose entry point is not ours)."""
+def _entry_callable(env_id: str) -> Any:
+    """What the id's spec builds envs with: its class or factory (strings resolved as gymnasium does)."""
     entry_point = gym.spec(env_id).entry_point
-    if entry_point in (registration.PINNED_ENTRY_POINT, registration.GENERIC_ENTRY_POINT):
+    return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+
+
+def env_parameters(env_id: str) -> tuple[Parameter, ...] | None:
+    """The declared kwargs of a registered id (None for an id whose entry point is not ours).
+
+    The schema is chosen by the callable the id builds with (the env class or its factory).
+    """
+    creator = _entry_callable(env_id)
+    if creator in (GatherEnv, registration.make_family_env):
         return _gather_parameters()
-    if entry_point == dataset_registration.ENTRY_POINT:
-        own = parameters_from_signature(dataset_registration.make_dataset_env, _DATASET_RANGES)
-        names = {p.name for p in own}
-        forwarded = _gather_parameters()
-        return own + tuple(p for p in forwarded if p.name not in names and p.name not in _DATASET_OWN)
-    own_entry = {
-        custom_registration.CUSTOM_ENTRY_POINT: custom_registration.make_custom_env,
-        custom_registration.PHANTOMWIKI_ENTRY_POINT: custom_registration.make_phantomwiki_env,
-    }.get(str(entry_point))
-    if own_entry is not None:
-        own = parameters_from_signature(own_entry, _GATHER_RANGES)
-        names = {p.name for p in own}
-        forwarded = _gather_parameters()
-        return own + tuple(p for p in forwarded if p.name not in names and p.name not in _DATASET_OWN)
-    return None
+    own_ranges = {
+        dataset_registration.make_dataset_env: _DATASET_RANGES,
+        custom_registration.make_custom_env: _GATHER_RANGES,
+        custom_registration.make_phantomwiki_env: _GATHER_RANGES,
+    }.get(creator)
+    if own_ranges is None:
+        return None
+    own = parameters_from_signature(creator, own_ranges)
+    names = {p.name for p in own}
+    forwarded = _gather_parameters()
+    return own + tuple(p for p in forwarded if p.name not in names and p.name not in _DATASET_OWN)
