@@ -1,8 +1,9 @@
 """Turn the scripted baselines into leaderboard submissions under ``baselines/submissions/``.
 
 For each scripted definition (``oracle``, ``random``, ``heuristic``) and each of its envs this runs
-``gather-envs eval`` on the leaderboard's published grid for the chosen track (seed 0, the track's
-task sample, T in {0,1,2,3,5}; the static family at T = 0 only), writes the claimed results with
+``gather-envs eval --actions`` on the leaderboard's published grid for the chosen track (seed 0, the
+track's task sample, T in {0,1,2,3,5}; the static family at T = 0 only; every record keeps its
+actions, so verify can replay it), writes the claimed results with
 ``gather-envs report --format json`` and a ``submission.json``. Then ``gather-envs leaderboard
 verify`` checks the directory. Usage::
 
@@ -39,7 +40,7 @@ def submit(name: str, track: str, out_root: Path) -> Path:
         results.parent.mkdir(parents=True, exist_ok=True)
         command = [*CLI, "eval", env_id, "--agent", definition["agent"], "--out", str(records)]
         command += ["--n", str(spec.n), "--tasks", str(spec.tasks), "--seed", str(spec.seed)]
-        command += ["--budgets", ",".join(map(str, spec.budgets)), "--quiet"]
+        command += ["--budgets", ",".join(map(str, spec.budgets)), "--actions", "--quiet"]
         for key, value in (definition.get("agent_options") or {}).items():
             command += ["--agent-option", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
         subprocess.run(command, check=True)

@@ -101,6 +101,7 @@ class _EpisodeWorker:
         backoff: float,
         max_backoff: float,
         secrets: tuple[str, ...],
+        record_actions: bool = False,
     ) -> None:
         self._error: BaseException | None = None
         self._player: _Player | None = None
@@ -133,6 +134,7 @@ class _EpisodeWorker:
                 max_backoff=max_backoff,
                 stop=threading.Event(),
                 secrets=secrets,
+                record_actions=record_actions,
             )
         except Exception as exc:  # reported by ready(), so the driver raises it with its own type
             self._error = exc

@@ -488,6 +488,8 @@ class _Player:
     stop: threading.Event
     secrets: tuple[str, ...] = ()
     """API keys (agent options, environment) that no record may hold; see :func:`_scrubbed`."""
+    record_actions: bool = False
+    """Keep each episode's raw actions (``EpisodeRecord.actions``), so a replay can check it."""
     _local: threading.local = field(default_factory=threading.local)
     _envs: list[RecordPassAtKT] = field(default_factory=list)
     _envs_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -509,6 +511,7 @@ class _Player:
                 agent_id=self.run.agent_id,
                 record_trajectory=self.record_trajectory,
                 agent_settings=self.run.agent_settings,
+                record_actions=self.record_actions,
             )
             self._local.env = env
             with self._envs_lock:
@@ -572,6 +575,19 @@ class _Player:
         extra: dict[str, Any] = {ATTEMPTS_KEY: attempts}
         if self.run.agent_settings:
             extra[AGENT_SETTINGS_KEY] = dict(self.run.agent_settings)
+        infra_error = redact(f"{type(error).__name__}: {error} (after {attempts} attempts)", self.secrets)
+        # The last attempt's episode as far as it went: a replay of its actions shows it unfinished.
+        partial = self.env().unfinished_record()
+        if partial is not None and partial.task_id == key.task_id and partial.budget == key.budget:
+            return replace(
+                partial,
+                seed=self.plan.seed_of(key),
+                episode_index=key.index,
+                termination=TERMINATION_INFRA_ERROR,
+                wall_time=wall,
+                infra_error=infra_error,
+                extra=extra,
+            )
         return EpisodeRecord(
             env_id=self.run.env_id,
             env_kwargs=dict(self.run.env_kwargs),
@@ -587,7 +603,8 @@ class _Player:
             termination=TERMINATION_INFRA_ERROR,
             wall_time=wall,
             agent_id=self.run.agent_id,
-            infra_error=redact(f"{type(error).__name__}: {error} (after {attempts} attempts)", self.secrets),
+            infra_error=infra_error,
+            actions=() if self.record_actions else None,
             extra=extra,
         )
 
@@ -773,6 +790,7 @@ def evaluate(
     agent_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     record_trajectory: bool = False,
+    record_actions: bool = False,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF_S,
     max_backoff: float = MAX_BACKOFF_S,
@@ -841,6 +859,7 @@ def evaluate(
             max_backoff=max_backoff,
             stop=threading.Event(),
             secrets=known_secrets(agent_options),
+            record_actions=record_actions,
         )
         if engine == ENGINE_LOCAL:
             return _run(plan, run, player, done, concurrency, progress)
@@ -848,7 +867,7 @@ def evaluate(
 
         with ray_engine.RayEngine(ray_address, workers, concurrency, ray_actor_options) as cluster:
             init = (env_id, env_kwargs, agent, dict(agent_options or {}), plan, run, record_trajectory,
-                    retries, backoff, max_backoff, player.secrets)  # fmt: skip
+                    retries, backoff, max_backoff, player.secrets, record_actions)  # fmt: skip
 
             def pool(todo: Sequence[EpisodeKey]) -> Any:
                 return ray_engine.RayWorkers(cluster, init, concurrency, todo, writer, player.secrets)

@@ -7,6 +7,22 @@ must come from the installed package (corpus hash, env id, env kwargs), fill the
 exactly (the seeded task sample, every T, episodes 0..n-1 with n >= the track's n, no duplicate),
 carry the published episode seeds (so no episode was replayed or dropped for a luckier one) and
 hold at most :data:`~gather_envs.leaderboard.tracks.INFRA_ERROR_LIMIT` infrastructure errors.
+
+Every record carries its actions, and every episode is replayed through the registered env
+(:mod:`~gather_envs.leaderboard.replay`): each recorded field (success, reward, answer,
+termination, tool calls, invalid actions, queries, retrieved ids, gold answer, family, hops, and
+observations where recorded) must equal the replay's, with ``success`` recomputed from the answer
+and the task's own gold. An infrastructure-error record must be an episode its replay shows
+unfinished. An entry whose settings declare sampling may repeat at most
+:data:`~gather_envs.leaderboard.tracks.DUPLICATE_LIMIT` of its trajectories
+(:mod:`~gather_envs.leaderboard.duplicates`).
+
+Inputs are untrusted: every path must stay inside the submission directory, free text holds no
+control character, and JSON too deep or too large is one problem line.
+
+What a replay cannot show: whether the agent wrote the actions. Actions rewritten as a whole make
+a different, consistent episode (the duplicates rule catches the copying of lucky episodes by an
+entry that declares sampling, not an entry that lies about its settings).
 """
 
 from __future__ import annotations
@@ -14,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -24,8 +40,20 @@ from gather_envs.corpus.frozen import DEFAULT_CORPUS, corpora_root, read_manifes
 from gather_envs.envs.registration import SYNTHETIC_ENVS
 from gather_envs.errors import GatherError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
-from gather_envs.leaderboard.schema import Path_, format_path, json_lines, line_of, load_schema, validate
+from gather_envs.leaderboard.duplicates import DuplicateShare, declares_sampling, duplicate_share
+from gather_envs.leaderboard.replay import Replay, Replayer, recorded_actions
+from gather_envs.leaderboard.schema import (
+    Path_,
+    control_characters,
+    format_path,
+    json_lines,
+    line_of,
+    load_document,
+    load_schema,
+    validate,
+)
 from gather_envs.leaderboard.tracks import (
+    DUPLICATE_LIMIT,
     INFRA_ERROR_LIMIT,
     PUBLISHED_BUDGETS,
     STATIC_BUDGETS,
@@ -43,8 +71,8 @@ NUMBER_TOLERANCE = 1e-9
 """Largest difference between a claimed and a recomputed number that still counts as equal."""
 MAX_BOOTSTRAP = 10_000
 """Most bootstrap resamples a claimed results file may ask verify to redo."""
-SKIPPED_CLAIM_KEYS = ("diversity",)
-"""Sections of ``gather-envs report --format json`` that are not part of the results schema."""
+SKIPPED_CLAIM_KEYS = ("diversity", "retrieval")
+"""Sections of ``gather-envs report --format json`` that are analyses, not part of the results schema."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,7 @@ class VerifiedEnv:
     family: str
     records: tuple[EpisodeRecord, ...]
     results: Results
+    duplicates: DuplicateShare
 
 
 @dataclass(frozen=True)
@@ -151,7 +180,7 @@ def verify_submission(directory: str | Path) -> Verification:
     path = directory / SUBMISSION_FILE
     try:
         text = path.read_text(encoding="utf-8")
-        submission = json.loads(text)
+        submission = load_document(text)
     except FileNotFoundError:
         problems.add(path, 1, "missing-file", f"no {SUBMISSION_FILE}; a submission is a directory with one")
         return Verification(directory, {}, problems.result())
@@ -161,16 +190,35 @@ def verify_submission(directory: str | Path) -> Verification:
     lines = json_lines(text)
     for where, message in validate(submission, load_schema("submission")):
         problems.add(path, line_of(lines, where), "schema", f"{format_path(where)} {message}")
+    for where, message in control_characters(submission):
+        problems.add(path, line_of(lines, where), "control-character", f"{format_path(where)} {message}")
     if problems.items:
         return Verification(directory, submission, problems.result())
     track = TRACKS[submission["track"]]
     envs: dict[str, VerifiedEnv] = {}
-    for env_id, entry in submission["envs"].items():
-        verified = _verify_env(directory, submission, env_id, entry, track, lines, problems)
-        if verified is not None:
-            envs[env_id] = verified
+    replayer = Replayer()
+    try:
+        for env_id, entry in submission["envs"].items():
+            verified = _verify_env(directory, submission, env_id, entry, track, lines, problems, replayer)
+            if verified is not None:
+                envs[env_id] = verified
+    finally:
+        replayer.close()
     result = problems.result()
     return Verification(directory, submission, result, envs if not result else {})
+
+
+def confined(directory: Path, name: str) -> Path | None:
+    """``directory / name`` if it stays inside ``directory`` (no absolute path, no ``..``, no symlink out)."""
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or name.startswith("~"):
+        return None
+    path = directory / relative
+    try:
+        inside = path.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return path if inside else None
 
 
 def _verify_env(
@@ -181,6 +229,7 @@ def _verify_env(
     track: Track,
     lines: dict[Path_, int],
     problems: _Problems,
+    replayer: Replayer,
 ) -> VerifiedEnv | None:
     """Check one env's records and claim; None when they cannot be used."""
     sub_path = directory / SUBMISSION_FILE
@@ -192,9 +241,24 @@ def _verify_env(
             f"{env_id!r} is not a leaderboard env of the installed gather-envs (ids: {', '.join(sorted(SYNTHETIC_ENVS))})",
         )  # fmt: skip
         return None
+    named = [(("envs", env_id, "records", i), name) for i, name in enumerate(entry["records"])]
+    if "results" in entry:
+        named.append((("envs", env_id, "results"), entry["results"]))
+    paths: dict[str, Path] = {}
+    for where, name in named:
+        path = confined(directory, name)
+        if path is None:
+            problems.add(
+                sub_path, line_of(lines, where), "path",
+                f"{format_path(where)} {name!r} is not inside the submission directory; "
+                "name files by relative paths under it, without '..' or links that lead out",
+            )  # fmt: skip
+        paths[name] = path or directory
+    if len(problems.items) > before:
+        return None
     located: list[tuple[EpisodeRecord, Path, int]] = []
     for index, name in enumerate(entry["records"]):
-        file = directory / name
+        file = paths[name]
         if not file.is_file():
             problems.add(
                 sub_path,
@@ -212,15 +276,21 @@ def _verify_env(
         problems.add(sub_path, here, "missing-cell", f"{env_id}: the records files hold no episode")
         return None
     family = SYNTHETIC_ENVS[env_id]["family"]
-    _check_records(env_id, family, submission, track, located, problems)
-    _check_grid(env_id, family, track, located, sub_path, here, problems)
+    try:
+        _check_records(env_id, family, submission, track, located, problems)
+        _check_grid(env_id, family, track, located, sub_path, here, problems)
+        _check_replays(env_id, located, replayer, problems)
+    except RecursionError:
+        problems.add(sub_path, here, "records", f"{env_id}: a record nests JSON too deeply to check")
+        return None
+    duplicates = _check_duplicates(env_id, submission, located, sub_path, here, problems)
     if len(problems.items) > before:
         return None
     records = [record for record, _, _ in located]
     results = results_from_records(records, chance_floor=chance_floor_of(records))
     if "results" in entry:
-        _check_claim(directory / entry["results"], records, results, problems)
-    return VerifiedEnv(env_id, family, tuple(records), results)
+        _check_claim(paths[entry["results"]], records, results, problems)
+    return VerifiedEnv(env_id, family, tuple(records), results, duplicates)
 
 
 def _check_records(
@@ -345,11 +415,140 @@ def _check_grid(
         )  # fmt: skip
 
 
+REPLAYED_FIELDS = (
+    ("success", "replay-success"),
+    ("reward", "replay-reward"),
+    ("answer", "replay-answer"),
+    ("termination", "replay-termination"),
+    ("tool_calls", "replay-tool-calls"),
+    ("invalid_actions", "replay-invalid-actions"),
+    ("queries", "replay-queries"),
+    ("retrieved_doc_ids", "replay-retrieved"),
+    ("gold_answer", "replay-gold"),
+    ("family", "replay-family"),
+    ("hops", "replay-hops"),
+)
+"""Record fields a replay recomputes, each with the rule that refuses a difference."""
+
+
+def _check_replays(
+    env_id: str, located: Sequence[tuple[EpisodeRecord, Path, int]], replayer: Replayer, problems: _Problems
+) -> None:
+    """Replay every record's actions through the registered env; each field must equal the replay's."""
+    kwargs = dict(gym.spec(env_id).kwargs)
+    for record, file, line in located:
+        where = f"task {record.task_id!r}, T={record.budget}, episode {record.episode_index}"
+        actions = recorded_actions(record)
+        if actions is None:
+            problems.group(
+                file, line, "actions",
+                f"{where} has no actions to replay; run it with `gather-envs eval --actions`",
+            )  # fmt: skip
+            continue
+        try:
+            replay = replayer.replay(env_id, replace(record, env_kwargs=kwargs), actions)
+        except GatherError as exc:
+            problems.group(file, line, "replay", f"{where} cannot be replayed: {exc}")
+            continue
+        _compare(record, actions, replay, where, file, line, problems)
+
+
+def _compare(
+    record: EpisodeRecord,
+    actions: Sequence[str],
+    replay: Replay,
+    where: str,
+    file: Path,
+    line: int,
+    problems: _Problems,
+) -> None:
+    """Refuse each field of ``record`` that differs from its ``replay``."""
+    if record.is_infra_error:
+        if replay.finished:
+            problems.group(
+                file, line, "infra-finished",
+                f"{where} is an infrastructure error, but its actions end the episode "
+                f"({replay.termination}, action {replay.played} of {len(actions)}); an infrastructure error "
+                "is an episode cut short",
+            )  # fmt: skip
+            return
+    elif not replay.finished:
+        problems.group(
+            file, line, "replay-unfinished",
+            f"{where}: its {len(actions)} actions do not end the episode, yet it is not an infrastructure error",
+        )  # fmt: skip
+        return
+    elif replay.played < len(actions):
+        problems.group(
+            file, line, "replay-actions",
+            f"{where}: the episode ends at action {replay.played}, but {len(actions)} are recorded",
+        )  # fmt: skip
+    for name, rule in REPLAYED_FIELDS:
+        recorded = getattr(record, name)
+        expected = getattr(replay, name)
+        if name == "termination" and record.is_infra_error:
+            continue
+        if name == "retrieved_doc_ids" and recorded is None:
+            continue
+        if recorded != expected:
+            problems.group(
+                file, line, rule,
+                f"{where}: recorded {name} {json.dumps(recorded)[:60]} but the replay gives {json.dumps(expected)[:60]}",
+            )  # fmt: skip
+    if record.trajectory is not None:
+        shown = [str(step.get("observation")) for step in record.trajectory]
+        if shown != list(replay.observations[: len(shown)]) or len(shown) != len(replay.observations):
+            first = next(
+                (i for i, (a, b) in enumerate(zip(shown, replay.observations)) if a != b),
+                min(len(shown), len(replay.observations)),
+            )
+            problems.group(
+                file, line, "replay-observations",
+                f"{where}: recorded observation {first} differs from the replay's",
+            )  # fmt: skip
+        elif (
+            record.actions is not None
+            and tuple(str(s.get("action")) for s in record.trajectory[1:]) != record.actions
+        ):
+            problems.group(
+                file, line, "replay-observations", f"{where}: the trajectory's actions are not the record's"
+            )
+
+
+def _check_duplicates(
+    env_id: str,
+    submission: Mapping[str, Any],
+    located: Sequence[tuple[EpisodeRecord, Path, int]],
+    sub_path: Path,
+    here: int,
+    problems: _Problems,
+) -> DuplicateShare:
+    """The share of repeated trajectories; refused above the limit when the settings declare sampling."""
+    share = duplicate_share(
+        (record.task_id, record.budget, recorded_actions(record) or ())
+        for record, _, _ in located
+        if not record.is_infra_error
+    )
+    agent = submission["agent"]
+    if declares_sampling(agent["id"], agent["settings"]) and share.searching > DUPLICATE_LIMIT:
+        worst = share.worst_cell
+        detail = (
+            "" if worst is None else f"; most in task {worst[0]!r}, T={worst[1]}: {worst[2]} of {worst[3]}"
+        )
+        problems.add(
+            sub_path, here, "duplicates",
+            f"{env_id}: {share.searching:.1%} of the episodes at T >= 1 repeat another episode's whole "
+            f"trajectory in their cell, over the {DUPLICATE_LIMIT:.0%} limit for an agent that declares "
+            f"sampling{detail}; submit each episode as played",
+        )  # fmt: skip
+    return share
+
+
 def _check_claim(path: Path, records: Sequence[EpisodeRecord], results: Results, problems: _Problems) -> None:
     """A claimed results JSON must follow the schema and equal the numbers the records give."""
     try:
         text = path.read_text(encoding="utf-8")
-        claim = json.loads(text)
+        claim = load_document(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         problems.add(path, getattr(exc, "lineno", 1), "json", f"claimed results are not readable JSON: {exc}")
         return

@@ -17,10 +17,12 @@ logger (with no logging set up, Python prints them to stderr as one line).
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,9 @@ CORRUPT_SUFFIX = ".corrupt"
 """Damaged tails are moved to ``<records file>.corrupt`` (appended, one line each), never dropped."""
 
 _RECORD_START = b"{"
+
+GZIP_SUFFIX = ".gz"
+"""A records file named ``*.jsonl.gz`` is gzip-compressed: read transparently, never appended to."""
 """Every record line starts with this; a torn write is a prefix of a record line, so it does too."""
 
 
@@ -69,6 +74,8 @@ class EpisodeRecord:
     control (server refused, timed out...): such records are excluded from n and counted apart.
     ``retrieved_doc_ids`` holds, per search in order, the ids of the documents it returned, and
     ``supporting_doc_ids`` the task's evidence; both are None where unknown (version 1 records).
+    ``actions`` holds the raw reply of every step, in order (what the env parsed), so the episode
+    can be replayed; None where not recorded.
     """
 
     schema_version: int = RECORD_SCHEMA_VERSION
@@ -93,6 +100,7 @@ class EpisodeRecord:
     queries: tuple[str, ...] = ()
     infra_error: str | None = None
     trajectory: tuple[dict[str, Any], ...] | None = None
+    actions: tuple[str, ...] | None = None
     retrieved_doc_ids: tuple[tuple[str, ...], ...] | None = None
     supporting_doc_ids: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +115,8 @@ class EpisodeRecord:
             object.__setattr__(self, "supporting_doc_ids", tuple(self.supporting_doc_ids))
         if self.trajectory is not None and not isinstance(self.trajectory, tuple):
             object.__setattr__(self, "trajectory", tuple(self.trajectory))
+        if self.actions is not None and not isinstance(self.actions, tuple):
+            object.__setattr__(self, "actions", tuple(self.actions))
 
     @property
     def is_infra_error(self) -> bool:
@@ -138,6 +148,7 @@ class EpisodeRecord:
             "queries": list(self.queries),
             "infra_error": self.infra_error,
             "trajectory": None if self.trajectory is None else [dict(s) for s in self.trajectory],
+            "actions": None if self.actions is None else list(self.actions),
             "retrieved_doc_ids": (
                 None if self.retrieved_doc_ids is None else [list(ids) for ids in self.retrieved_doc_ids]
             ),
@@ -158,6 +169,7 @@ class EpisodeRecord:
             )
         queries = _get(data, "queries", list, default=[])
         trajectory = _get(data, "trajectory", list, default=None, nullable=True)
+        actions = _get(data, "actions", list, default=None, nullable=True)
         retrieved = _get(data, "retrieved_doc_ids", list, default=None, nullable=True)
         supporting = _get(data, "supporting_doc_ids", list, default=None, nullable=True)
         return cls(
@@ -183,6 +195,7 @@ class EpisodeRecord:
             queries=tuple(_check_items(queries, str, "queries")),
             infra_error=_get(data, "infra_error", str, default=None, nullable=True),
             trajectory=None if trajectory is None else tuple(_check_items(trajectory, dict, "trajectory")),
+            actions=None if actions is None else tuple(_check_items(actions, str, "actions")),
             retrieved_doc_ids=None if retrieved is None else _retrieved(retrieved),
             supporting_doc_ids=None
             if supporting is None
@@ -257,6 +270,7 @@ class RecordWriter:
     def __init__(self, path: PathLike, *, fsync: bool = True) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        _refuse_compressed(self.path, "appended to")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         # flock does not exclude threads sharing this descriptor; this lock does.
@@ -398,6 +412,21 @@ def _loads(line: bytes) -> Any:
         raise _NotJson(f"not UTF-8 text: byte 0x{line[exc.start]:02x} at column {exc.start + 1}") from None
     except ValueError as exc:
         raise _NotJson(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise _NotJson("not a record: JSON nested too deeply to read") from None
+
+
+def is_compressed(path: PathLike) -> bool:
+    """Whether ``path`` names a gzip-compressed records file (``*.gz``)."""
+    return os.fspath(path).endswith(GZIP_SUFFIX)
+
+
+def _refuse_compressed(path: Path, what: str) -> None:
+    if is_compressed(path):
+        raise RecordsError(
+            f"{path} is gzip-compressed: records can be read from it but not {what}; "
+            f"decompress it (gunzip) first"
+        )
 
 
 def _is_torn(raw: bytes) -> bool:
@@ -419,6 +448,7 @@ def read_for_append(
     not a records file). A missing file has no records.
     """
     path = Path(path)
+    _refuse_compressed(path, "appended to (a resume)")
     try:
         handle = path.open("r+b")
     except FileNotFoundError:
@@ -498,28 +528,37 @@ def iter_records_with_locations(path: PathLike) -> Iterator[tuple[EpisodeRecord,
     """Records of one JSON-lines file with their ``file:line``, streamed; a torn last line is skipped.
 
     Blank lines are ignored. A torn last line is skipped with a one-line notice. Any other line
-    that is not a record raises RecordsError naming file and line, and saying what to do.
+    that is not a record raises RecordsError naming file and line, and saying what to do. A
+    ``*.gz`` file is decompressed on the fly.
     """
     path = Path(path)
     try:
-        handle = path.open("rb")
+        handle: BinaryIO = gzip.open(path, "rb") if is_compressed(path) else path.open("rb")  # type: ignore[assignment]  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise RecordsError(f"cannot read records file {path}: {exc}") from exc
-    with handle:
-        first = True
-        for lineno, _, raw, last in _nonblank_lines(handle):
-            try:
-                obj = _loads(raw)
-            except _NotJson as exc:
-                if last and _is_torn(raw):
-                    _log.warning(
-                        "gather-envs: %s:%d: skipped a torn last line (%d bytes; a writer stopped mid-record)",
-                        path, lineno, len(raw),
-                    )  # fmt: skip
-                    return
-                raise _not_a_record(path, lineno, exc, last=last, first=first) from None
-            first = False
-            yield _to_record(path, lineno, obj), RecordLocation(path, lineno)
+    try:
+        with handle:
+            yield from _located_records(path, handle)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise RecordsError(f"{path}: not a readable gzip file ({exc}); compress records with gzip") from exc
+
+
+def _located_records(path: Path, handle: BinaryIO) -> Iterator[tuple[EpisodeRecord, RecordLocation]]:
+    """The records of an open records file with their locations (see :func:`iter_records_with_locations`)."""
+    first = True
+    for lineno, _, raw, last in _nonblank_lines(handle):
+        try:
+            obj = _loads(raw)
+        except _NotJson as exc:
+            if last and _is_torn(raw):
+                _log.warning(
+                    "gather-envs: %s:%d: skipped a torn last line (%d bytes; a writer stopped mid-record)",
+                    path, lineno, len(raw),
+                )  # fmt: skip
+                return
+            raise _not_a_record(path, lineno, exc, last=last, first=first) from None
+        first = False
+        yield _to_record(path, lineno, obj), RecordLocation(path, lineno)
 
 
 def _nonblank_lines(handle: BinaryIO) -> Iterator[tuple[int, int, bytes, bool]]:
