@@ -29,7 +29,7 @@ class DuplicateShare:
     searching: float
     """The same share over every cell with T >= :data:`SEARCHING_FROM` (0 when there is none)."""
     worst_cell: tuple[str, int, int, int] | None
-    """(task, T, repeats, episodes) of the cell with the most repeats, None when none repeats."""
+    """(task, T, repeats, episodes) of the cell at T >= 1 with the most repeats, None when none repeats."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,7 +49,7 @@ def duplicate_share(episodes: Iterable[tuple[str, int, tuple[str, ...]]]) -> Dup
         repeated = len(sequences) - len(Counter(sequences))
         repeats[budget][0] += repeated
         repeats[budget][1] += len(sequences)
-        if repeated and (worst is None or repeated > worst[2]):
+        if budget >= SEARCHING_FROM and repeated and (worst is None or repeated > worst[2]):
             worst = (task_id, budget, repeated, len(sequences))
     searching = [counts for budget, counts in repeats.items() if budget >= SEARCHING_FROM]
     total = sum(episodes for _, episodes in searching)
