@@ -75,12 +75,16 @@ class Replayer:
             env = self._envs[key] = made
         return env
 
-    def replay(self, env_id: str, record: EpisodeRecord, actions: Sequence[str]) -> Replay:
-        """Play ``actions`` on the record's task and budget through ``env_id`` with its kwargs."""
-        env = self.env(env_id, dict(record.env_kwargs))
-        observation, info = env.reset(
-            seed=record.seed, options={"task_id": record.task_id, "max_tool_calls": record.budget}
-        )
+    def replay(
+        self, env_id: str, env_kwargs: dict[str, Any], record: EpisodeRecord, actions: Sequence[str]
+    ) -> Replay:
+        """Play ``actions`` on the record's task and budget through ``env_id`` made with ``env_kwargs``.
+
+        The seed is not passed: the task is named, so the episode does not depend on it (and
+        seeding a generator per reset would cost a tenth of the replay).
+        """
+        env = self.env(env_id, env_kwargs)
+        observation, info = env.reset(options={"task_id": record.task_id, "max_tool_calls": record.budget})
         observations = [observation]
         reward = 0.0
         retrieved: list[tuple[str, ...]] = []

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -446,7 +446,7 @@ def _check_replays(
             )  # fmt: skip
             continue
         try:
-            replay = replayer.replay(env_id, replace(record, env_kwargs=kwargs), actions)
+            replay = replayer.replay(env_id, kwargs, record, actions)
         except GatherError as exc:
             problems.group(file, line, "replay", f"{where} cannot be replayed: {exc}")
             continue
