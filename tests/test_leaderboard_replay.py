@@ -16,8 +16,11 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
+from gather_envs.agents.base import Agent, EpisodePolicy
+from gather_envs.errors import BackendError
 from gather_envs.evaluation.runner import evaluate
 from gather_envs.evaluation.seeds import episode_seed
+from gather_envs.leaderboard.replay import Replayer
 from gather_envs.leaderboard.schema import load_schema, validate
 from gather_envs.leaderboard.tracks import DUPLICATE_LIMIT, TRACKS
 from gather_envs.leaderboard.verify import SUBMISSION_FILE, verify_submission
@@ -254,6 +257,46 @@ def test_an_honest_infrastructure_error_cut_short_is_accepted(heuristic: Path) -
 
     rewrite(heuristic, cut)
     assert rules(heuristic) == set()
+
+
+class _SearchThenFail(EpisodePolicy):
+    def __init__(self) -> None:
+        self.turn = 0
+
+    def act(self, observation: str, info: dict) -> str:
+        self.turn += 1
+        if self.turn > 1:
+            raise BackendError("simulated server: connection refused")
+        return "search[Ada Lovelace]"
+
+
+class SearchThenFailAgent(Agent):
+    """Searches once, then its backend fails: every episode is an infrastructure error."""
+
+    agent_id = "search-then-fail"
+
+    def __init__(self, env: object) -> None:
+        pass
+
+    def start(self, seed: int) -> EpisodePolicy:
+        return _SearchThenFail()
+
+
+def test_eval_records_the_actions_an_infrastructure_error_cut_short(tmp_path: Path) -> None:
+    records = evaluate(
+        ENV, SearchThenFailAgent, n=1, budgets=(2,), tasks=2, progress=False, retries=0, record_actions=True
+    )
+    assert [r.termination for r in records] == ["infra_error", "infra_error"]
+    replayer = Replayer()
+    for record in records:
+        assert record.actions == ("search[Ada Lovelace]",) and record.tool_calls == 1
+        assert record.queries == ("Ada Lovelace",) and record.infra_error is not None
+        replay = replayer.replay(ENV, dict(gym.spec(ENV).kwargs), record, record.actions)
+        assert not replay.finished
+        assert (replay.tool_calls, replay.queries, replay.retrieved_doc_ids, replay.gold_answer) == (
+            record.tool_calls, record.queries, record.retrieved_doc_ids, record.gold_answer,
+        )  # fmt: skip
+    replayer.close()
 
 
 def test_a_distractor_run_with_its_env_kwargs_relabelled_is_refused(tmp_path: Path) -> None:
