@@ -90,8 +90,8 @@ def test_edited_number_in_the_claimed_results_is_refused_at_its_line(submission:
     assert problems[0].file == str(path)
 
 
-def test_edited_success_changes_the_recomputed_number_not_the_claim(submission: Path) -> None:
-    """A flipped record makes the claim wrong (the number shown comes from the records) and the replay disagrees."""
+def test_edited_success_is_refused_by_the_replay(submission: Path) -> None:
+    """A flipped record is refused before any number is computed: the replay recomputes success."""
 
     def flip(rows: list[dict]) -> list[dict]:
         first = next(r for r in rows if r["budget"] == 5 and not r["success"])
@@ -99,7 +99,7 @@ def test_edited_success_changes_the_recomputed_number_not_the_claim(submission: 
         return rows
 
     rewrite_records(submission, flip)
-    assert rules(submission) == ["claimed-number", "replay-success"]
+    assert rules(submission) == ["replay-success"]
 
 
 def test_foreign_corpus_hash_is_refused(submission: Path) -> None:
