@@ -10,11 +10,15 @@ cleanly), and verify refuses it above :data:`~gather_envs.leaderboard.tracks.DUP
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from gather_envs.leaderboard.tracks import SAMPLED_SCRIPTED_AGENTS, TEMPERATURE_SETTING
+from gather_envs.leaderboard.problems import Problems
+from gather_envs.leaderboard.replay import recorded_actions
+from gather_envs.leaderboard.tracks import DUPLICATE_LIMIT, SAMPLED_SCRIPTED_AGENTS, TEMPERATURE_SETTING
+from gather_envs.records import EpisodeRecord
 
 SEARCHING_FROM = 1
 """The limit applies to cells with T >= this: at T = 0 a sampled agent has few answers to pick from."""
@@ -66,3 +70,32 @@ def declares_sampling(agent_id: str, settings: Mapping[str, Any]) -> bool:
     if isinstance(temperature, int | float) and not isinstance(temperature, bool):
         return temperature > 0
     return agent_id in SAMPLED_SCRIPTED_AGENTS
+
+
+def check_duplicates(
+    env_id: str,
+    submission: Mapping[str, Any],
+    located: Sequence[tuple[EpisodeRecord, Path, int]],
+    sub_path: Path,
+    here: int,
+    problems: Problems,
+) -> DuplicateShare:
+    """The share of repeated trajectories; refused above the limit when the settings declare sampling."""
+    share = duplicate_share(
+        (record.task_id, record.budget, recorded_actions(record) or ())
+        for record, _, _ in located
+        if not record.is_infra_error
+    )
+    agent = submission["agent"]
+    if declares_sampling(agent["id"], agent["settings"]) and share.searching > DUPLICATE_LIMIT:
+        worst = share.worst_cell
+        detail = (
+            "" if worst is None else f"; most in task {worst[0]!r}, T={worst[1]}: {worst[2]} of {worst[3]}"
+        )
+        problems.add(
+            sub_path, here, "duplicates",
+            f"{env_id}: {share.searching:.1%} of the episodes at T >= 1 repeat another episode's whole "
+            f"trajectory in their cell, over the {DUPLICATE_LIMIT:.0%} limit for an agent that declares "
+            f"sampling{detail}; submit each episode as played",
+        )  # fmt: skip
+    return share

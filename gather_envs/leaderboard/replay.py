@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 from gather_envs.envs.gather_env import GatherEnv
+from gather_envs.errors import GatherError
+from gather_envs.leaderboard.problems import Problems
 from gather_envs.records import EpisodeRecord
 from gather_envs.records.documents import Document
 
@@ -133,3 +136,103 @@ def recorded_actions(record: EpisodeRecord) -> tuple[str, ...] | None:
     if record.trajectory is not None:
         return tuple(str(step.get("action")) for step in record.trajectory[1:])
     return None
+
+
+REPLAYED_FIELDS = (
+    ("success", "replay-success"),
+    ("reward", "replay-reward"),
+    ("answer", "replay-answer"),
+    ("termination", "replay-termination"),
+    ("tool_calls", "replay-tool-calls"),
+    ("invalid_actions", "replay-invalid-actions"),
+    ("queries", "replay-queries"),
+    ("retrieved_doc_ids", "replay-retrieved"),
+    ("gold_answer", "replay-gold"),
+    ("family", "replay-family"),
+    ("hops", "replay-hops"),
+)
+"""Record fields a replay recomputes, each with the rule that refuses a difference."""
+
+
+def check_replays(
+    env_id: str, located: Sequence[tuple[EpisodeRecord, Path, int]], replayer: Replayer, problems: Problems
+) -> None:
+    """Replay every record's actions through the registered env; each field must equal the replay's."""
+    kwargs = dict(gym.spec(env_id).kwargs)
+    for record, file, line in located:
+        where = f"task {record.task_id!r}, T={record.budget}, episode {record.episode_index}"
+        actions = recorded_actions(record)
+        if actions is None:
+            problems.group(
+                file, line, "actions",
+                f"{where} has no actions to replay; run it with `gather-envs eval --actions`",
+            )  # fmt: skip
+            continue
+        try:
+            replay = replayer.replay(env_id, kwargs, record, actions)
+        except GatherError as exc:
+            problems.group(file, line, "replay", f"{where} cannot be replayed: {exc}")
+            continue
+        _compare(record, actions, replay, where, file, line, problems)
+
+
+def _compare(
+    record: EpisodeRecord,
+    actions: Sequence[str],
+    replay: Replay,
+    where: str,
+    file: Path,
+    line: int,
+    problems: Problems,
+) -> None:
+    """Refuse each field of ``record`` that differs from its ``replay``."""
+    if record.is_infra_error:
+        if replay.finished:
+            problems.group(
+                file, line, "infra-finished",
+                f"{where} is an infrastructure error, but its actions end the episode "
+                f"({replay.termination}, action {replay.played} of {len(actions)}); an infrastructure error "
+                "is an episode cut short",
+            )  # fmt: skip
+            return
+    elif not replay.finished:
+        problems.group(
+            file, line, "replay-unfinished",
+            f"{where}: its {len(actions)} actions do not end the episode, yet it is not an infrastructure error",
+        )  # fmt: skip
+        return
+    elif replay.played < len(actions):
+        problems.group(
+            file, line, "replay-actions",
+            f"{where}: the episode ends at action {replay.played}, but {len(actions)} are recorded",
+        )  # fmt: skip
+    for name, rule in REPLAYED_FIELDS:
+        recorded = getattr(record, name)
+        expected = getattr(replay, name)
+        if name == "termination" and record.is_infra_error:
+            continue
+        if name == "retrieved_doc_ids" and recorded is None:
+            continue
+        if recorded != expected:
+            problems.group(
+                file, line, rule,
+                f"{where}: recorded {name} {json.dumps(recorded)[:60]} but the replay gives {json.dumps(expected)[:60]}",
+            )  # fmt: skip
+    if record.trajectory is not None:
+        shown = [str(step.get("observation")) for step in record.trajectory]
+        if shown != list(replay.observations[: len(shown)]) or len(shown) != len(replay.observations):
+            first = next(
+                (i for i, (a, b) in enumerate(zip(shown, replay.observations)) if a != b),
+                min(len(shown), len(replay.observations)),
+            )
+            problems.group(
+                file, line, "replay-observations",
+                f"{where}: recorded observation {first} differs from the replay's",
+            )  # fmt: skip
+        elif (
+            record.actions is not None
+            and tuple(str(s.get("action")) for s in record.trajectory[1:]) != record.actions
+        ):
+            problems.group(
+                file, line, "replay-observations", f"{where}: the trajectory's actions are not the record's"
+            )

@@ -40,8 +40,9 @@ from gather_envs.corpus.frozen import DEFAULT_CORPUS, corpora_root, read_manifes
 from gather_envs.envs.registration import SYNTHETIC_ENVS
 from gather_envs.errors import GatherError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
-from gather_envs.leaderboard.duplicates import DuplicateShare, declares_sampling, duplicate_share
-from gather_envs.leaderboard.replay import Replay, Replayer, recorded_actions
+from gather_envs.leaderboard.duplicates import DuplicateShare, check_duplicates
+from gather_envs.leaderboard.problems import Problem, Problems
+from gather_envs.leaderboard.replay import Replayer, check_replays
 from gather_envs.leaderboard.schema import (
     Path_,
     control_characters,
@@ -53,7 +54,6 @@ from gather_envs.leaderboard.schema import (
     validate,
 )
 from gather_envs.leaderboard.tracks import (
-    DUPLICATE_LIMIT,
     INFRA_ERROR_LIMIT,
     PUBLISHED_BUDGETS,
     STATIC_BUDGETS,
@@ -73,19 +73,6 @@ MAX_BOOTSTRAP = 10_000
 """Most bootstrap resamples a claimed results file may ask verify to redo."""
 SKIPPED_CLAIM_KEYS = ("diversity", "retrieval")
 """Sections of ``gather-envs report --format json`` that are analyses, not part of the results schema."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One reason a submission is invalid, printed as ``file:line: rule: message``."""
-
-    file: str
-    line: int
-    rule: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.rule}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -141,42 +128,10 @@ def expected_tasks(env_id: str, track: Track) -> tuple[str, ...]:
     return sample_tasks(split_ids, min(track.tasks, len(split_ids)), track.seed)
 
 
-class _Problems:
-    """Collects problems, one line per (file, rule): the first place, then how many more."""
-
-    def __init__(self) -> None:
-        self.items: list[Problem] = []
-        self._grouped: dict[tuple[str, str], list[Any]] = {}
-
-    def add(self, file: str | Path, line: int, rule: str, message: str) -> None:
-        self.items.append(Problem(str(file), line, rule, message))
-
-    def group(self, file: str | Path, line: int, rule: str, message: str) -> None:
-        """A problem that may repeat on many lines of one file: reported once, with a count."""
-        key = (str(file), rule)
-        if key in self._grouped:
-            self._grouped[key][1] += 1
-            return
-        problem = [Problem(str(file), line, rule, message), 0]
-        self._grouped[key] = problem
-        self.items.append(problem[0])
-
-    def result(self) -> tuple[Problem, ...]:
-        out = []
-        for problem in self.items:
-            extra = self._grouped.get((problem.file, problem.rule))
-            if extra is not None and extra[0] is problem and extra[1]:
-                problem = Problem(
-                    problem.file, problem.line, problem.rule, f"{problem.message} (and {extra[1]} more lines)"
-                )
-            out.append(problem)
-        return tuple(out)
-
-
 def verify_submission(directory: str | Path) -> Verification:
     """Verify one submission directory; the problems are empty when it is valid."""
     directory = Path(directory)
-    problems = _Problems()
+    problems = Problems()
     path = directory / SUBMISSION_FILE
     try:
         text = path.read_text(encoding="utf-8")
@@ -228,7 +183,7 @@ def _verify_env(
     entry: Mapping[str, Any],
     track: Track,
     lines: dict[Path_, int],
-    problems: _Problems,
+    problems: Problems,
     replayer: Replayer,
 ) -> VerifiedEnv | None:
     """Check one env's records and claim; None when they cannot be used."""
@@ -241,7 +196,9 @@ def _verify_env(
             f"{env_id!r} is not a leaderboard env of the installed gather-envs (ids: {', '.join(sorted(SYNTHETIC_ENVS))})",
         )  # fmt: skip
         return None
-    named = [(("envs", env_id, "records", i), name) for i, name in enumerate(entry["records"])]
+    named: list[tuple[Path_, str]] = [
+        (("envs", env_id, "records", i), name) for i, name in enumerate(entry["records"])
+    ]
     if "results" in entry:
         named.append((("envs", env_id, "results"), entry["results"]))
     paths: dict[str, Path] = {}
@@ -279,11 +236,11 @@ def _verify_env(
     try:
         _check_records(env_id, family, submission, track, located, problems)
         _check_grid(env_id, family, track, located, sub_path, here, problems)
-        _check_replays(env_id, located, replayer, problems)
+        check_replays(env_id, located, replayer, problems)
     except RecursionError:
         problems.add(sub_path, here, "records", f"{env_id}: a record nests JSON too deeply to check")
         return None
-    duplicates = _check_duplicates(env_id, submission, located, sub_path, here, problems)
+    duplicates = check_duplicates(env_id, submission, located, sub_path, here, problems)
     if len(problems.items) > before:
         return None
     records = [record for record, _, _ in located]
@@ -299,7 +256,7 @@ def _check_records(
     submission: Mapping[str, Any],
     track: Track,
     located: Sequence[tuple[EpisodeRecord, Path, int]],
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     """Per-record rules: corpus, env, agent, settings, budget grid and the published seed."""
     corpus = installed_corpus_hash()
@@ -363,7 +320,7 @@ def _check_grid(
     located: Sequence[tuple[EpisodeRecord, Path, int]],
     sub_path: Path,
     here: int,
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     """Grid rules: the task sample, n, no duplicate and no missing cell, the infra-error share."""
     tasks = expected_tasks(env_id, track)
@@ -415,136 +372,7 @@ def _check_grid(
         )  # fmt: skip
 
 
-REPLAYED_FIELDS = (
-    ("success", "replay-success"),
-    ("reward", "replay-reward"),
-    ("answer", "replay-answer"),
-    ("termination", "replay-termination"),
-    ("tool_calls", "replay-tool-calls"),
-    ("invalid_actions", "replay-invalid-actions"),
-    ("queries", "replay-queries"),
-    ("retrieved_doc_ids", "replay-retrieved"),
-    ("gold_answer", "replay-gold"),
-    ("family", "replay-family"),
-    ("hops", "replay-hops"),
-)
-"""Record fields a replay recomputes, each with the rule that refuses a difference."""
-
-
-def _check_replays(
-    env_id: str, located: Sequence[tuple[EpisodeRecord, Path, int]], replayer: Replayer, problems: _Problems
-) -> None:
-    """Replay every record's actions through the registered env; each field must equal the replay's."""
-    kwargs = dict(gym.spec(env_id).kwargs)
-    for record, file, line in located:
-        where = f"task {record.task_id!r}, T={record.budget}, episode {record.episode_index}"
-        actions = recorded_actions(record)
-        if actions is None:
-            problems.group(
-                file, line, "actions",
-                f"{where} has no actions to replay; run it with `gather-envs eval --actions`",
-            )  # fmt: skip
-            continue
-        try:
-            replay = replayer.replay(env_id, kwargs, record, actions)
-        except GatherError as exc:
-            problems.group(file, line, "replay", f"{where} cannot be replayed: {exc}")
-            continue
-        _compare(record, actions, replay, where, file, line, problems)
-
-
-def _compare(
-    record: EpisodeRecord,
-    actions: Sequence[str],
-    replay: Replay,
-    where: str,
-    file: Path,
-    line: int,
-    problems: _Problems,
-) -> None:
-    """Refuse each field of ``record`` that differs from its ``replay``."""
-    if record.is_infra_error:
-        if replay.finished:
-            problems.group(
-                file, line, "infra-finished",
-                f"{where} is an infrastructure error, but its actions end the episode "
-                f"({replay.termination}, action {replay.played} of {len(actions)}); an infrastructure error "
-                "is an episode cut short",
-            )  # fmt: skip
-            return
-    elif not replay.finished:
-        problems.group(
-            file, line, "replay-unfinished",
-            f"{where}: its {len(actions)} actions do not end the episode, yet it is not an infrastructure error",
-        )  # fmt: skip
-        return
-    elif replay.played < len(actions):
-        problems.group(
-            file, line, "replay-actions",
-            f"{where}: the episode ends at action {replay.played}, but {len(actions)} are recorded",
-        )  # fmt: skip
-    for name, rule in REPLAYED_FIELDS:
-        recorded = getattr(record, name)
-        expected = getattr(replay, name)
-        if name == "termination" and record.is_infra_error:
-            continue
-        if name == "retrieved_doc_ids" and recorded is None:
-            continue
-        if recorded != expected:
-            problems.group(
-                file, line, rule,
-                f"{where}: recorded {name} {json.dumps(recorded)[:60]} but the replay gives {json.dumps(expected)[:60]}",
-            )  # fmt: skip
-    if record.trajectory is not None:
-        shown = [str(step.get("observation")) for step in record.trajectory]
-        if shown != list(replay.observations[: len(shown)]) or len(shown) != len(replay.observations):
-            first = next(
-                (i for i, (a, b) in enumerate(zip(shown, replay.observations)) if a != b),
-                min(len(shown), len(replay.observations)),
-            )
-            problems.group(
-                file, line, "replay-observations",
-                f"{where}: recorded observation {first} differs from the replay's",
-            )  # fmt: skip
-        elif (
-            record.actions is not None
-            and tuple(str(s.get("action")) for s in record.trajectory[1:]) != record.actions
-        ):
-            problems.group(
-                file, line, "replay-observations", f"{where}: the trajectory's actions are not the record's"
-            )
-
-
-def _check_duplicates(
-    env_id: str,
-    submission: Mapping[str, Any],
-    located: Sequence[tuple[EpisodeRecord, Path, int]],
-    sub_path: Path,
-    here: int,
-    problems: _Problems,
-) -> DuplicateShare:
-    """The share of repeated trajectories; refused above the limit when the settings declare sampling."""
-    share = duplicate_share(
-        (record.task_id, record.budget, recorded_actions(record) or ())
-        for record, _, _ in located
-        if not record.is_infra_error
-    )
-    agent = submission["agent"]
-    if declares_sampling(agent["id"], agent["settings"]) and share.searching > DUPLICATE_LIMIT:
-        worst = share.worst_cell
-        detail = (
-            "" if worst is None else f"; most in task {worst[0]!r}, T={worst[1]}: {worst[2]} of {worst[3]}"
-        )
-        problems.add(
-            sub_path, here, "duplicates",
-            f"{env_id}: {share.searching:.1%} of the episodes at T >= 1 repeat another episode's whole "
-            f"trajectory in their cell, over the {DUPLICATE_LIMIT:.0%} limit for an agent that declares "
-            f"sampling{detail}; submit each episode as played",
-        )  # fmt: skip
-    return share
-
-
-def _check_claim(path: Path, records: Sequence[EpisodeRecord], results: Results, problems: _Problems) -> None:
+def _check_claim(path: Path, records: Sequence[EpisodeRecord], results: Results, problems: Problems) -> None:
     """A claimed results JSON must follow the schema and equal the numbers the records give."""
     try:
         text = path.read_text(encoding="utf-8")
