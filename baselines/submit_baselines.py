@@ -8,13 +8,15 @@ actions, so verify can replay it), writes the claimed results with
 verify`` checks the directory. Usage::
 
     python baselines/submit_baselines.py                 # quick track (what is shipped)
-    python baselines/submit_baselines.py --track main    # n = 64 on 100 tasks (~25 MB of records per env)
+    python baselines/submit_baselines.py --track main --gzip   # n = 64 on 100 tasks; records as .jsonl.gz
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +27,16 @@ SCRIPTED = ("oracle", "random", "heuristic")
 DATE = "2026-12-01"
 
 
-def submit(name: str, track: str, out_root: Path) -> Path:
+def compress(path: Path) -> Path:
+    """Replace a records file by its gzip-compressed copy ``<path>.gz`` (verify reads it as is)."""
+    packed = path.with_name(path.name + ".gz")
+    with path.open("rb") as source, gzip.open(packed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    path.unlink()
+    return packed
+
+
+def submit(name: str, track: str, out_root: Path, compressed: bool = False) -> Path:
     """Run one baseline on the track's grid and write its submission directory."""
     from gather_envs.leaderboard.tracks import TRACKS
 
@@ -48,6 +59,8 @@ def submit(name: str, track: str, out_root: Path) -> Path:
             [*CLI, "report", str(records), "--format", "json"], check=True, capture_output=True, text=True
         )
         results.write_text(report.stdout, encoding="utf-8")
+        if compressed:
+            records = compress(records)
         envs[env_id] = {
             "records": [str(records.relative_to(out))],
             "results": str(results.relative_to(out)),
@@ -77,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", default=list(SCRIPTED), help="baselines (default: all scripted)")
     parser.add_argument("--track", default="quick", choices=("quick", "main"))
     parser.add_argument("--out", type=Path, default=HERE / "submissions")
+    parser.add_argument("--gzip", action="store_true", help="store the records gzip-compressed (.jsonl.gz)")
     args = parser.parse_args(argv)
     for name in args.names:
-        out = submit(name, args.track, args.out)
+        out = submit(name, args.track, args.out, args.gzip)
         subprocess.run([*CLI, "leaderboard", "verify", str(out)], check=True)
     return 0
 
