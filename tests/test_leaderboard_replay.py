@@ -329,6 +329,12 @@ def test_actions_after_the_episode_ended_are_refused(heuristic: Path) -> None:
     assert rules(heuristic) == {"replay-actions"}
 
 
+def test_an_action_too_long_to_be_a_reply_is_refused_unplayed(heuristic: Path) -> None:
+    rewrite(heuristic, edit_one(lambda r: True, actions=["{" * 1_000_000]))
+    problems = verify_submission(heuristic).problems
+    assert [p.rule for p in problems] == ["replay"] and "over the 65536" in problems[0].message
+
+
 def test_an_unfinished_episode_that_claims_no_infrastructure_error_is_refused(heuristic: Path) -> None:
     rewrite(heuristic, edit_one(lambda r: r["tool_calls"] >= 1, actions=[]))
     assert rules(heuristic) == {"replay-unfinished"}

@@ -23,6 +23,9 @@ from gather_envs.leaderboard.problems import Problems
 from gather_envs.records import EpisodeRecord
 from gather_envs.records.documents import Document
 
+MAX_REPLAYED_ACTION_CHARS = 1 << 16
+"""Longest action verify replays: bounds the parser's work per action on untrusted records."""
+
 
 @dataclass(frozen=True)
 class Replay:
@@ -166,6 +169,14 @@ def check_replays(
             problems.group(
                 file, line, "actions",
                 f"{where} has no actions to replay; run it with `gather-envs eval --actions`",
+            )  # fmt: skip
+            continue
+        longest = max(map(len, actions), default=0)
+        if longest > MAX_REPLAYED_ACTION_CHARS:
+            problems.group(
+                file, line, "replay",
+                f"{where} has an action of {longest} characters, over the {MAX_REPLAYED_ACTION_CHARS} "
+                "a submission may hold (a model's reply is far shorter)",
             )  # fmt: skip
             continue
         try:

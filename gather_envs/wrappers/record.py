@@ -78,9 +78,9 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
     ``step`` that ends its episode, so it is on disk before the next episode starts, and several
     processes (``AsyncVectorEnv`` workers) may share one file. ``record_trajectory=True`` adds the
     full trajectory: the first entry holds the reset observation (``action`` None), then one entry
-    per step with the action, the observation and the reward. ``record_actions=True`` (implied by
-    ``record_trajectory``) keeps only the raw actions, in ``EpisodeRecord.actions``: enough to
-    replay the episode, at a fraction of the size. ``agent_settings`` go into
+    per step with the action, the observation and the reward. ``record_actions=True`` keeps the
+    raw actions alone, in ``EpisodeRecord.actions``: enough to replay the episode, at a fraction of
+    the size of a trajectory (which holds them too). ``agent_settings`` go into
     ``extra["agent_settings"]`` of every record. The constructor arguments are recorded, so the
     wrapper survives ``EnvSpec`` round-trips and ``gym.make(env.spec)`` rebuilds it.
 
@@ -116,7 +116,7 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
         self.agent_id = agent_id
         self.path: Path | None = None if path is None else Path(path)
         self.record_trajectory = record_trajectory
-        self.record_actions = record_actions or record_trajectory
+        self.record_actions = record_actions
         self.agent_settings: dict[str, Any] = {} if agent_settings is None else _jsonable(agent_settings)
         self.fsync = fsync
         self.records: list[EpisodeRecord] = []
