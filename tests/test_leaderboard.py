@@ -90,8 +90,8 @@ def test_edited_number_in_the_claimed_results_is_refused_at_its_line(submission:
     assert problems[0].file == str(path)
 
 
-def test_edited_success_changes_the_recomputed_number_not_the_claim(submission: Path) -> None:
-    """A flipped record makes the claim wrong: the number shown always comes from the records."""
+def test_edited_success_is_refused_by_the_replay(submission: Path) -> None:
+    """A flipped record is refused before any number is computed: the replay recomputes success."""
 
     def flip(rows: list[dict]) -> list[dict]:
         first = next(r for r in rows if r["budget"] == 5 and not r["success"])
@@ -99,7 +99,7 @@ def test_edited_success_changes_the_recomputed_number_not_the_claim(submission: 
         return rows
 
     rewrite_records(submission, flip)
-    assert rules(submission) == ["claimed-number"]
+    assert rules(submission) == ["replay-success"]
 
 
 def test_foreign_corpus_hash_is_refused(submission: Path) -> None:
@@ -160,8 +160,10 @@ def test_main_track_needs_n_64(submission: Path) -> None:
 
 def test_infra_errors_over_the_limit_are_refused(submission: Path) -> None:
     def break_some(rows: list[dict]) -> list[dict]:
-        for row in rows[:100]:
+        for row in rows[:100]:  # each cut short before its first action, as its replay shows
             row.update(success=False, termination="infra_error", infra_error="BackendError: timeout")
+            row.update(actions=[], tool_calls=0, invalid_actions=0, queries=[], retrieved_doc_ids=[])
+            row.update(answer=None, reward=0.0)
         return rows
 
     rewrite_records(submission, break_some)

@@ -132,3 +132,60 @@ def test_comparison_view_shows_the_paired_boundary_differences(
 def test_screenshot_is_a_png(page: Browser, tmp_path: Path) -> None:
     shot = page.screenshot(tmp_path / "index.png")
     assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
+
+
+HOSTILE = {
+    "notes": "<!--<script> </script><script>window.__pwned = 1</script> <img src=x onerror=\"window.__pwned = 2\">",
+    "model": "</script><img src=x onerror=window.__pwned=3>",
+    "backend": "javascript:window.__pwned=4",
+    "authors": ["<!-- ", "]]> --> <b>bold</b>"],
+    "links": ["https://example.org/\"><img src=x onerror=window.__pwned=5>", "http://javascript:alert(1)/"],
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """The site built from the shipped baselines plus a copy of the oracle's whose metadata is hostile."""
+    root = tmp_path_factory.mktemp("hostile")
+    entry = root / "hostile"
+    shutil.copytree(SUBMISSIONS / "oracle", entry)
+    data = json.loads((entry / "submission.json").read_text(encoding="utf-8"))
+    data.update(name="hostile", **HOSTILE)
+    data["agent"]["settings"] = {}
+    (entry / "submission.json").write_text(json.dumps(data), encoding="utf-8")
+    verifications = [verify_submission(path) for path in [*sorted(SUBMISSIONS.iterdir()), entry] if path.is_dir()]
+    assert all(v.ok for v in verifications), [str(p) for v in verifications for p in v.problems]
+    built = build_data(verifications)
+    return built, write_site(built, root / "site")
+
+
+def test_hostile_metadata_renders_every_row_and_runs_no_script(hostile_site: tuple[dict, Path]) -> None:
+    data, index = hostile_site
+    assert "<!--" not in index.read_text(encoding="utf-8").split('type="application/json">')[1].split("</script>")[0]
+    assert CHROMIUM is not None
+    browser = Browser(CHROMIUM)
+    try:
+        for domain in ("Page", "Runtime", "Log"):
+            browser.call(f"{domain}.enable")
+        browser.call("Page.navigate", url=index.as_uri())
+        browser.wait_for("Page.loadEventFired")
+        for board in data["boards"]:
+            browser.evaluate(
+                f"(() => {{ const s = document.getElementById('board'); s.value = {json.dumps(board['id'])}; "
+                "s.dispatchEvent(new Event('change')); })()"
+            )
+            shown = browser.evaluate(
+                "[...document.querySelectorAll('#ranking tbody tr[data-name]')].map(r => r.dataset.name)"
+            )
+            assert shown == board["order"] and "hostile" in shown, board["id"]
+            assert browser.evaluate("document.querySelectorAll('img, b, #details script').length") == 0
+            notes = browser.evaluate(
+                "document.querySelector('#details li[data-name=\"hostile\"] .notes').textContent"
+            )
+            assert notes == HOSTILE["notes"]
+        assert browser.evaluate("typeof window.__pwned") == "undefined"
+        hrefs = browser.evaluate("[...document.querySelectorAll('#details a')].map(a => a.protocol)")
+        assert hrefs and set(hrefs) <= {"http:", "https:"}
+        assert [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"] == []
+    finally:
+        browser.close()

@@ -252,3 +252,18 @@ def test_async_vector_env_workers_share_one_records_file(tmp_path: Path) -> None
     check_vector_records(per_env, ended)
     in_memory = sorted(r.to_line() for records in per_env for r in records)
     assert sorted(r.to_line() for r in read_records(path)) == in_memory
+
+
+def test_record_actions_keeps_the_raw_actions_without_observations() -> None:
+    import gymnasium as gym
+
+    from gather_envs.wrappers import RecordPassAtKT
+
+    env = RecordPassAtKT(gym.make("Gather-SingleHop-v0"), record_actions=True)
+    env.reset(seed=0)
+    env.step("Thought: look. search[anything at all]")
+    env.step("answer[no idea]")
+    record = env.records[-1]
+    assert record.actions == ("Thought: look. search[anything at all]", "answer[no idea]")
+    assert record.trajectory is None
+    assert gym.make(env.spec).record_actions is True  # survives the spec round trip

@@ -456,3 +456,36 @@ def test_closed_writer_refuses_to_write(tmp_path: Path) -> None:
     writer.close()
     with pytest.raises(RecordsError, match="closed"):
         writer.write(record())
+
+
+def test_actions_round_trip_and_old_records_without_them_read_as_none(tmp_path: Path) -> None:
+    with_actions = record(actions=("search[capital of France]", "answer[Paris]"))
+    old = {key: value for key, value in record().to_json().items() if key != "actions"}
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(with_actions.to_line() + (json.dumps(old) + "\n").encode("utf-8"))
+    first, second = read_records(path)
+    assert first == with_actions and first.actions == ("search[capital of France]", "answer[Paris]")
+    assert second.actions is None
+
+
+def test_gzip_records_are_read_transparently_and_never_appended_to(tmp_path: Path) -> None:
+    import gzip
+
+    path = tmp_path / "r.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join(record(index=i).to_line() for i in range(3))))
+    assert [r.episode_index for r in read_records(path)] == [0, 1, 2]
+    with pytest.raises(RecordsError, match="gzip-compressed.*decompress"):
+        append_records(path, [record()])
+    with pytest.raises(RecordsError, match="gzip-compressed"):
+        read_for_append(path)
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"not gzip at all\n")
+    with pytest.raises(RecordsError, match="not a readable gzip file"):
+        read_records(broken)
+
+
+def test_a_deeply_nested_line_is_a_records_error_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(record().to_line() + b"[" * 200_000 + b"]" * 200_000 + b"\n" + record().to_line())
+    with pytest.raises(RecordsError, match=r":2: corrupt line .*nested too deeply"):
+        read_records(path)

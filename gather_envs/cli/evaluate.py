@@ -83,6 +83,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             agent_options=options,
             progress=not args.quiet,
             record_trajectory=args.trajectories,
+            record_actions=args.actions,
             retries=args.retries,
             backoff=args.backoff,
             engine=args.engine,
@@ -178,6 +179,11 @@ def add_parser(sub: Any) -> None:
         help="agent option, repeatable, e.g. --agent-option temperature=0.7 (names: see the end)",
     )
     evaluate.add_argument("--trajectories", action="store_true", help="record every action and observation")
+    evaluate.add_argument(
+        "--actions",
+        action="store_true",
+        help="record every raw action (not the observations): what a leaderboard submission needs to be replayed",
+    )
     evaluate.add_argument(
         "--retries",
         type=int_type(0),

@@ -35,6 +35,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if verification.ok:
             envs = ", ".join(verification.envs)
             print(f"{directory}: valid ({verification.track.label}; {envs})")
+            for env_id, env in verification.envs.items():
+                shares = ", ".join(f"T={t} {share:.1%}" for t, share in env.duplicates.per_budget.items())
+                searching = f"{env.duplicates.searching:.1%}" if max(env.duplicates.per_budget) >= 1 else "—"
+                print(f"  {env_id}: repeated trajectories {searching} at T >= 1 ({shares})")
         else:
             print(f"{directory}: INVALID ({len(verification.problems)} problems)", file=sys.stderr)
             status = EXIT_INVALID

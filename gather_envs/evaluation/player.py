@@ -92,6 +92,8 @@ class PlayerSettings:
     max_backoff: float
     secrets: tuple[str, ...] = ()
     """API keys (agent options, environment) that no record may hold; see :func:`scrubbed`."""
+    record_actions: bool = False
+    """Keep each episode's raw actions (``EpisodeRecord.actions``), so a replay can check it."""
 
 
 @dataclass
@@ -124,6 +126,7 @@ class Player:
                 agent_id=self.settings.run.agent_id,
                 record_trajectory=self.settings.record_trajectory,
                 agent_settings=self.settings.run.agent_settings,
+                record_actions=self.settings.record_actions,
             )
             self._local.env = env
             with self._envs_lock:
@@ -187,6 +190,19 @@ class Player:
         extra: dict[str, Any] = {ATTEMPTS_KEY: attempts}
         if self.settings.run.agent_settings:
             extra[AGENT_SETTINGS_KEY] = dict(self.settings.run.agent_settings)
+        infra_error = redact(f"{type(error).__name__}: {error} (after {attempts} attempts)", self.settings.secrets)
+        # The last attempt's episode as far as it went: a replay of its actions shows it unfinished.
+        partial = self.env().unfinished_record()
+        if partial is not None and partial.task_id == key.task_id and partial.budget == key.budget:
+            return replace(
+                partial,
+                seed=self.settings.plan.seed_of(key),
+                episode_index=key.index,
+                termination=TERMINATION_INFRA_ERROR,
+                wall_time=wall,
+                infra_error=infra_error,
+                extra=extra,
+            )
         return EpisodeRecord(
             env_id=self.settings.run.env_id,
             env_kwargs=dict(self.settings.run.env_kwargs),
@@ -203,7 +219,8 @@ class Player:
             termination=TERMINATION_INFRA_ERROR,
             wall_time=wall,
             agent_id=self.settings.run.agent_id,
-            infra_error=redact(f"{type(error).__name__}: {error} (after {attempts} attempts)", self.settings.secrets),
+            infra_error=infra_error,
+            actions=() if self.settings.record_actions else None,
             extra=extra,
         )
 

@@ -94,6 +94,7 @@ def evaluate(
     agent_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     record_trajectory: bool = False,
+    record_actions: bool = False,
     retries: int = DEFAULT_RETRIES,
     backoff: float = DEFAULT_BACKOFF_S,
     max_backoff: float = MAX_BACKOFF_S,
@@ -157,6 +158,7 @@ def evaluate(
         backoff=backoff,
         max_backoff=max_backoff,
         secrets=known_secrets(agent_options),
+        record_actions=record_actions,
     )
 
     def execute(writer: RecordWriter | None, done: dict[Cell, EpisodeRecord]) -> list[EpisodeRecord]:

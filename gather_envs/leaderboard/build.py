@@ -48,6 +48,7 @@ def _entry(verification: Verification, env: VerifiedEnv) -> dict[str, Any]:
         "boundary": results["boundary"],
         "t_star": results["t_star"],
         "chance_floor": results["chance_floor"],
+        "duplicates": env.duplicates.to_json(),
     }
 
 
@@ -163,9 +164,23 @@ def write_site(data: dict[str, Any], out: str | Path) -> Path:
         with resources.as_file(site.joinpath(name)) as source:
             shutil.copyfile(source, out / name)
     index = out / "index.html"
-    embedded = json.dumps(data, ensure_ascii=False, allow_nan=False).replace("</", "<\\/")
+    embedded = script_json(data)
     index.write_text(index.read_text(encoding="utf-8").replace(DATA_PLACEHOLDER, embedded), encoding="utf-8")
     return index
+
+
+SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+"""Characters written as JSON escapes in data embedded in a ``<script>``: with no ``<`` no text can
+end the element (``</script>``) or open a comment (``<!--``) that swallows it, and U+2028/9 are
+line terminators to older JavaScript parsers. ``JSON.parse`` reads the escapes back unchanged."""
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is safe inside an HTML ``<script>`` element (see :data:`SCRIPT_ESCAPES`)."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    for char, escape in SCRIPT_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
 
 
 def _fmt(row: dict[str, Any]) -> str:

@@ -1,10 +1,18 @@
-"""The leaderboard's JSON Schemas and a small validator for the subset of JSON Schema they use.
+"""The leaderboard's JSON Schemas, a small validator for the subset they use, and a bounded JSON reader.
 
 Why not ``jsonschema``: the schemas use a dozen keywords (type, enum, required, properties,
 additionalProperties, items, minItems, minProperties, minLength, pattern, minimum, maximum), and
 ``verify`` must also say on which line of the file a violation sits; a 60-line validator plus a
 position-keeping scan does both without a new dependency for a core subcommand. A schema using any
 other keyword is refused (:data:`SUPPORTED_KEYWORDS`), so the validator never silently ignores one.
+(``jsonschema`` would not spare the next point either: its ``pattern`` is Python's ``re.search``.)
+A ``pattern`` is matched as JSON Schema (ECMA-262) means it: a final ``$`` matches only at the end
+of the text, where Python's ``$`` also admits a trailing newline (``"random\n"``).
+
+Submitted documents are untrusted: :func:`load_document` refuses JSON deeper than
+:data:`MAX_JSON_DEPTH` or larger than :data:`MAX_DOCUMENT_BYTES` with one ``ValueError`` (never a
+``RecursionError``), and :func:`control_characters` finds the free text that could forge a line of
+output or hide text on the site.
 """
 
 from __future__ import annotations
@@ -34,6 +42,14 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "null": (type(None),),
 }
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a submitted document may have (ours need 5)."""
+MAX_DOCUMENT_BYTES = 1 << 20
+"""Largest submission.json or claimed results file (ours are under 20 kB)."""
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+"""C0 and C1 controls (newline and tab included), line and paragraph separators, zero-width and
+bidirectional formatting characters: none belongs in a name, an author or a note."""
 
 Path_ = tuple[str | int, ...]
 """Where a value sits in a JSON document: keys and list indices from the root."""
@@ -84,7 +100,7 @@ def validate(value: Any, schema: dict[str, Any], path: Path_ = ()) -> Iterator[t
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             yield path, f"must have at least {schema['minLength']} characters"
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not re.search(_ecma(schema["pattern"]), value):
             yield path, f"must match {schema['pattern']}, got {value[:40]!r}"
     if _is(value, "number"):
         if "minimum" in schema and value < schema["minimum"]:
@@ -118,6 +134,55 @@ def _validate_object(
             yield (*path, key), f"is not a field of this schema (known: {', '.join(sorted(properties))})"
         elif isinstance(extra, dict):
             yield from validate(item, extra, (*path, key))
+
+
+def _ecma(pattern: str) -> str:
+    """``pattern`` for ``re.search`` with ECMA-262's final ``$`` (the very end, no trailing newline)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + "\\Z"
+    return pattern
+
+
+def load_document(text: str) -> Any:
+    """``text`` parsed as JSON; ValueError, saying why, when it is not JSON, too deep or too large."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def control_characters(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, str]]:
+    """Each string (key or value) of ``value`` holding a :data:`CONTROL_CHARACTERS` character."""
+    if isinstance(value, str):
+        found = CONTROL_CHARACTERS.search(value)
+        if found:
+            yield path, f"holds the control character U+{ord(found.group()):04X} at position {found.start()}"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if CONTROL_CHARACTERS.search(key):
+                yield (*path, key), "is a key holding a control character"
+            yield from control_characters(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from control_characters(item, (*path, i))
 
 
 def _kind(value: Any) -> str:

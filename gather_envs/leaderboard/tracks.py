@@ -41,3 +41,14 @@ TRACKS = {
     "quick": Track("quick", n=8, tasks=20, label="quick track (n >= 8, 20 tasks; not the published grid)"),
 }
 """Tracks by name; ``main`` is the published grid, ``quick`` a labelled smaller one."""
+
+DUPLICATE_LIMIT = 0.2
+"""Largest share of repeated whole trajectories at T >= 1 for an entry that declares sampling.
+
+Measured on the quick track (20 tasks, n = 8): the seeded random agent repeats 2.5-7% of its
+episodes at T >= 1 (and 14-24% at T = 0, where it has few answers to choose from); the heuristic,
+whose choices are mostly forced, 6-66%, which is why it does not declare sampling."""
+SAMPLED_SCRIPTED_AGENTS = ("random",)
+"""Scripted agents whose settings declare sampling (every action is drawn)."""
+TEMPERATURE_SETTING = "temperature"
+"""The agent setting that declares sampling for an LLM agent (> 0 samples)."""

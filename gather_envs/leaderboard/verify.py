@@ -7,6 +7,22 @@ must come from the installed package (corpus hash, env id, env kwargs), fill the
 exactly (the seeded task sample, every T, episodes 0..n-1 with n >= the track's n, no duplicate),
 carry the published episode seeds (so no episode was replayed or dropped for a luckier one) and
 hold at most :data:`~gather_envs.leaderboard.tracks.INFRA_ERROR_LIMIT` infrastructure errors.
+
+Every record carries its actions, and every episode is replayed through the registered env
+(:mod:`~gather_envs.leaderboard.replay`): each recorded field (success, reward, answer,
+termination, tool calls, invalid actions, queries, retrieved ids, gold answer, family, hops, and
+observations where recorded) must equal the replay's, with ``success`` recomputed from the answer
+and the task's own gold. An infrastructure-error record must be an episode its replay shows
+unfinished. An entry whose settings declare sampling may repeat at most
+:data:`~gather_envs.leaderboard.tracks.DUPLICATE_LIMIT` of its trajectories
+(:mod:`~gather_envs.leaderboard.duplicates`).
+
+Inputs are untrusted: every path must stay inside the submission directory, free text holds no
+control character, and JSON too deep or too large is one problem line.
+
+What a replay cannot show: whether the agent wrote the actions. Actions rewritten as a whole make
+a different, consistent episode (the duplicates rule catches the copying of lucky episodes by an
+entry that declares sampling, not an entry that lies about its settings).
 """
 
 from __future__ import annotations
@@ -25,7 +41,19 @@ from gather_envs.envs.floor import chance_floor_of
 from gather_envs.envs.registration import SYNTHETIC_ENVS
 from gather_envs.errors import GatherError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
-from gather_envs.leaderboard.schema import Path_, format_path, json_lines, line_of, load_schema, validate
+from gather_envs.leaderboard.duplicates import DuplicateShare, check_duplicates
+from gather_envs.leaderboard.problems import Problem, Problems
+from gather_envs.leaderboard.replay import Replayer, check_replays
+from gather_envs.leaderboard.schema import (
+    Path_,
+    control_characters,
+    format_path,
+    json_lines,
+    line_of,
+    load_document,
+    load_schema,
+    validate,
+)
 from gather_envs.leaderboard.tracks import (
     INFRA_ERROR_LIMIT,
     PUBLISHED_BUDGETS,
@@ -43,21 +71,8 @@ NUMBER_TOLERANCE = 1e-9
 """Largest difference between a claimed and a recomputed number that still counts as equal."""
 MAX_BOOTSTRAP = 10_000
 """Most bootstrap resamples a claimed results file may ask verify to redo."""
-SKIPPED_CLAIM_KEYS = ("diversity",)
-"""Sections of ``gather-envs report --format json`` that are not part of the results schema."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One reason a submission is invalid, printed as ``file:line: rule: message``."""
-
-    file: str
-    line: int
-    rule: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.rule}: {self.message}"
+SKIPPED_CLAIM_KEYS = ("diversity", "retrieval")
+"""Sections of ``gather-envs report --format json`` that are analyses, not part of the results schema."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class VerifiedEnv:
     family: str
     records: tuple[EpisodeRecord, ...]
     results: Results
+    duplicates: DuplicateShare
 
 
 @dataclass(frozen=True)
@@ -112,46 +128,14 @@ def expected_tasks(env_id: str, track: Track) -> tuple[str, ...]:
     return sample_tasks(split_ids, min(track.tasks, len(split_ids)), track.seed)
 
 
-class _Problems:
-    """Collects problems, one line per (file, rule): the first place, then how many more."""
-
-    def __init__(self) -> None:
-        self.items: list[Problem] = []
-        self._grouped: dict[tuple[str, str], list[Any]] = {}
-
-    def add(self, file: str | Path, line: int, rule: str, message: str) -> None:
-        self.items.append(Problem(str(file), line, rule, message))
-
-    def group(self, file: str | Path, line: int, rule: str, message: str) -> None:
-        """A problem that may repeat on many lines of one file: reported once, with a count."""
-        key = (str(file), rule)
-        if key in self._grouped:
-            self._grouped[key][1] += 1
-            return
-        problem = [Problem(str(file), line, rule, message), 0]
-        self._grouped[key] = problem
-        self.items.append(problem[0])
-
-    def result(self) -> tuple[Problem, ...]:
-        out = []
-        for problem in self.items:
-            extra = self._grouped.get((problem.file, problem.rule))
-            if extra is not None and extra[0] is problem and extra[1]:
-                problem = Problem(
-                    problem.file, problem.line, problem.rule, f"{problem.message} (and {extra[1]} more lines)"
-                )
-            out.append(problem)
-        return tuple(out)
-
-
 def verify_submission(directory: str | Path) -> Verification:
     """Verify one submission directory; the problems are empty when it is valid."""
     directory = Path(directory)
-    problems = _Problems()
+    problems = Problems()
     path = directory / SUBMISSION_FILE
     try:
         text = path.read_text(encoding="utf-8")
-        submission = json.loads(text)
+        submission = load_document(text)
     except FileNotFoundError:
         problems.add(path, 1, "missing-file", f"no {SUBMISSION_FILE}; a submission is a directory with one")
         return Verification(directory, {}, problems.result())
@@ -161,16 +145,35 @@ def verify_submission(directory: str | Path) -> Verification:
     lines = json_lines(text)
     for where, message in validate(submission, load_schema("submission")):
         problems.add(path, line_of(lines, where), "schema", f"{format_path(where)} {message}")
+    for where, message in control_characters(submission):
+        problems.add(path, line_of(lines, where), "control-character", f"{format_path(where)} {message}")
     if problems.items:
         return Verification(directory, submission, problems.result())
     track = TRACKS[submission["track"]]
     envs: dict[str, VerifiedEnv] = {}
-    for env_id, entry in submission["envs"].items():
-        verified = _verify_env(directory, submission, env_id, entry, track, lines, problems)
-        if verified is not None:
-            envs[env_id] = verified
+    replayer = Replayer()
+    try:
+        for env_id, entry in submission["envs"].items():
+            verified = _verify_env(directory, submission, env_id, entry, track, lines, problems, replayer)
+            if verified is not None:
+                envs[env_id] = verified
+    finally:
+        replayer.close()
     result = problems.result()
     return Verification(directory, submission, result, envs if not result else {})
+
+
+def confined(directory: Path, name: str) -> Path | None:
+    """``directory / name`` if it stays inside ``directory`` (no absolute path, no ``..``, no symlink out)."""
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        return None
+    path = directory / relative
+    try:
+        inside = path.resolve().is_relative_to(directory.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    return path if inside else None
 
 
 def _verify_env(
@@ -180,7 +183,8 @@ def _verify_env(
     entry: Mapping[str, Any],
     track: Track,
     lines: dict[Path_, int],
-    problems: _Problems,
+    problems: Problems,
+    replayer: Replayer,
 ) -> VerifiedEnv | None:
     """Check one env's records and claim; None when they cannot be used."""
     sub_path = directory / SUBMISSION_FILE
@@ -192,9 +196,26 @@ def _verify_env(
             f"{env_id!r} is not a leaderboard env of the installed gather-envs (ids: {', '.join(sorted(SYNTHETIC_ENVS))})",
         )  # fmt: skip
         return None
+    named: list[tuple[Path_, str]] = [
+        (("envs", env_id, "records", i), name) for i, name in enumerate(entry["records"])
+    ]
+    if "results" in entry:
+        named.append((("envs", env_id, "results"), entry["results"]))
+    paths: dict[str, Path] = {}
+    for where, name in named:
+        path = confined(directory, name)
+        if path is None:
+            problems.add(
+                sub_path, line_of(lines, where), "path",
+                f"{format_path(where)} {name!r} is not inside the submission directory; "
+                "name files by relative paths under it, without '..' or links that lead out",
+            )  # fmt: skip
+        paths[name] = path or directory
+    if len(problems.items) > before:
+        return None
     located: list[tuple[EpisodeRecord, Path, int]] = []
     for index, name in enumerate(entry["records"]):
-        file = directory / name
+        file = paths[name]
         if not file.is_file():
             problems.add(
                 sub_path,
@@ -212,15 +233,21 @@ def _verify_env(
         problems.add(sub_path, here, "missing-cell", f"{env_id}: the records files hold no episode")
         return None
     family = SYNTHETIC_ENVS[env_id]["family"]
-    _check_records(env_id, family, submission, track, located, problems)
-    _check_grid(env_id, family, track, located, sub_path, here, problems)
+    try:
+        _check_records(env_id, family, submission, track, located, problems)
+        _check_grid(env_id, family, track, located, sub_path, here, problems)
+        check_replays(env_id, located, replayer, problems)
+    except RecursionError:
+        problems.add(sub_path, here, "records", f"{env_id}: a record nests JSON too deeply to check")
+        return None
+    duplicates = check_duplicates(env_id, submission, located, sub_path, here, problems)
     if len(problems.items) > before:
         return None
     records = [record for record, _, _ in located]
     results = results_from_records(records, chance_floor=chance_floor_of(records))
     if "results" in entry:
-        _check_claim(directory / entry["results"], records, results, problems)
-    return VerifiedEnv(env_id, family, tuple(records), results)
+        _check_claim(paths[entry["results"]], records, results, problems)
+    return VerifiedEnv(env_id, family, tuple(records), results, duplicates)
 
 
 def _check_records(
@@ -229,7 +256,7 @@ def _check_records(
     submission: Mapping[str, Any],
     track: Track,
     located: Sequence[tuple[EpisodeRecord, Path, int]],
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     """Per-record rules: corpus, env, agent, settings, budget grid and the published seed."""
     corpus = installed_corpus_hash()
@@ -293,7 +320,7 @@ def _check_grid(
     located: Sequence[tuple[EpisodeRecord, Path, int]],
     sub_path: Path,
     here: int,
-    problems: _Problems,
+    problems: Problems,
 ) -> None:
     """Grid rules: the task sample, n, no duplicate and no missing cell, the infra-error share."""
     tasks = expected_tasks(env_id, track)
@@ -345,11 +372,11 @@ def _check_grid(
         )  # fmt: skip
 
 
-def _check_claim(path: Path, records: Sequence[EpisodeRecord], results: Results, problems: _Problems) -> None:
+def _check_claim(path: Path, records: Sequence[EpisodeRecord], results: Results, problems: Problems) -> None:
     """A claimed results JSON must follow the schema and equal the numbers the records give."""
     try:
         text = path.read_text(encoding="utf-8")
-        claim = json.loads(text)
+        claim = load_document(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         problems.add(path, getattr(exc, "lineno", 1), "json", f"claimed results are not readable JSON: {exc}")
         return

@@ -44,6 +44,8 @@ class EpisodeRecord:
     took (a reply may hold several calls; None where unknown: records before version 3).
     ``reward_kind`` is the env's declared training reward (``em``, ``f1``, ``cover_em``) that
     ``reward`` was paid in; ``success`` is exact match whatever it is.
+    ``actions`` holds the raw reply of every step, in order (what the env parsed), so the episode
+    can be replayed; None where not recorded.
     """
 
     schema_version: int = RECORD_SCHEMA_VERSION
@@ -70,6 +72,7 @@ class EpisodeRecord:
     queries: tuple[str, ...] = ()
     infra_error: str | None = None
     trajectory: tuple[dict[str, Any], ...] | None = None
+    actions: tuple[str, ...] | None = None
     retrieved_doc_ids: tuple[tuple[str, ...], ...] | None = None
     supporting_doc_ids: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -84,6 +87,8 @@ class EpisodeRecord:
             object.__setattr__(self, "supporting_doc_ids", tuple(self.supporting_doc_ids))
         if self.trajectory is not None and not isinstance(self.trajectory, tuple):
             object.__setattr__(self, "trajectory", tuple(self.trajectory))
+        if self.actions is not None and not isinstance(self.actions, tuple):
+            object.__setattr__(self, "actions", tuple(self.actions))
 
     @property
     def is_infra_error(self) -> bool:
@@ -117,6 +122,7 @@ class EpisodeRecord:
             "queries": list(self.queries),
             "infra_error": self.infra_error,
             "trajectory": None if self.trajectory is None else [dict(s) for s in self.trajectory],
+            "actions": None if self.actions is None else list(self.actions),
             "retrieved_doc_ids": (
                 None if self.retrieved_doc_ids is None else [list(ids) for ids in self.retrieved_doc_ids]
             ),
@@ -137,6 +143,7 @@ class EpisodeRecord:
             )
         queries = _get(data, "queries", list, default=[])
         trajectory = _get(data, "trajectory", list, default=None, nullable=True)
+        actions = _get(data, "actions", list, default=None, nullable=True)
         retrieved = _get(data, "retrieved_doc_ids", list, default=None, nullable=True)
         supporting = _get(data, "supporting_doc_ids", list, default=None, nullable=True)
         return cls(
@@ -164,6 +171,7 @@ class EpisodeRecord:
             queries=tuple(_check_items(queries, str, "queries")),
             infra_error=_get(data, "infra_error", str, default=None, nullable=True),
             trajectory=None if trajectory is None else tuple(_check_items(trajectory, dict, "trajectory")),
+            actions=None if actions is None else tuple(_check_items(actions, str, "actions")),
             retrieved_doc_ids=None if retrieved is None else _retrieved(retrieved),
             supporting_doc_ids=None
             if supporting is None

@@ -16,10 +16,12 @@ first line is not a record is refused as "not an episode-records file". Notices 
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +38,9 @@ CORRUPT_SUFFIX = ".corrupt"
 
 _RECORD_START = b"{"
 """Every record line starts with this; a torn write is a prefix of a record line, so it does too."""
+
+GZIP_SUFFIX = ".gz"
+"""A records file named ``*.jsonl.gz`` is gzip-compressed: read transparently, never appended to."""
 
 _log = logging.getLogger("gather_envs.records")
 
@@ -54,6 +59,7 @@ class RecordWriter:
     def __init__(self, path: PathLike, *, fsync: bool = True) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        _refuse_compressed(self.path, "appended to")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         # flock does not exclude threads sharing this descriptor; this lock does.
@@ -185,6 +191,21 @@ def _loads(line: bytes) -> Any:
         raise _NotJson(f"not UTF-8 text: byte 0x{line[exc.start]:02x} at column {exc.start + 1}") from None
     except ValueError as exc:
         raise _NotJson(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise _NotJson("not a record: JSON nested too deeply to read") from None
+
+
+def is_compressed(path: PathLike) -> bool:
+    """Whether ``path`` names a gzip-compressed records file (``*.gz``)."""
+    return os.fspath(path).endswith(GZIP_SUFFIX)
+
+
+def _refuse_compressed(path: Path, what: str) -> None:
+    if is_compressed(path):
+        raise RecordsError(
+            f"{path} is gzip-compressed: records can be read from it but not {what}; "
+            f"decompress it (gunzip) first"
+        )
 
 
 def _is_torn(raw: bytes) -> bool:
@@ -206,6 +227,7 @@ def read_for_append(
     not a records file). A missing file has no records.
     """
     path = Path(path)
+    _refuse_compressed(path, "appended to (a resume)")
     try:
         handle = path.open("r+b")
     except FileNotFoundError:
@@ -285,28 +307,37 @@ def iter_records_with_locations(path: PathLike) -> Iterator[tuple[EpisodeRecord,
     """Records of one JSON-lines file with their ``file:line``, streamed; a torn last line is skipped.
 
     Blank lines are ignored. A torn last line is skipped with a one-line notice. Any other line
-    that is not a record raises RecordsError naming file and line, and saying what to do.
+    that is not a record raises RecordsError naming file and line, and saying what to do. A
+    ``*.gz`` file is decompressed on the fly.
     """
     path = Path(path)
     try:
-        handle = path.open("rb")
+        handle: BinaryIO = gzip.open(path, "rb") if is_compressed(path) else path.open("rb")  # type: ignore[assignment]  # noqa: SIM115 (closed below)
     except OSError as exc:
         raise RecordsError(f"cannot read records file {path}: {exc}") from exc
-    with handle:
-        first = True
-        for lineno, _, raw, last in _nonblank_lines(handle):
-            try:
-                obj = _loads(raw)
-            except _NotJson as exc:
-                if last and _is_torn(raw):
-                    _log.warning(
-                        "gather-envs: %s:%d: skipped a torn last line (%d bytes; a writer stopped mid-record)",
-                        path, lineno, len(raw),
-                    )  # fmt: skip
-                    return
-                raise _not_a_record(path, lineno, exc, last=last, first=first) from None
-            first = False
-            yield _to_record(path, lineno, obj), RecordLocation(path, lineno)
+    try:
+        with handle:
+            yield from _located_records(path, handle)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise RecordsError(f"{path}: not a readable gzip file ({exc}); compress records with gzip") from exc
+
+
+def _located_records(path: Path, handle: BinaryIO) -> Iterator[tuple[EpisodeRecord, RecordLocation]]:
+    """The records of an open records file with their locations (see :func:`iter_records_with_locations`)."""
+    first = True
+    for lineno, _, raw, last in _nonblank_lines(handle):
+        try:
+            obj = _loads(raw)
+        except _NotJson as exc:
+            if last and _is_torn(raw):
+                _log.warning(
+                    "gather-envs: %s:%d: skipped a torn last line (%d bytes; a writer stopped mid-record)",
+                    path, lineno, len(raw),
+                )  # fmt: skip
+                return
+            raise _not_a_record(path, lineno, exc, last=last, first=first) from None
+        first = False
+        yield _to_record(path, lineno, obj), RecordLocation(path, lineno)
 
 
 def _nonblank_lines(handle: BinaryIO) -> Iterator[tuple[int, int, bytes, bool]]:

@@ -72,6 +72,8 @@ class _Episode:
     trajectory: list[dict[str, Any]] | None = None
     turns: int = 0
     ignored: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[str] | None = None
+    last_info: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,7 +84,9 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
     ``step`` that ends its episode, so it is on disk before the next episode starts, and several
     processes (``AsyncVectorEnv`` workers) may share one file. ``record_trajectory=True`` adds the
     full trajectory: the first entry holds the reset observation (``action`` None), then one entry
-    per step with the action, the observation and the reward. ``agent_settings`` go into
+    per step with the action, the observation and the reward. ``record_actions=True`` keeps the
+    raw actions alone, in ``EpisodeRecord.actions``: enough to replay the episode, at a fraction of
+    the size of a trajectory (which holds them too). ``agent_settings`` go into
     ``extra["agent_settings"]`` of every record. The constructor arguments are recorded, so the
     wrapper survives ``EnvSpec`` round-trips and ``gym.make(env.spec)`` rebuilds it.
 
@@ -103,6 +107,7 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
         record_trajectory: bool = False,
         agent_settings: dict[str, Any] | None = None,
         fsync: bool = True,
+        record_actions: bool = False,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -111,11 +116,13 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
             record_trajectory=record_trajectory,
             agent_settings=None if agent_settings is None else _jsonable(agent_settings),
             fsync=fsync,
+            record_actions=record_actions,
         )
         gym.Wrapper.__init__(self, env)
         self.agent_id = agent_id
         self.path: Path | None = None if path is None else Path(path)
         self.record_trajectory = record_trajectory
+        self.record_actions = record_actions
         self.agent_settings: dict[str, Any] = {} if agent_settings is None else _jsonable(agent_settings)
         self.fsync = fsync
         self.records: list[EpisodeRecord] = []
@@ -154,6 +161,7 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
                 if self.record_trajectory
                 else None
             ),
+            actions=[] if self.record_actions else None,
         )
         return observation, info
 
@@ -175,6 +183,9 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
             episode.retrieved.append([str(d) for d in search.get("retrieved_doc_ids", ())])
         for ignored in info.get("ignored_calls", ()):
             episode.ignored.append({"turn": episode.turns, **ignored})
+        episode.last_info = info
+        if episode.actions is not None:
+            episode.actions.append(action if isinstance(action, str) else str(action))
         if episode.trajectory is not None:
             episode.trajectory.append({"action": action, "observation": observation, "reward": float(reward)})
         if terminated or truncated:
@@ -227,10 +238,23 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
             agent_id=self.agent_id,
             queries=tuple(str(q) for q in final.get("queries", episode.queries)),
             trajectory=None if episode.trajectory is None else tuple(episode.trajectory),
+            actions=None if episode.actions is None else tuple(episode.actions),
             retrieved_doc_ids=tuple(tuple(ids) for ids in episode.retrieved),
             supporting_doc_ids=None if supporting is None else tuple(str(d) for d in supporting),
             extra=extra,
         )
+
+    def unfinished_record(self) -> EpisodeRecord | None:
+        """The episode in progress as a record of what it did so far (None when none is in progress).
+
+        For a runner whose agent failed mid-episode: with its actions, counters, queries and
+        retrieved ids as of the last step, a replay can show that the episode was cut short.
+        """
+        episode = self._episode
+        if episode is None:
+            return None
+        partial = {key: value for key, value in episode.last_info.items() if key != "queries"}
+        return self._record(episode, {**episode.info, **partial}, truncated=False)
 
     def _open_writer(self) -> RecordWriter:
         if self._writer is None:

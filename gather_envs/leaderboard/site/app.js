@@ -1,4 +1,6 @@
 // gather-envs leaderboard: renders the embedded data (the same as data.json) with hand-written SVG.
+// Every submitted text reaches the page as textContent or an attribute value, never as markup; a link
+// becomes an <a> only when its URL parses with an http(s) scheme.
 "use strict";
 
 const DATA = JSON.parse(document.getElementById("leaderboard-data").textContent);
@@ -8,6 +10,7 @@ const W = 540, H = 300, PAD = { left: 44, right: 14, top: 12, bottom: 34 };
 
 const $ = (id) => document.getElementById(id);
 const fmt = (x) => (x === null || x === undefined ? "—" : x.toFixed(3));
+const percent = (x) => (x === null || x === undefined ? "—" : (100 * x).toFixed(1) + "%");
 const signed = (x) => (x === null || x === undefined ? "—" : (x >= 0 ? "+" : "") + x.toFixed(3));
 
 function el(tag, attrs, text) {
@@ -38,7 +41,7 @@ function renderTable(b) {
     `${b.num_tasks} test tasks, T ∈ {${b.budgets.join(", ")}}, ranked at T = ${T}; 95% bootstrap intervals over tasks.`;
   const head = el("tr");
   for (const [label, cls] of [["#", ""], ["entry", "name"], ["model", "name"], [`PASS@(1,${T})`, ""], ["95% CI", ""],
-    [`PASS@(${K},${T})`, ""], ["95% CI", ""], [`|B_${T}|`, ""], ["T*", ""], ["n", ""], ["above next", ""], ["McNemar p", ""]]) {
+    [`PASS@(${K},${T})`, ""], ["95% CI", ""], [`|B_${T}|`, ""], ["T*", ""], ["n", ""], ["repeats", ""], ["above next", ""], ["McNemar p", ""]]) {
     head.append(el("th", cls ? { class: cls } : {}, label));
   }
   $("ranking").tHead.replaceChildren(head);
@@ -50,7 +53,9 @@ function renderTable(b) {
       el("td", {}, fmt(one.pass)), el("td", { class: "ci" }, `[${fmt(one.ci_low)}, ${fmt(one.ci_high)}]`),
       el("td", {}, fmt(top.pass)), el("td", { class: "ci" }, `[${fmt(top.ci_low)}, ${fmt(top.ci_high)}]`),
       el("td", {}, String(e.boundary[String(T)])), el("td", {}, e.t_star === null ? "—" : String(e.t_star)),
-      el("td", {}, String(e.n)));
+      el("td", {}, String(e.n)),
+      el("td", { class: "repeats", title: "share of episodes at T >= 1 whose whole trajectory repeats another of their (task, T) cell" },
+        percent(e.duplicates.searching)));
     if (above) {
       tr.append(el("td", { class: above.significant ? "yes" : "no" },
         `${above.significant ? "yes" : "no"} (Δ ${signed(above.diff)})`), el("td", {}, above.mcnemar_p.toPrecision(3)));
@@ -64,10 +69,35 @@ function renderTable(b) {
     const tr = el("tr", { class: "floor" });
     tr.append(el("td", {}, ""), el("td", { class: "name" }, "chance floor"), el("td", { class: "name" }, "question-only guesser"),
       el("td", {}, fmt(floor["1"])), el("td", {}, ""), el("td", {}, fmt(floor[String(K)])), el("td", {}, ""),
-      el("td", {}, "—"), el("td", {}, "—"), el("td", {}, "—"), el("td", {}, ""), el("td", {}, ""));
+      el("td", {}, "—"), el("td", {}, "—"), el("td", {}, "—"), el("td", {}, ""), el("td", {}, ""), el("td", {}, ""));
     rows.push(tr);
   }
   $("ranking").tBodies[0].replaceChildren(...rows);
+}
+
+function safeLink(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch (error) {
+    return null;
+  }
+}
+
+function renderDetails(b) {
+  const items = b.entries.map((e) => {
+    const item = el("li", { "data-name": e.name });
+    item.append(el("strong", {}, e.name), document.createTextNode(
+      ` — ${e.model || `scripted (${e.agent})`}${e.backend ? `, ${e.backend}` : ""}; ${e.authors.join(", ")}, ${e.date}` +
+      `${e.prompts_modified ? "; prompts modified" : ""}. `));
+    item.append(el("span", { class: "notes" }, e.notes));
+    for (const url of e.links) {
+      const href = safeLink(url);
+      item.append(document.createTextNode(" "), href ? el("a", { href, rel: "noopener noreferrer nofollow" }, url) : el("span", {}, url));
+    }
+    return item;
+  });
+  $("details").replaceChildren(...items);
 }
 
 function axes(svg, xs, xLabel, yLabel, yMin, yMax) {
@@ -184,6 +214,7 @@ function renderCompare(b) {
 function renderBoard() {
   const b = board();
   renderTable(b);
+  renderDetails(b);
   options($("curve-t"), b.budgets, null, false);
   $("curve-t").value = String(b.rank_T);
   const names = b.entries.map((e) => e.name);
