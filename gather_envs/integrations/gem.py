@@ -25,12 +25,12 @@ duplicate id); importing this module does not require gem-llm.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 from gather_envs.errors import ConfigError
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver
+from gather_envs.integrations.lazy import LazyClasses
 from gather_envs.optional import require
 from gather_envs.records import EpisodeRecord
 
@@ -109,22 +109,16 @@ def _build_class() -> type:
             self.driver.cut()
             self.driver.close()
 
-    GatherGEMEnv.__module__ = __name__
-    GatherGEMEnv.__qualname__ = CLASS_NAME
     return GatherGEMEnv
 
 
-@functools.cache
+CLASSES = LazyClasses(__name__, (CLASS_NAME,), lambda: {CLASS_NAME: _build_class()})
+__getattr__ = CLASSES.module_getattr  # GatherGEMEnv: importing this module never needs gem-llm
+
+
 def env_class() -> type:
     """The ``gem.Env`` subclass, built on first use."""
-    return _build_class()
-
-
-def __getattr__(name: str) -> Any:
-    """``GatherGEMEnv`` is built lazily so that importing this module never needs gem-llm."""
-    if name == CLASS_NAME:
-        return env_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return CLASSES.get(CLASS_NAME)
 
 
 def register(env_name: str = ENV_NAME, **kwargs: Any) -> None:

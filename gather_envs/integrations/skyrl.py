@@ -26,13 +26,13 @@ duplicate id); importing this module does not require skyrl-gym.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 from gather_envs.errors import ConfigError
 from gather_envs.integrations import chat
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, row_value
+from gather_envs.integrations.lazy import LazyClasses
 from gather_envs.optional import require
 
 EXTRA = "skyrl"
@@ -141,22 +141,16 @@ def _build_class() -> type:
             self.driver.cut()
             self.driver.close()
 
-    GatherSkyRLEnv.__module__ = __name__
-    GatherSkyRLEnv.__qualname__ = CLASS_NAME
     return GatherSkyRLEnv
 
 
-@functools.cache
+CLASSES = LazyClasses(__name__, (CLASS_NAME,), lambda: {CLASS_NAME: _build_class()})
+__getattr__ = CLASSES.module_getattr  # GatherSkyRLEnv: importing this module never needs skyrl-gym
+
+
 def env_class() -> type:
     """The ``BaseTextEnv`` subclass, built on first use."""
-    return _build_class()
-
-
-def __getattr__(name: str) -> Any:
-    """``GatherSkyRLEnv`` is built lazily so that importing this module never needs skyrl-gym."""
-    if name == CLASS_NAME:
-        return env_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return CLASSES.get(CLASS_NAME)
 
 
 def register(env_class_name: str = ENV_CLASS, **kwargs: Any) -> None:

@@ -42,6 +42,7 @@ from typing import Annotated, Any
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.integrations import chat
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, tool_call_text
+from gather_envs.integrations.lazy import LazyClasses
 from gather_envs.optional import require
 
 EXTRA = "verifiers"
@@ -295,9 +296,6 @@ def _build() -> dict[str, type]:
     found = {name: scope[name] for name in CLASS_NAMES}
     for tool, (argument, annotation) in described.items():
         getattr(GatherToolset, tool).__annotations__[argument] = annotation
-    for name, cls in found.items():
-        cls.__module__ = __name__
-        cls.__qualname__ = name
     return found
 
 
@@ -362,22 +360,13 @@ def _outcome(trace: Any) -> dict[str, Any]:
     }
 
 
-_CLASSES: dict[str, type] | None = None
+CLASSES = LazyClasses(__name__, CLASS_NAMES, _build)
+__getattr__ = CLASSES.module_getattr  # the classes: importing this module never needs verifiers
 
 
 def classes() -> dict[str, type]:
-    """Every verifiers class of this adapter, built on first use."""
-    global _CLASSES
-    if _CLASSES is None:
-        _CLASSES = _build()
-    return _CLASSES
-
-
-def __getattr__(name: str) -> Any:
-    """The classes are built lazily so that importing this module never needs verifiers."""
-    if name in CLASS_NAMES:
-        return classes()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """The adapter's classes by name, built on first use."""
+    return CLASSES.all()
 
 
 if __name__ == "__main__":  # verifiers launches a rollout's tool server as `python -m <module>`

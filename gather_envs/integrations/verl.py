@@ -28,13 +28,14 @@ Importing this module does not need verl; the class is built on first access.
 
 from __future__ import annotations
 
-import functools
 import os
+from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
 from gather_envs.integrations import chat
 from gather_envs.integrations.episodes import EpisodeDriver, row_value
+from gather_envs.integrations.lazy import LazyClasses
 from gather_envs.optional import require
 from gather_envs.records import TERMINATION_TRUNCATED
 
@@ -155,20 +156,19 @@ def _build_class() -> type:
                 extra_fields=extra_fields,
             )
 
-    GatherAgentLoop.__module__ = __name__
-    GatherAgentLoop.__qualname__ = CLASS_NAME
-    agent_loop.register(AGENT_NAME)(GatherAgentLoop)
     return GatherAgentLoop
 
 
-@functools.cache
+def _register(classes: Mapping[str, type]) -> None:
+    """Register the built class with verl as ``gather_agent`` (once, after it is named)."""
+    agent_loop = require("verl.experimental.agent_loop.agent_loop", EXTRA)
+    agent_loop.register(AGENT_NAME)(classes[CLASS_NAME])
+
+
+CLASSES = LazyClasses(__name__, (CLASS_NAME,), lambda: {CLASS_NAME: _build_class()}, _register)
+__getattr__ = CLASSES.module_getattr  # GatherAgentLoop: importing this module never needs verl
+
+
 def agent_loop_class() -> type:
     """The ``GatherAgentLoop`` class, built (and registered as ``gather_agent``) on first use."""
-    return _build_class()
-
-
-def __getattr__(name: str) -> Any:
-    """``GatherAgentLoop`` is built lazily so that importing this module never needs verl."""
-    if name == CLASS_NAME:
-        return agent_loop_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return CLASSES.get(CLASS_NAME)

@@ -115,9 +115,9 @@ def test_the_gem_adapter_imports_without_gem_and_names_its_extra(monkeypatch, ca
 
     for module in ("gem", "gem.core", "gem.envs", "gem.envs.registration"):
         monkeypatch.setitem(sys.modules, module, None)  # as if gem-llm were not installed
-    gather_gem.env_class.cache_clear()
+    gather_gem.CLASSES.clear()
     try:
         with pytest.raises(MissingExtraError, match=r'pip install "gather-envs\[gem\]"'):
             gather_gem.register() if call == "register" else gather_gem.GatherGEMEnv  # noqa: B018
     finally:
-        gather_gem.env_class.cache_clear()
+        gather_gem.CLASSES.clear()
