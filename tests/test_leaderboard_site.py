@@ -1,6 +1,7 @@
 """The built leaderboard site in a real headless Chromium: loads clean, ranks, draws, compares.
 
-Skips only when Chromium is absent (``apt-get install chromium``; ``.ci/run`` installs it).
+Playwright drives the system's Chromium (``executable_path``; no browser download). Skips only
+when Chromium is absent (``apt-get install chromium``; ``.ci/run`` installs it).
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chromium_cdp import Browser
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from gather_envs.leaderboard.build import build_data, write_site
 from gather_envs.leaderboard.verify import verify_submission
 
 SUBMISSIONS = Path(__file__).resolve().parents[1] / "baselines" / "submissions"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
+CHROMIUM_FLAGS = [
+    # No sandbox as root; no background connections (this machine's network is closed).
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.skipif(
@@ -34,40 +40,49 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 
 
 @pytest.fixture(scope="module")
-def page(site: tuple[dict, Path]) -> Iterator[Browser]:
-    """A headless Chromium that has loaded the index page."""
+def browser() -> Iterator[Browser]:
+    """The system's headless Chromium, driven by Playwright."""
     assert CHROMIUM is not None
-    browser = Browser(CHROMIUM)
-    try:
-        for domain in ("Page", "Runtime", "Log"):
-            browser.call(f"{domain}.enable")
-        browser.call("Page.navigate", url=site[1].as_uri())
-        browser.wait_for("Page.loadEventFired")
-        yield browser
-    finally:
-        browser.close()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def open_page(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    """A new page that has loaded ``url``, and the list its script errors and console errors go to."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"exception: {error}"))
+    page.on("console", lambda message: errors.append(message.text) if message.type in ("error", "assert") else None)
+    page.goto(url, wait_until="load")
+    return page, errors
+
+
+@pytest.fixture(scope="module")
+def loaded(browser: Browser, site: tuple[dict, Path]) -> tuple[Page, list[str]]:
+    """The index page of the shipped baselines' site, and its errors."""
+    return open_page(browser, site[1].as_uri())
+
+
+@pytest.fixture
+def page(loaded: tuple[Page, list[str]]) -> Page:
+    return loaded[0]
 
 
 def board_of(data: dict, env_id: str) -> dict:
     return next(board for board in data["boards"] if board["env_id"] == env_id)
 
 
-def test_page_loads_without_console_errors(page: Browser) -> None:
+def test_page_loads_without_console_errors(loaded: tuple[Page, list[str]]) -> None:
+    page, errors = loaded
     assert page.evaluate("document.title") == "gather-envs leaderboard"
-    errors = [
-        event
-        for event in page.events
-        if event.get("method") == "Runtime.exceptionThrown"
-        or (
-            event.get("method") == "Runtime.consoleAPICalled"
-            and event["params"]["type"] in ("error", "assert")
-        )
-        or (event.get("method") == "Log.entryAdded" and event["params"]["entry"]["level"] == "error")
-    ]
     assert errors == []
 
 
-def test_table_lists_the_entries_in_the_verified_order(page: Browser, site: tuple[dict, Path]) -> None:
+def test_table_lists_the_entries_in_the_verified_order(page: Page, site: tuple[dict, Path]) -> None:
     board = board_of(site[0], "Gather-MultiHop-v0")
     shown = page.evaluate(
         "[...document.querySelectorAll('#ranking tbody tr[data-name]')].map(r => r.dataset.name)"
@@ -79,7 +94,7 @@ def test_table_lists_the_entries_in_the_verified_order(page: Browser, site: tupl
     )
 
 
-def test_every_board_can_be_selected_and_ranks_as_built(page: Browser, site: tuple[dict, Path]) -> None:
+def test_every_board_can_be_selected_and_ranks_as_built(page: Page, site: tuple[dict, Path]) -> None:
     for board in site[0]["boards"]:
         page.evaluate(
             f"(() => {{ const s = document.getElementById('board'); s.value = {json.dumps(board['id'])}; "
@@ -95,7 +110,7 @@ def test_every_board_can_be_selected_and_ranks_as_built(page: Browser, site: tup
     )
 
 
-def test_curves_render_as_svg_paths_with_interval_bands(page: Browser) -> None:
+def test_curves_render_as_svg_paths_with_interval_bands(page: Page) -> None:
     curves = page.evaluate(
         "[...document.querySelectorAll('#curves-svg path.curve')].map(p => p.getAttribute('d'))"
     )
@@ -107,7 +122,7 @@ def test_curves_render_as_svg_paths_with_interval_bands(page: Browser) -> None:
 
 
 def test_comparison_view_shows_the_paired_boundary_differences(
-    page: Browser, site: tuple[dict, Path]
+    page: Page, site: tuple[dict, Path]
 ) -> None:
     pair = board_of(site[0], "Gather-MultiHop-v0")["pairs"]["oracle|heuristic"]
     at_5 = next(entry for entry in pair["per_budget"] if entry["T"] == 5)
@@ -129,8 +144,9 @@ def test_comparison_view_shows_the_paired_boundary_differences(
     assert len(at_5["only_a"]) > 0
 
 
-def test_screenshot_is_a_png(page: Browser, tmp_path: Path) -> None:
-    shot = page.screenshot(tmp_path / "index.png")
+def test_screenshot_is_a_png(page: Page, tmp_path: Path) -> None:
+    shot = tmp_path / "index.png"
+    page.screenshot(path=shot, full_page=True)
     assert shot.read_bytes()[:8] == PNG_MAGIC and shot.stat().st_size > 10_000
 
 
@@ -159,33 +175,30 @@ def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     return built, write_site(built, root / "site")
 
 
-def test_hostile_metadata_renders_every_row_and_runs_no_script(hostile_site: tuple[dict, Path]) -> None:
+def test_hostile_metadata_renders_every_row_and_runs_no_script(
+    browser: Browser, hostile_site: tuple[dict, Path]
+) -> None:
     data, index = hostile_site
     assert "<!--" not in index.read_text(encoding="utf-8").split('type="application/json">')[1].split("</script>")[0]
-    assert CHROMIUM is not None
-    browser = Browser(CHROMIUM)
+    page, errors = open_page(browser, index.as_uri())
     try:
-        for domain in ("Page", "Runtime", "Log"):
-            browser.call(f"{domain}.enable")
-        browser.call("Page.navigate", url=index.as_uri())
-        browser.wait_for("Page.loadEventFired")
         for board in data["boards"]:
-            browser.evaluate(
+            page.evaluate(
                 f"(() => {{ const s = document.getElementById('board'); s.value = {json.dumps(board['id'])}; "
                 "s.dispatchEvent(new Event('change')); })()"
             )
-            shown = browser.evaluate(
+            shown = page.evaluate(
                 "[...document.querySelectorAll('#ranking tbody tr[data-name]')].map(r => r.dataset.name)"
             )
             assert shown == board["order"] and "hostile" in shown, board["id"]
-            assert browser.evaluate("document.querySelectorAll('img, b, #details script').length") == 0
-            notes = browser.evaluate(
+            assert page.evaluate("document.querySelectorAll('img, b, #details script').length") == 0
+            notes = page.evaluate(
                 "document.querySelector('#details li[data-name=\"hostile\"] .notes').textContent"
             )
             assert notes == HOSTILE["notes"]
-        assert browser.evaluate("typeof window.__pwned") == "undefined"
-        hrefs = browser.evaluate("[...document.querySelectorAll('#details a')].map(a => a.protocol)")
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        hrefs = page.evaluate("[...document.querySelectorAll('#details a')].map(a => a.protocol)")
         assert hrefs and set(hrefs) <= {"http:", "https:"}
-        assert [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"] == []
+        assert [e for e in errors if e.startswith("exception:")] == []
     finally:
-        browser.close()
+        page.close()
