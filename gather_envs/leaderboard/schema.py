@@ -1,13 +1,10 @@
-"""The leaderboard's JSON Schemas, a small validator for the subset they use, and a bounded JSON reader.
+"""The leaderboard's JSON Schemas, validated with ``jsonschema``, and a bounded JSON reader.
 
-Why not ``jsonschema``: the schemas use a dozen keywords (type, enum, required, properties,
-additionalProperties, items, minItems, minProperties, minLength, pattern, minimum, maximum), and
-``verify`` must also say on which line of the file a violation sits; a 60-line validator plus a
-position-keeping scan does both without a new dependency for a core subcommand. A schema using any
-other keyword is refused (:data:`SUPPORTED_KEYWORDS`), so the validator never silently ignores one.
-(``jsonschema`` would not spare the next point either: its ``pattern`` is Python's ``re.search``.)
-A ``pattern`` is matched as JSON Schema (ECMA-262) means it: a final ``$`` matches only at the end
-of the text, where Python's ``$`` also admits a trailing newline (``"random\n"``).
+Violations come back as (path, message) pairs in our own words, so ``verify`` can say on which line
+of the file each sits (:func:`json_lines`). One keyword is read as JSON Schema (ECMA-262) means
+it rather than as Python's ``re`` would: a ``pattern``'s final ``$`` matches only at the very end
+of the text, where ``re.search`` (which ``jsonschema`` uses) also admits a trailing newline
+(``"random\n"``).
 
 Submitted documents are untrusted: :func:`load_document` refuses JSON deeper than
 :data:`MAX_JSON_DEPTH` or larger than :data:`MAX_DOCUMENT_BYTES` with one ``ValueError`` (never a
@@ -24,24 +21,10 @@ from importlib import resources
 from typing import Any
 
 from gather_envs.errors import ConfigError
+from gather_envs.optional import require
 
 SCHEMA_FILES = {"submission": "submission.schema.json", "results": "results.schema.json"}
-SUPPORTED_KEYWORDS = frozenset(
-    {
-        "$schema", "$id", "title", "description", "type", "enum", "required", "properties",
-        "additionalProperties", "items", "minItems", "minProperties", "minLength", "pattern",
-        "minimum", "maximum",
-    }
-)  # fmt: skip
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-}
+EXTRA = "leaderboard"
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects a submitted document may have (ours need 5)."""
@@ -56,84 +39,15 @@ Path_ = tuple[str | int, ...]
 
 
 def load_schema(name: str) -> dict[str, Any]:
-    """The packaged schema ``name`` (``submission`` or ``results``), checked to use known keywords."""
+    """The packaged schema ``name`` (``submission`` or ``results``), checked to be a valid schema."""
     if name not in SCHEMA_FILES:
         raise ConfigError(f"no leaderboard schema {name!r}; known: {', '.join(sorted(SCHEMA_FILES))}")
     text = (
         resources.files("gather_envs.leaderboard").joinpath("schemas", SCHEMA_FILES[name]).read_text("utf-8")
     )
     schema = json.loads(text)
-    _check_keywords(schema, name)
+    _validator_class().check_schema(schema)
     return schema
-
-
-def _check_keywords(schema: Any, where: str) -> None:
-    if not isinstance(schema, dict):
-        return
-    unknown = sorted(set(schema) - SUPPORTED_KEYWORDS)
-    if unknown:
-        raise ConfigError(f"schema {where} uses unsupported keywords {unknown}")
-    for key, sub in schema.get("properties", {}).items():
-        _check_keywords(sub, f"{where}.{key}")
-    for key in ("items", "additionalProperties"):
-        _check_keywords(schema.get(key), f"{where}.{key}")
-
-
-def _is(value: Any, kind: str) -> bool:
-    if isinstance(value, bool) and kind not in ("boolean",):
-        return False
-    if kind == "integer" and isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, _TYPES[kind])
-
-
-def validate(value: Any, schema: dict[str, Any], path: Path_ = ()) -> Iterator[tuple[Path_, str]]:
-    """Each violation of ``schema`` by ``value`` as (path, message), in document order."""
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not any(_is(value, kind) for kind in kinds):
-            yield path, f"must be {' or '.join(kinds)}, got {_kind(value)} {json.dumps(value)[:40]}"
-            return
-    if "enum" in schema and value not in schema["enum"]:
-        yield path, f"must be one of {json.dumps(schema['enum'])}, got {json.dumps(value)[:40]}"
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            yield path, f"must have at least {schema['minLength']} characters"
-        if "pattern" in schema and not re.search(_ecma(schema["pattern"]), value):
-            yield path, f"must match {schema['pattern']}, got {value[:40]!r}"
-    if _is(value, "number"):
-        if "minimum" in schema and value < schema["minimum"]:
-            yield path, f"must be >= {schema['minimum']}, got {value}"
-        if "maximum" in schema and value > schema["maximum"]:
-            yield path, f"must be <= {schema['maximum']}, got {value}"
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            yield path, f"must have at least {schema['minItems']} items"
-        if "items" in schema:
-            for i, item in enumerate(value):
-                yield from validate(item, schema["items"], (*path, i))
-    if isinstance(value, dict):
-        yield from _validate_object(value, schema, path)
-
-
-def _validate_object(
-    value: dict[str, Any], schema: dict[str, Any], path: Path_
-) -> Iterator[tuple[Path_, str]]:
-    for key in schema.get("required", ()):
-        if key not in value:
-            yield path, f"is missing required field {key!r}"
-    if len(value) < schema.get("minProperties", 0):
-        yield path, f"must have at least {schema['minProperties']} entries"
-    properties = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    for key, item in value.items():
-        if key in properties:
-            yield from validate(item, properties[key], (*path, key))
-        elif extra is False:
-            yield (*path, key), f"is not a field of this schema (known: {', '.join(sorted(properties))})"
-        elif isinstance(extra, dict):
-            yield from validate(item, extra, (*path, key))
 
 
 def _ecma(pattern: str) -> str:
@@ -141,6 +55,62 @@ def _ecma(pattern: str) -> str:
     if pattern.endswith("$") and not pattern.endswith("\\$"):
         return pattern[:-1] + "\\Z"
     return pattern
+
+
+def _validator_class() -> Any:
+    """Draft 2020-12 with ``pattern`` matched as ECMA-262 does (see the module docstring)."""
+    jsonschema = require("jsonschema", EXTRA, what="leaderboard verify")
+
+    def ecma_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[Any]:
+        if validator.is_type(instance, "string") and not re.search(_ecma(pattern), instance):
+            yield jsonschema.ValidationError(f"does not match {pattern}")
+
+    return jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": ecma_pattern})
+
+
+def validate(value: Any, schema: dict[str, Any], path: Path_ = ()) -> Iterator[tuple[Path_, str]]:
+    """Each violation of ``schema`` by ``value`` as (path, message), in document order."""
+    errors = sorted(_validator_class()(schema).iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+    seen: set[tuple[Path_, str]] = set()
+    for error in errors:
+        for where, message in _described(error, (*path, *error.absolute_path)):
+            if (where, message) not in seen:
+                seen.add((where, message))
+                yield where, message
+
+
+def _described(error: Any, where: Path_) -> Iterator[tuple[Path_, str]]:
+    """One ``jsonschema`` error in the words ``verify`` prints (one pair per missing or extra key)."""
+    kind, expected, value = error.validator, error.validator_value, error.instance
+    shown = json.dumps(value)[:40]
+    if kind == "required":
+        for key in expected:
+            if key not in value:
+                yield where, f"is missing required field {key!r}"
+    elif kind == "additionalProperties":
+        properties = error.schema.get("properties", {})
+        for key in value:
+            if key not in properties:
+                yield (*where, key), f"is not a field of this schema (known: {', '.join(sorted(properties))})"
+    elif kind == "type":
+        kinds = [expected] if isinstance(expected, str) else expected
+        yield where, f"must be {' or '.join(kinds)}, got {_kind(value)} {shown}"
+    elif kind == "enum":
+        yield where, f"must be one of {json.dumps(expected)}, got {shown}"
+    elif kind == "pattern":
+        yield where, f"must match {expected}, got {value[:40]!r}"
+    elif kind == "minimum":
+        yield where, f"must be >= {expected}, got {value}"
+    elif kind == "maximum":
+        yield where, f"must be <= {expected}, got {value}"
+    elif kind == "minItems":
+        yield where, f"must have at least {expected} items"
+    elif kind == "minLength":
+        yield where, f"must have at least {expected} characters"
+    elif kind == "minProperties":
+        yield where, f"must have at least {expected} entries"
+    else:
+        yield where, error.message
 
 
 def load_document(text: str) -> Any:
@@ -185,11 +155,15 @@ def control_characters(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, st
             yield from control_characters(item, (*path, i))
 
 
+_KINDS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("boolean", bool), ("object", dict), ("array", list), ("string", str), ("integer", int),
+    ("number", float), ("null", type(None)),
+)  # fmt: skip
+
+
 def _kind(value: Any) -> str:
-    for name in _TYPES:
-        if _is(value, name):
-            return name
-    return type(value).__name__
+    """The JSON Schema type name of a parsed JSON value (``boolean`` before ``integer``)."""
+    return next((name for name, kind in _KINDS if isinstance(value, kind)), type(value).__name__)
 
 
 def format_path(path: Path_) -> str:
