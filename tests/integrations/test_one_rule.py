@@ -76,8 +76,8 @@ def _text(row, name, arguments, path):
 def _trl_tools(row, name, arguments, path):
     env = GatherToolEnv(records_path=path)
     env.reset(**row)
-    getattr(env, name)(**arguments)  # TRL calls tool(**arguments)
-    env.answer(answer=WRONG)
+    asyncio.run(getattr(env, name)(**arguments))  # TRL awaits tool(**arguments) (the tools are coroutines)
+    asyncio.run(env.answer(answer=WRONG))
     env.get_reward()
     env.driver.close()
 
