@@ -14,7 +14,6 @@ articles, so the corpus has no gold path and no per-question scope: search every
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,9 @@ from gather_envs.errors import DataFileError
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_SINGLE_HOP, Task
 from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET
+from gather_envs.scoring.normalize import normalize_answer
 from gather_envs.scoring.sets import ANSWER_SET_KEY
+from gather_envs.storage import read_json
 
 ARTICLES_FILE = "articles.json"
 QUESTIONS_FILE = "questions.json"
@@ -38,10 +39,7 @@ FILE_HINT = (
 def _read_list(path: Path) -> list[Any]:
     if not path.is_file():
         raise DataFileError(f"{path}: no such file; {FILE_HINT}")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except ValueError as exc:
-        raise DataFileError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, DataFileError)
     if not isinstance(data, list) or not data:
         raise DataFileError(f"{path}: must be a non-empty JSON list of objects; {FILE_HINT}")
     return data
@@ -93,6 +91,12 @@ def read_phantomwiki(directory: Path) -> Corpus:
         if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
             raise DataFileError(
                 f"{questions_path}: item {index} field 'answer' must be a non-empty list of strings"
+            )
+        blank = next((i for i, a in enumerate(answers) if not normalize_answer(a)), None)
+        if blank is not None:
+            raise DataFileError(
+                f"{questions_path}: item {index} field 'answer'[{blank}] is {answers[blank]!r:.60}, which "
+                "normalizes to the empty string, so any empty answer would match it"
             )
         if difficulty < 0:
             raise DataFileError(
