@@ -79,7 +79,7 @@ def loads_bounded(
     try:
         text = raw.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
-        raise NotJson(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise NotJson(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}") from None
     try:
         value = json.loads(
             text,
