@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import textwrap
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.envs.parameters import env_parameters
 from gather_envs.errors import ConfigError, GatherError
 from gather_envs.parameters import Parameter, parse_parameters
+from gather_envs.storage import NotJson, loads_bounded
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -74,8 +74,8 @@ def split_pair(pair: str, flag: str) -> tuple[str, str]:
 
 def json_or_text(value: str) -> Any:
     try:
-        return json.loads(value)
-    except ValueError:
+        return loads_bounded(value)
+    except NotJson:  # too deep or too large counts as text too; the env or agent then refuses it
         return value
 
 

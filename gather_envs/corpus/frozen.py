@@ -75,6 +75,12 @@ def write_frozen(
     no hop-skip rates; a corpus without a ``test`` split stores an empty chance floor.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    for split, tasks in sorted(corpus.splits.items()):  # never write what loading would refuse
+        for task in tasks:
+            blank = blank_gold_field(task)
+            if blank is not None:
+                problem = BLANK_GOLD_PROBLEM.format(field=blank)
+                raise CorpusError(f"{directory}: split {split!r} task {task.task_id!r:.60}: {problem}")
     files = {DOCUMENTS: canonical_jsonl(d.to_json() for d in corpus.documents)}
     for split, tasks in sorted(corpus.splits.items()):
         files[f"tasks-{split}.jsonl"] = canonical_jsonl(t.to_json() for t in tasks)

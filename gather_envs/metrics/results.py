@@ -45,6 +45,7 @@ from gather_envs.metrics.passk import (
     split_by_family,
 )
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
+from gather_envs.storage import loads_bounded
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -180,7 +181,7 @@ def save_results(results: Results, path: str | os.PathLike[str]) -> Path:
 def load_results(path: str | os.PathLike[str]) -> Results:
     """Read a results JSON file written by :func:`save_results`."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = loads_bounded(Path(path).read_bytes())  # NotJson is a ValueError
     except (OSError, ValueError) as exc:
         raise RecordsError(f"cannot read results file {path}: {exc}") from exc
     try:

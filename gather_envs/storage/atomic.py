@@ -63,7 +63,9 @@ def atomic_directory(target: Path, replaceable: Callable[[str], bool] = _nothing
     try:
         parent.mkdir(parents=True, exist_ok=True)
         _sweep_stale(parent, target.name)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=parent)
+        )
     except OSError as exc:
         raise OutputError(f"{target}: cannot write beside it in {parent} ({_reason(exc)})") from None
     try:
@@ -95,7 +97,9 @@ def atomic_file(target: Path, mode: int = FILE_MODE) -> Iterator[IO[bytes]]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent
+        )
     except OSError as exc:
         raise OutputError(f"{target}: cannot write beside it ({_reason(exc)})") from None
     try:
@@ -150,7 +154,11 @@ def _swap_in(staging: Path, target: Path) -> None:
     if exchanged is None:  # no exchange here: move the old folder aside, then rename
         aside = None
         if target.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent))
+            aside = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent
+                )
+            )
             os.rename(target, aside / "old")
         os.rename(staging, target)
         if aside is not None:
@@ -240,4 +248,3 @@ def _fsync_directory(folder: Path) -> None:
 def _remove_tree(path: Path) -> None:
     """Remove a folder this module created (never following links inside it); errors are ignored."""
     shutil.rmtree(path, ignore_errors=True)
-

@@ -112,7 +112,9 @@ def read_json(
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
-        return loads_bounded(data.removeprefix(UTF8_BOM), limits, unique_keys=unique_keys, constants=constants)
+        return loads_bounded(
+            data.removeprefix(UTF8_BOM), limits, unique_keys=unique_keys, constants=constants
+        )
     except NotJson as exc:
         raise error(f"{path}: {exc}") from None
 
@@ -172,11 +174,16 @@ def _too_deep(raw: bytes, limit: int) -> bool:
     skeleton = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
     depth, quotes = 0, 0  # carried from chunk to chunk
     for start in range(0, len(skeleton), _SCAN_CHUNK):
-        chunk = np.frombuffer(skeleton, dtype=np.uint8, count=min(_SCAN_CHUNK, len(skeleton) - start), offset=start)
+        chunk = np.frombuffer(
+            skeleton, dtype=np.uint8, count=min(_SCAN_CHUNK, len(skeleton) - start), offset=start
+        )
         is_quote = chunk == _QUOTE
         outside = (np.cumsum(is_quote, dtype=np.int64) + quotes) % 2 == 0
-        steps = (chunk == _OPEN_ARRAY).astype(np.int8) + (chunk == _OPEN_OBJECT) - (chunk == _CLOSE_ARRAY) - (
-            chunk == _CLOSE_OBJECT
+        steps = (
+            (chunk == _OPEN_ARRAY).astype(np.int8)
+            + (chunk == _OPEN_OBJECT)
+            - (chunk == _CLOSE_ARRAY)
+            - (chunk == _CLOSE_OBJECT)
         )
         levels = np.cumsum(np.where(outside, steps, 0), dtype=np.int64) + depth
         if int(levels.max()) > limit:
@@ -208,7 +215,9 @@ def _check_storable(value: Any) -> None:
                 item.encode("utf-8")
             except UnicodeEncodeError as exc:
                 code = ord(item[exc.start])
-                raise NotJson(f"a string holds the lone surrogate \\u{code:04x}, which UTF-8 cannot store") from None
+                raise NotJson(
+                    f"a string holds the lone surrogate \\u{code:04x}, which UTF-8 cannot store"
+                ) from None
         elif isinstance(item, dict):
             stack.extend(item)
             stack.extend(item.values())
