@@ -16,13 +16,12 @@ import contextlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from gather_envs.errors import ConfigError
 from gather_envs.integrations._optional import require
+from gather_envs.storage import atomic_directory
 
 EXTRA = "trl"
 CACHE_ENV = "GATHER_ENVS_CACHE"
@@ -73,15 +72,8 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     with _locked(target.parent / f".{target.name}.lock"):
         if _is_current(target):  # another process converted it while we waited
             return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
+        with atomic_directory(target, replaceable=lambda _name: True) as staging:  # a stale conversion
             _convert(staging)
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -45,7 +45,7 @@ from gather_envs.metrics.passk import (
     split_by_family,
 )
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
-from gather_envs.storage import loads_bounded
+from gather_envs.storage import atomic_file, loads_bounded
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -171,10 +171,10 @@ class Results:
 
 
 def save_results(results: Results, path: str | os.PathLike[str]) -> Path:
-    """Write the results JSON to ``path`` (parents created); returns the path."""
+    """Write the results JSON to ``path`` atomically (parents created); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(results.dumps() + "\n", encoding="utf-8")
+    with atomic_file(path) as handle:
+        handle.write((results.dumps() + "\n").encode("utf-8"))
     return path
 
 
