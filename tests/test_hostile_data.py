@@ -30,10 +30,10 @@ from gather_envs.corpus.custom import freeze_custom, read_custom
 from gather_envs.corpus.frozen import MANIFEST, load_directory, load_frozen
 from gather_envs.corpus.manifest import HASHES_FIELD, seal_manifest
 from gather_envs.errors import CorpusError, DataFileError, GatherError, OutputError, RecordsError
-from gather_envs.records import read_records
+from gather_envs.files import TEMP_SUFFIX, atomic_directory
+from gather_envs.json_files import MAX_JSON_DEPTH
+from gather_envs.runs import read_records
 from gather_envs.scoring import normalize_answer
-from gather_envs.storage import MAX_JSON_DEPTH, atomic_directory
-from gather_envs.storage.atomic import TEMP_SUFFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 24

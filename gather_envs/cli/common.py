@@ -18,8 +18,8 @@ from gather_envs.envs.dataset_registration import DATASET_ENVS
 from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.envs.parameters import env_parameters
 from gather_envs.errors import ConfigError, GatherError
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.parameters import Parameter, parse_parameters
-from gather_envs.storage import NotJson, loads_bounded
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130

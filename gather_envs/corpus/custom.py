@@ -17,12 +17,12 @@ from gather_envs.corpus.corpus import Corpus
 from gather_envs.corpus.frozen import write_frozen
 from gather_envs.corpus.manifest import IMPORTED_FORMAT, NAME_PATTERN, SPLIT_PATTERN
 from gather_envs.errors import DataFileError
+from gather_envs.json_files import iter_json_lines
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILIES, FAMILY_BRIDGE, FAMILY_SINGLE_HOP, GoldStep, Task
 from gather_envs.scoring.checkers import CHECKER_EXACT, CHECKER_KEY, CHECKER_MATH, CHECKER_SET, CHECKERS
 from gather_envs.scoring.normalize import normalize_answer
 from gather_envs.scoring.sets import ANSWER_SET_KEY
-from gather_envs.storage import iter_json_lines
 
 DEFAULT_SPLIT = "test"
 DEFAULT_NAME = "custom"

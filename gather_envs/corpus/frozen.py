@@ -32,10 +32,11 @@ from gather_envs.corpus.manifest import (
 )
 from gather_envs.corpus.synthetic import floor_tasks, generate_corpus, hop_skip_rates
 from gather_envs.errors import CorpusError
+from gather_envs.files import atomic_directory
+from gather_envs.json_files import iter_json_lines
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import Task
 from gather_envs.scoring import blank_gold_field
-from gather_envs.storage import atomic_directory, iter_json_lines
 from gather_envs.tasks.builder import GUARANTEED_TOP_K, FamilyStats
 from gather_envs.tasks.floor import chance_floor_table
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig

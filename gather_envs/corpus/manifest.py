@@ -21,8 +21,8 @@ from dataclasses import fields
 from typing import Any
 
 from gather_envs.errors import ConfigError, CorpusError
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records.tasks import FAMILIES, Task
-from gather_envs.storage import NotJson, loads_bounded
 from gather_envs.tasks.builder import FamilyStats
 from gather_envs.tasks.floor import GUESSER_NONE, GUESSERS
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig

@@ -20,12 +20,12 @@ from typing import Any
 from gather_envs.corpus.corpus import Corpus
 from gather_envs.corpus.custom import set_answer_text
 from gather_envs.errors import DataFileError
+from gather_envs.json_files import read_json
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILY_BRIDGE, FAMILY_SINGLE_HOP, Task
 from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET
 from gather_envs.scoring.normalize import normalize_answer
 from gather_envs.scoring.sets import ANSWER_SET_KEY
-from gather_envs.storage import read_json
 
 ARTICLES_FILE = "articles.json"
 QUESTIONS_FILE = "questions.json"

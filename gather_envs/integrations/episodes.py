@@ -26,8 +26,8 @@ import gymnasium as gym
 
 import gather_envs  # noqa: F401  (registers the env ids)
 from gather_envs.errors import ConfigError
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records import TERMINATION_TRUNCATED, EpisodeRecord
-from gather_envs.storage import NotJson, loads_bounded
 from gather_envs.wrappers.record import RecordPassAtKT
 
 DEFAULT_ENV_ID = "Gather-MultiHop-v0"

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gather_envs.errors import ConfigError
+from gather_envs.files import atomic_directory
 from gather_envs.integrations._optional import require
-from gather_envs.storage import atomic_directory
 
 EXTRA = "trl"
 CACHE_ENV = "GATHER_ENVS_CACHE"

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from gather_envs.errors import ConfigError, RecordsError
+from gather_envs.files import atomic_file
+from gather_envs.json_files import loads_bounded
 from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
@@ -45,7 +47,6 @@ from gather_envs.metrics.passk import (
     split_by_family,
 )
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
-from gather_envs.storage import atomic_file, loads_bounded
 
 RESULTS_SCHEMA_VERSION = 1
 

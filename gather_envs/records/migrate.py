@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-from gather_envs.storage import atomic_file
+from gather_envs.files import atomic_file
 
 OLD_TO_NEW = {
     f"Gather-{name}v1": f"Gather-{name}v0" for name in ("Static-", "SingleHop-", "Compare-", "MultiHop-", "")

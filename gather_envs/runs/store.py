@@ -26,8 +26,8 @@ from typing import Any, BinaryIO, NamedTuple
 
 from gather_envs.errors import RecordsError
 from gather_envs.files import PathLike, lock_fd, unlock_fd, write_atomic
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records.episodes import EpisodeRecord
-from gather_envs.storage import NotJson, loads_bounded
 
 _TAIL_PROBE_BYTES = 1 << 16
 

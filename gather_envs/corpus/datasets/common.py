@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from gather_envs.errors import DataFileError
+from gather_envs.files import atomic_file
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import GoldStep, Task
-from gather_envs.storage import NotJson, atomic_file, loads_bounded
 
 LOADER_VERSION = 1
 """Bump when the conversion of items into documents and tasks changes: every cache is rebuilt."""

@@ -28,7 +28,7 @@ from gather_envs.corpus.datasets.common import (
     iter_raw,
 )
 from gather_envs.errors import ConfigError, DataFileError
-from gather_envs.storage import atomic_file
+from gather_envs.files import atomic_file
 
 DEFAULT_SEED = 0
 

@@ -68,7 +68,7 @@ def loads_bounded(
     >>> loads_bounded("[" * 300 + "]" * 300)
     Traceback (most recent call last):
     ...
-    gather_envs.storage.json_files.NotJson: nested deeper than 256 arrays/objects
+    gather_envs.json_files.NotJson: nested deeper than 256 arrays/objects
     """
     raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
     limit = limits.max_bytes if max_bytes is None else max_bytes
