@@ -558,3 +558,25 @@ def test_an_escaped_lone_surrogate_is_refused_in_one_line_and_a_pair_is_kept(tmp
     documents.write_text('{"id": "d", "title": "", "text": "\\ud800 alone"}\n')
     with pytest.raises(DataFileError, match=r"documents\.jsonl:1: a string holds the lone surrogate \\ud800"):
         read_custom(documents, tasks)
+
+
+# -- PhantomWiki gold paths ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("family", "searches"), [("single-hop", ["Una Marsh"]), ("bridge", ["Pia Marsh", "Una Marsh"])]
+)
+def test_phantomwiki_gold_paths_follow_the_universe_so_the_oracle_searches(
+    tmp_path: Path, family: str, searches: list[str]
+) -> None:
+    from tests.test_custom_data import write_phantomwiki
+
+    path = write_phantomwiki(tmp_path / "pw")
+    records_file = tmp_path / "run.jsonl"
+    argv = ["eval", "Gather-PhantomWiki-v0", "--agent", "oracle", "--out", str(records_file), "--n", "1"]
+    kwargs = ["--kwarg", f"path={path}", "--kwarg", f"family={family}", "--quiet"]
+    assert main([*argv, "--budgets", "0,2", *kwargs]) == 0
+    by_budget = {r.budget: r for r in read_records(records_file)}
+    assert list(by_budget[2].queries) == searches and by_budget[2].success
+    assert by_budget[0].queries == () and not by_budget[0].success  # no search, no answer key
+    assert list(by_budget[2].supporting_doc_ids) == searches
