@@ -80,17 +80,14 @@ def loads_bounded(
         text = raw.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise NotJson(f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}") from None
+    decoder = _DECODERS[unique_keys, constants]
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique if unique_keys else None,
-            parse_constant=None if constants else _no_constant,
-        )
+        value = decoder.decode(text)
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise NotJson("nested too deeply to parse") from None
     except ValueError as exc:
         raise NotJson(f"not valid JSON ({_first_line(exc)})") from None
-    if _SURROGATE_ESCAPE.search(raw):
+    if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw):
         _check_storable(value)
     return value
 
@@ -169,7 +166,7 @@ def _too_deep(raw: bytes, limit: int) -> bool:
     what is left outside the strings, a chunk at a time (a regex over every string took 1.5 s on
     a 24 MB file).
     """
-    if raw.count(b"[") + raw.count(b"{") <= limit:
+    if len(raw) <= limit or raw.count(b"[") + raw.count(b"{") <= limit:
         return False
     skeleton = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
     depth, quotes = 0, 0  # carried from chunk to chunk
@@ -228,3 +225,13 @@ def _check_storable(value: Any) -> None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()  # an exception's message, not data: any line break ends it
     return lines[0] if lines else type(exc).__name__
+
+
+_DECODERS = {
+    (unique, constants): json.JSONDecoder(
+        object_pairs_hook=_unique if unique else None, parse_constant=None if constants else _no_constant
+    )
+    for unique in (False, True)
+    for constants in (False, True)
+}
+"""One decoder per option pair (``json.loads`` with options builds a new one per call)."""
