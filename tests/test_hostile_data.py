@@ -582,3 +582,34 @@ def test_phantomwiki_gold_paths_follow_the_universe_so_the_oracle_searches(
     assert list(by_budget[2].queries) == searches and by_budget[2].success
     assert by_budget[0].queries == () and not by_budget[0].success  # no search, no answer key
     assert list(by_budget[2].supporting_doc_ids or ()) == searches
+
+
+def test_on_an_80_question_universe_the_oracle_searches_its_way_to_every_answer_and_the_heuristic_reads(
+    tmp_path: Path,
+) -> None:
+    """Gold paths for all 80 questions (1-3 hops); the heuristic, which read nothing of PhantomWiki's
+    markdown articles before (0.000), now answers some."""
+    from gather_envs.corpus.phantomwiki import read_phantomwiki
+    from gather_envs.evaluation import evaluate
+    from tests.phantomwiki_universe import QUESTIONS, build_universe
+
+    path = build_universe(tmp_path / "pw")
+    tasks = read_phantomwiki(path).splits["test"]
+    assert len(tasks) == QUESTIONS and all(len(t.gold_path) == t.hops for t in tasks)
+    success: dict[tuple[str, str, int], float] = {}
+    for agent in ("oracle", "heuristic"):
+        for family in ("single-hop", "bridge"):
+            kwargs = {"path": str(path), "family": family}
+            records = evaluate(
+                "Gather-PhantomWiki-v0", agent, n=1, budgets=(0, 3), seed=0, progress=False, env_kwargs=kwargs
+            )
+            for budget in (0, 3):
+                wins = [r.success for r in records if r.budget == budget]
+                success[agent, family, budget] = sum(wins) / len(wins)
+    assert all(success["oracle", family, 3] == 1.0 for family in ("single-hop", "bridge"))
+    assert all(
+        success[agent, family, 0] == 0.0
+        for agent in ("oracle", "heuristic")
+        for family in ("single-hop", "bridge")
+    )
+    assert success["heuristic", "single-hop", 3] > 0.25 and success["heuristic", "bridge", 3] > 0.0
