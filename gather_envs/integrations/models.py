@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gather_envs.errors import ConfigError
-from gather_envs.files import atomic_directory
+from gather_envs.files import atomic_directory, lock_fd, unlock_fd
 from gather_envs.integrations._optional import require
 
 EXTRA = "trl"
@@ -89,18 +89,13 @@ def _is_current(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive file lock (POSIX) so parallel test workers convert only once."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock, conversions may race harmlessly
-        yield
-        return
+    """An exclusive file lock (POSIX; none elsewhere) so parallel test workers convert only once."""
     with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        lock_fd(handle.fileno())
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            unlock_fd(handle.fileno())
 
 
 def _convert(out: Path) -> None:
