@@ -588,7 +588,7 @@ def _read_trailer(path: Path) -> dict[str, Any] | None:
         lines = handle.read().rstrip(b"\n").rsplit(b"\n", 1)
     try:
         trailer = json.loads(lines[-1])
-    except ValueError:
+    except (ValueError, RecursionError):  # our own file, damaged or tampered with: rebuild it
         return None
     return trailer if isinstance(trailer, dict) and trailer.get("end") is True else None
 
@@ -627,7 +627,7 @@ def _read_cache(path: Path, header: dict[str, Any]) -> LoadedFile | None:
             int(trailer["excluded"]),
             from_cache=True,
         )
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
         return None  # missing, unreadable or corrupted: rebuild it
 
 
