@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 import gather_envs
-from gather_envs.envs.actions import parse_action
+from gather_envs.envs.actions import parse_action, parse_calls
 
 MEGABYTE = 1 << 20
 LATENCY_GOAL_MS = 50.0
@@ -176,18 +176,22 @@ def fuzz(steps: int, seed: int) -> None:
 def adversarial(repeats: int) -> None:
     inputs = adversarial_inputs()
     envs = [gym.make(env_id) for env_id in gather_envs.ENV_IDS]
-    print(f"parse_action on adversarial inputs (best of {repeats}; goal <= {LATENCY_GOAL_MS:g} ms each):")
+    print(f"parse_action and parse_calls on adversarial inputs (best of {repeats}; goal <= {LATENCY_GOAL_MS:g} ms each):")
     worst = ("", 0.0)
     step_worst = 0.0
     raised = 0
     for name, text in inputs.items():
-        best = cpu = float("inf")
         action = parse_action(text)
-        for _ in range(repeats):
-            begin, begin_cpu = time.perf_counter(), time.process_time()
-            parse_action(text)
-            best = min(best, time.perf_counter() - begin)
-            cpu = min(cpu, time.process_time() - begin_cpu)
+        bests = []  # the first call, and every call (what step reads): the slower one counts
+        for parse in (parse_action, parse_calls):
+            best = cpu = float("inf")
+            for _ in range(repeats):
+                begin, begin_cpu = time.perf_counter(), time.process_time()
+                parse(text)
+                best = min(best, time.perf_counter() - begin)
+                cpu = min(cpu, time.process_time() - begin_cpu)
+            bests.append((best, cpu))
+        best, cpu = max(bests)
         for env in envs:
             env.reset(seed=0)
             begin = time.perf_counter()

@@ -6,6 +6,7 @@ import gymnasium as gym
 import pytest
 
 import gather_envs  # noqa: F401  (registers the ids)
+from gather_envs.corpus.datasets.common import CACHE_DIR_ENV
 from gather_envs.envs.registration import GENERIC_ENV_ID
 
 SMALL_WORLD = {
@@ -24,6 +25,12 @@ ALL_IDS = tuple(
         and e not in gather_envs.CUSTOM_IDS
     )
 )
+
+
+@pytest.fixture(autouse=True)
+def _caches_stay_in_the_test_tree(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caches a test writes (chance floors of procedural worlds, dataset caches) never reach ~/.cache."""
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.getbasetemp() / "gather-envs-cache"))
 
 
 @pytest.fixture(params=SYNTHETIC_IDS)

@@ -6,7 +6,7 @@ import json
 
 import gymnasium as gym
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gather_envs
@@ -302,3 +302,32 @@ def test_any_json_list_of_strings_round_trips_as_the_answers_items(items: list[s
     action = parse_action(f"Thought: all of them. {call}")
     kept = tuple(item.strip() for item in items if item.strip())
     assert (action.kind, action.items) == ((ANSWER, kept) if kept else (INVALID, ()))
+
+
+_HEAD_FRAGMENTS = st.sampled_from(
+    ['{"a":', '{"name":', '{ "a" : ', '{"a{":', '{"a[":', "[", "[ ", "{", "}", "]", ",", '"x"', "1", '"name"', " ", "{}",
+     '"search"', '{"name": "search", "arguments": {"query": "a"}}', '"a{"', ':']
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_HEAD_FRAGMENTS, max_size=60).map("".join))
+def test_runs_of_nested_heads_are_read_as_json_reads_them(text: str) -> None:
+    """Nested heads (``{"a": {"b": [{...``) read in one match give what json.raw_decode gives."""
+    from gather_envs.envs.actions import _from_json
+
+    reference = _reference_json_action(text)
+    found = _from_json(text)
+    assert (reference is None) == (found is None)
+    if reference is not None and found is not None:
+        assert found[0] == reference[0]
+
+
+@pytest.mark.parametrize("depth", [2, 3, 50, 5000])
+def test_deep_nested_heads_that_close_find_the_call_inside(depth: int) -> None:
+    call = '{"name": "search", "arguments": {"query": "deep"}}'
+    balanced = '{"a": [' * depth + call + "]}" * depth
+    open_then_call = '{"a":' * depth + call
+    for text in (balanced, open_then_call, '{"x": 1, "y": ' + balanced + "}"):
+        action = parse_action(text)
+        assert (action.kind, action.argument) == (SEARCH, "deep")

@@ -12,6 +12,7 @@ from gather_envs.evaluation.plan import DEFAULT_N
 from gather_envs.evaluation.runner import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
 
 SOURCE_DOCS = Path(__file__).resolve().parent.parent / "docs"
+SOURCE_BENCHMARKS = SOURCE_DOCS.parent / "benchmarks" / "README.md"
 COMMANDS = ("list", "docs", "show", "play", "generate", "eval", "report", "compare", "sample")
 
 
@@ -51,13 +52,23 @@ def test_every_command_is_in_the_top_level_help(capsys: pytest.CaptureFixture[st
 
 
 def test_docs_lists_and_prints_the_shipped_pages(capsys: pytest.CaptureFixture[str]) -> None:
-    assert doc_topics() == sorted(p.stem for p in SOURCE_DOCS.glob("*.md"))
+    sources = {p.stem: p for p in SOURCE_DOCS.glob("*.md")} | {"benchmarks": SOURCE_BENCHMARKS}
+    assert doc_topics() == sorted(sources)
     assert main(["docs"]) == 0
     listing = capsys.readouterr().out
     assert all(topic in listing for topic in doc_topics())
     for topic in doc_topics():
         assert main(["docs", topic]) == 0
-        assert capsys.readouterr().out == (SOURCE_DOCS / f"{topic}.md").read_text(encoding="utf-8")
+        assert capsys.readouterr().out == sources[topic].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "topic", ["environments", "worlds", "retrieval-and-serving", "testing", "troubleshooting", "benchmarks"]
+)
+def test_docs_has_the_pages_that_left_the_readme(capsys: pytest.CaptureFixture[str], topic: str) -> None:
+    assert topic in doc_topics()
+    assert main(["docs"]) == 0
+    assert any(line.split()[0] == topic for line in capsys.readouterr().out.splitlines() if line.strip())
 
 
 def test_list_points_to_docs_a_pip_user_has(capsys: pytest.CaptureFixture[str]) -> None:

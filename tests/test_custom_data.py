@@ -13,6 +13,7 @@ import pytest
 
 import gather_envs  # noqa: F401  (registers the ids)
 from gather_envs.corpus.custom import freeze_custom, read_custom
+from gather_envs.corpus.floor import floor_cache_path
 from gather_envs.corpus.frozen import load_frozen
 from gather_envs.errors import ConfigError, CorpusError, DataFileError
 from gather_envs.scoring import answer_items, set_equal, set_f1
@@ -403,7 +404,14 @@ def test_set_episodes_are_recorded_and_reported_like_any_other(tmp_path, files) 
     assert report.returncode == 0 and "1.000 [1.000, 1.000]" in report.stdout
     floor_rows = [line.split() for line in report.stdout.splitlines() if line.startswith("floor")]
     assert floor_rows[0][:3] == ["floor", "0.000", "0.000"]  # no question-only guess names both siblings
-    files[1].unlink()  # the files are gone: the report still runs, and shows no floor rather than invent one
+    # The floor measured on these tasks is cached beside their file's cache: it outlives the file (keyed
+    # by the run's corpus hash and task ids, so it is the floor of exactly what ran).
+    cache = floor_cache_path(records[0]["corpus_hash"], str(files[1]))  # beside the file, or in the cache dir
+    files[1].unlink()
+    report = subprocess.run([*cli, "report", str(out)], capture_output=True, text=True, env=env, check=False)
+    assert report.returncode == 0 and cache.is_file()
+    assert [line.split() for line in report.stdout.splitlines() if line.startswith("floor")] == floor_rows
+    cache.unlink()  # files and cache gone: the report still runs, and shows no floor rather than invent one
     report = subprocess.run([*cli, "report", str(out)], capture_output=True, text=True, env=env, check=False)
     assert report.returncode == 0 and not any(line.startswith("floor") for line in report.stdout.splitlines())
 

@@ -174,3 +174,19 @@ def test_step_never_raises_and_never_both_done_flags(actions: list[str]) -> None
         assert not (terminated and truncated)
         if terminated or truncated:
             break
+
+
+def test_the_budget_cap_is_the_same_for_the_env_the_runner_and_the_cli() -> None:
+    from gather_envs.envs.gather_env import MAX_TOOL_CALLS
+    from gather_envs.envs.parameters import env_parameters
+    from gather_envs.evaluation import plan_run
+
+    declared = {p.name: p for p in env_parameters("Gather-MultiHop-v0") or ()}
+    assert declared["max_tool_calls"].maximum == MAX_TOOL_CALLS
+    env = small_env()
+    with pytest.raises(ConfigError, match=f"at most {MAX_TOOL_CALLS}"):
+        env.reset(seed=0, options={"max_tool_calls": MAX_TOOL_CALLS + 1})
+    with pytest.raises(ConfigError, match=rf"\[0, {MAX_TOOL_CALLS}\]"):
+        plan_run(env, n=1, budgets=[MAX_TOOL_CALLS + 1])
+    env.reset(seed=0, options={"max_tool_calls": MAX_TOOL_CALLS})
+    assert env.unwrapped.budget == MAX_TOOL_CALLS

@@ -32,8 +32,9 @@ from gather_envs.metrics import (
     strategy_diversity,
     t_star,
 )
-from gather_envs.metrics.compare import paired_permutation_p, run_labels
+from gather_envs.metrics.compare import run_labels
 from gather_envs.metrics.results import load_results, save_results
+from gather_envs.metrics.significance import holm, k_star_bootstrap_interval, paired_permutation_p
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
 from gather_envs.reports.tables import render_comparison
 
@@ -597,3 +598,52 @@ def test_results_from_json_names_a_missing_field() -> None:
     del data["corpus_hash"]
     with pytest.raises(RecordsError, match="corpus_hash"):
         Results.from_json(data)
+
+
+# Holm's correction and the interval of k*
+
+
+@pytest.mark.parametrize(
+    ("raw", "adjusted"),
+    [
+        ([0.01, 0.04, 0.03], [0.03, 0.06, 0.06]),  # 3 x 0.01, then max(2 x 0.03, ...) carried on
+        ([0.5, 0.001], [0.5, 0.002]),
+        ([0.2, 0.2, 0.2], [0.6, 0.6, 0.6]),
+        ([0.9, 0.8], [1.0, 1.0]),  # 2 x 0.8 capped at 1, and 0.9 carried up to it
+        ([], []),
+    ],
+)
+def test_holm_matches_hand_computed_values(raw: list[float], adjusted: list[float]) -> None:
+    assert holm(raw) == pytest.approx(adjusted, abs=1e-15)
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_holm_never_lowers_a_p_and_keeps_the_order(raw: list[float]) -> None:
+    adjusted = holm(raw)
+    assert all(p <= q <= 1.0 for p, q in zip(raw, adjusted, strict=True))
+    order = sorted(range(len(raw)), key=lambda i: raw[i])
+    assert all(adjusted[i] <= adjusted[j] for i, j in zip(order, order[1:]))
+
+
+def test_k_star_interval_brackets_a_clear_crossing_and_opens_when_resamples_do_not_cross() -> None:
+    ks = [1, 2, 4, 8]
+    clear = np.tile([0.2, 0.1, -0.1, -0.2], (200, 1)) + np.linspace(-0.01, 0.01, 200)[:, None]
+    low, high = k_star_bootstrap_interval(clear, ks)
+    assert low is not None and high is not None and 2.0 < low <= high < 4.0
+    half = clear.copy()
+    half[100:] = 0.2  # half the resamples never cross
+    assert k_star_bootstrap_interval(half, ks)[1] is None  # upper end beyond the grid
+
+
+def test_comparison_carries_the_k_star_interval_when_the_curves_cross() -> None:
+    tasks = [f"t{i:02d}" for i in range(40)]
+    sharp = simulated_records({t: {1: 0.9 if i < 20 else 0.0} for i, t in enumerate(tasks)}, n=8, seed=1, agent="sharp")
+    broad = simulated_records({t: {1: 0.35} for t in tasks}, n=8, seed=2, agent="broad")
+    entry = compare_runs(sharp, broad, bootstrap=300).at(1)
+    assert entry.k_star is not None and entry.k_star_ci is not None
+    low, high = entry.k_star_ci
+    assert low is not None and low <= entry.k_star and (high is None or entry.k_star <= high)
+    assert "bootstrap interval of k* [" in render_comparison(compare_runs(sharp, broad, bootstrap=300), "table")
+    again = Comparison.from_json(json.loads(json.dumps(compare_runs(sharp, broad, bootstrap=300).to_json())))
+    assert again.at(1).k_star_ci == entry.k_star_ci

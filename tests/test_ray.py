@@ -221,7 +221,7 @@ def test_more_workers_than_the_cluster_can_hold_is_a_config_error(ray_cluster: s
 
 def test_the_ray_engine_without_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
-    with pytest.raises(ConfigError, match=r"pip install 'gather-envs\[ray\]'"):
+    with pytest.raises(ConfigError, match=r'pip install "gather-envs\[ray\]"'):
         run("ray")
 
 

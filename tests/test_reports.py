@@ -16,11 +16,11 @@ import pytest
 
 from gather_envs.cli import main
 from gather_envs.corpus import frozen
+from gather_envs.corpus.floor import load_chance_floor
 from gather_envs.corpus.frozen import MANIFEST, corpora_root
 from gather_envs.corpus.manifest import seal_manifest
 from gather_envs.errors import ConfigError, CorpusError, GatherError, RecordsError
 from gather_envs.metrics import Comparison, Results, compare_runs, diversity_by_agent, results_from_records
-from gather_envs.metrics.floor import MANIFEST_KEY, load_chance_floor
 from gather_envs.records import EpisodeRecord
 from gather_envs.reports import (
     FORMATS,
@@ -40,6 +40,7 @@ from gather_envs.reports.plots import (
     result_sections,
 )
 from gather_envs.runs import append_records, check_unique_cells, load_run
+from gather_envs.tasks.floor import MANIFEST_KEY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -215,7 +216,8 @@ def test_reports_carry_a_legend_for_cells_brackets_boundary_and_t_star(
     assert "floor:" not in text  # no floor given, none explained
     compared = render_comparison(comparison, fmt)
     assert "How to read this" in compared and "k*: where the curves cross" in compared
-    assert "significant where its interval excludes 0" in compared
+    assert "p: two-sided paired permutation test" in compared and "the test the verdict uses" in compared
+    assert "p Holm: p adjusted by Holm" in compared
 
 
 def test_floor_is_shown_in_table_markdown_csv_and_json_when_given() -> None:
@@ -276,7 +278,9 @@ def test_identically_zero_curves_are_called_that_not_uncrossed() -> None:
     assert text.count("both curves are 0 at every k: neither run solved a task") == 3
     assert text.rstrip().splitlines()[-1] == (
         "Verdict: no significant difference between the curves at any T and k; the boundaries "
-        "do not differ significantly at any T (McNemar p >= 0.05)."
+        "do not differ significantly at any T; tests: paired permutation over tasks (curves) and "
+        "exact McNemar (boundary), Holm-corrected over the 12 tests of this report, significant "
+        "when p < 0.05."
     )
 
 
@@ -285,7 +289,8 @@ def test_verdict_names_the_run_ahead_and_where_the_boundary_differs() -> None:
     result = compare_runs(zero_run("weak"), strong, bootstrap=200)
     line = comparison_verdict(result)
     assert line.startswith("Verdict: strong ahead at T=2 (k=1-4), T=5 (k=1-4);")
-    assert "boundary differs significantly at T=2 (p = 3.1e-05, strong solves more tasks alone)" in line
+    # McNemar's p and its Holm adjustment over the report's 12 tests (9 curves, 3 boundaries)
+    assert "boundary differs significantly at T=2 (McNemar p = 3.1e-05, Holm 0.00037; strong solves" in line
     assert render_comparison(result, "md").rstrip().endswith(line)
     assert "## Verdict" in render_comparison(result, "md")
 
@@ -515,7 +520,8 @@ def test_report_shows_the_floor_stored_in_the_corpus_manifest(
     assert json.loads(out)["chance_floor"] == {"1": 0.011, "2": 0.021, "4": 0.042, "8": 0.083}
     code, out, _ = cli(capsys, "compare", str(path), str(path), "--bootstrap", "0", "--format", "json")
     assert json.loads(out)["chance_floor"]["8"] == 0.083
-    # The floor was measured on the test split: a run on the train split gets none.
+    # The stored floor was measured on the test split: it does not apply to a run on the train split
+    # (and these made-up task ids are in no split, so none is measured either).
     train = [dataclasses.replace(r, env_kwargs={"split": "train"}) for r in records]
     code, out, _ = cli(capsys, "report", str(write(tmp_path / "train.jsonl", train)), "--bootstrap", "0")
     assert code == 0 and "\nfloor " not in out
@@ -550,3 +556,79 @@ def test_places_count_blank_lines_and_skip_a_torn_tail(tmp_path: Path) -> None:
     assert places == [f"{path}:1", f"{path}:4", f"{path}:5"]
     with pytest.raises(RecordsError, match=rf"episode 0 \(agent 'base'\): {path}:1 and {path}:5"):
         check_unique_cells(located, places)
+
+
+# One verdict, one test: the shipped learning result, Holm, the primary endpoint
+
+LEARNING = Path(__file__).resolve().parent.parent / "baselines" / "learning-cpu"
+
+
+def test_verdict_on_the_shipped_learning_records_agrees_with_the_p_it_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base, grpo = str(LEARNING / "base.jsonl"), str(LEARNING / "grpo.jsonl")
+    code, out, _ = cli(capsys, "compare", base, grpo, "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    at_1 = next(e for e in data["per_budget"] if e["T"] == 1)
+    # the interval at k = 4 excludes 0 while the permutation p is 0.06: the verdict follows p
+    assert at_1["diff_high"][2] < 0 and at_1["diff_p"][2] > 0.05
+    assert data["verdict"].startswith("Verdict: grpo ahead at T=1 (k=1-2); the boundaries do not differ")
+    assert "Holm-corrected over the 12 tests" in data["verdict"]
+    for entry in data["per_budget"]:
+        assert len(entry["diff_p_holm"]) == len(entry["diff_p"])
+        assert all(q >= p for p, q in zip(entry["diff_p"], entry["diff_p_holm"], strict=True))
+        assert entry["boundary"]["mcnemar_p_holm"] >= entry["boundary"]["mcnemar_p"]
+    significant = {
+        (e["T"], k) for e in data["per_budget"] for k, q in zip(e["ks"], e["diff_p_holm"], strict=True) if q < 0.05
+    }
+    assert significant == {(1, 1), (1, 2)}
+    code, out, _ = cli(capsys, "compare", base, grpo, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {"diff_p", "diff_p_holm", "mcnemar_p_holm", "primary"} <= set(rows[0])
+    assert {(int(r["T"]), int(r["k"])) for r in rows if float(r["diff_p_holm"]) < 0.05} == {(1, 1), (1, 2)}
+
+
+def test_primary_endpoint_is_reported_first_and_tested_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    base, grpo = str(LEARNING / "base.jsonl"), str(LEARNING / "grpo.jsonl")
+    code, out, _ = cli(capsys, "compare", base, grpo, "--primary", "T=2,k=1", "--format", "md")
+    assert code == 0
+    verdict = out.rstrip().splitlines()[-1]
+    assert verdict.startswith("Verdict: primary endpoint T=2, k=1: grpo ahead, p = 0.0077 (uncorrected); ")
+    assert "Holm-corrected over the 11 other tests" in verdict
+    assert "- primary endpoint T=2, k=1: named up front, tested alone" in out
+    assert "| primary |" in out.replace("primary  ", "primary ")
+    code, out, _ = cli(capsys, "compare", base, grpo, "--primary", "T=2,k=1", "--format", "json")
+    data = json.loads(out)
+    assert data["primary"] == {"T": 2, "k": 1}
+    at_2 = next(e for e in data["per_budget"] if e["T"] == 2)
+    assert at_2["diff_p_holm"][0] is None  # outside the family
+    assert Comparison.from_json(data).primary == (2, 1)
+
+
+@pytest.mark.parametrize("bad", ["T=1", "k=1", "T=1,k=0", "T=x,k=1", "T=1,k=1,n=4"])
+def test_malformed_primary_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["compare", str(LEARNING / "base.jsonl"), str(LEARNING / "grpo.jsonl"), "--primary", bad])
+    assert "expected T=" in capsys.readouterr().err
+
+
+def test_primary_endpoint_outside_the_comparison_is_a_config_error() -> None:
+    records = run("a", 0.0, seed=1)
+    with pytest.raises(ConfigError, match="primary endpoint T=9, k=1 is not in the comparison"):
+        compare_runs(records, run("b", 0.3, seed=2), bootstrap=0, primary=(9, 1))
+
+
+def test_older_comparison_json_reads_and_gets_its_holm_column() -> None:
+    result = compare_runs(run("rl", 0.3, seed=1), run("base", 0.0, seed=2), bootstrap=50)
+    data = result.to_json()
+    for key in ("primary", "correction"):
+        del data[key]
+    for entry in data["per_budget"]:
+        del entry["diff_p_holm"], entry["boundary"]["mcnemar_p_holm"], entry["k_star_ci"]
+    older = Comparison.from_json(data)
+    assert older.primary is None
+    for new, old in zip(older.to_json()["per_budget"], result.to_json()["per_budget"], strict=True):
+        assert new["diff_p_holm"] == old["diff_p_holm"]  # recomputed from the raw p-values
+        assert new["boundary"]["mcnemar_p_holm"] == old["boundary"]["mcnemar_p_holm"]
+    assert comparison_verdict(older) == comparison_verdict(result)

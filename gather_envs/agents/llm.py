@@ -543,8 +543,3 @@ def _factory(style_name: str) -> Any:
 
 for _name in STYLES:
     register_agent(_name, _factory(_name), LLM_OPTIONS)
-
-
-def agent_styles() -> Sequence[str]:
-    """Names of the LLM agents."""
-    return tuple(STYLES)

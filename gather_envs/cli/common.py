@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from gather_envs.envs.parameters import env_parameters
 from gather_envs.errors import ConfigError, GatherError
 from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.parameters import Parameter, parse_parameters
+from gather_envs.tasks.floor import FloorTable, floor_warnings
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -285,3 +287,9 @@ def listing(title: str, rows: Sequence[tuple[str, str]]) -> str:
     for name, text in rows:
         lines.append(textwrap.fill(text, width, initial_indent=f"  {name}: ", subsequent_indent="      "))
     return "\n".join(lines)
+
+
+def print_floor_warnings(floor: FloorTable | None, fmt: str) -> None:
+    """One line per family a question-only guess solves too often (stderr when stdout is data)."""
+    for line in [] if floor is None else floor_warnings(floor):
+        print(line, file=sys.stderr if fmt in ("json", "csv") else sys.stdout)

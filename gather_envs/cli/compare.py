@@ -11,6 +11,7 @@ from gather_envs.cli.common import (
     DIVERSITY_KEY,
     add_stats_options,
     diversity_json,
+    print_floor_warnings,
 )
 from gather_envs.runs import load_run
 
@@ -19,8 +20,8 @@ VERDICT_KEY = "verdict"
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from gather_envs.envs.floor import run_floor
     from gather_envs.metrics import compare_runs, diversity_by_agent
-    from gather_envs.metrics.floor import chance_floor_of
     from gather_envs.reports import (
         comparison_verdict,
         plot_comparison,
@@ -33,6 +34,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.plot:
         require_matplotlib()  # fail before printing anything
     records_a, records_b = load_run(args.a).records, load_run(args.b).records
+    floor = run_floor(records_a)
+    print_floor_warnings(floor, args.format)
     comparison = compare_runs(
         records_a,
         records_b,
@@ -41,7 +44,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         restrict_to_common=args.common_tasks,
         common_hint="pass --common-tasks",
         sources=(args.a, args.b),
-        chance_floor=chance_floor_of(records_a),
+        chance_floor=None if floor is None else floor.floor,
+        primary=args.primary,
     )
     # compare_runs checked one agent per run: label each side's diversity with its run label.
     diversities = {}
@@ -66,6 +70,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def primary_type(text: str) -> tuple[int, int]:
+    """``T=1,k=1`` as (1, 1) for ``compare --primary``."""
+    fields = dict(part.split("=", 1) for part in text.replace(" ", "").split(",") if "=" in part)
+    try:
+        budget, k = int(fields["T"]), int(fields["k"])
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected T=<budget>,k=<k> (e.g. T=1,k=1), got {text!r}") from None
+    if set(fields) != {"T", "k"} or budget < 0 or k < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected T=<budget >= 0>,k=<k >= 1> and nothing else, got {text!r}"
+        )
+    return budget, k
+
+
 def add_parser(sub: Any) -> None:
     """Declare ``compare``."""
     compare = sub.add_parser(
@@ -75,6 +93,13 @@ def add_parser(sub: Any) -> None:
     compare.add_argument("b", metavar="B.jsonl", help="records of run B")
     compare.add_argument(
         "--common-tasks", action="store_true", help="compare on the tasks and budgets both runs share"
+    )
+    compare.add_argument(
+        "--primary",
+        type=primary_type,
+        metavar="T=..,k=..",
+        help="the primary endpoint, named before looking: reported first and tested alone (uncorrected); "
+        "every other test is Holm-corrected",
     )
     add_stats_options(compare)
     compare.set_defaults(func=cmd_compare)

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 DOCS_FOLDER = "_docs"  # where the wheel installs docs/*.md inside the package
+BENCHMARKS_TOPIC = "benchmarks"
+"""The topic of benchmarks/README.md (every performance figure), shipped as _docs/benchmarks.md."""
 
 
 def docs_root() -> Path:
@@ -16,21 +18,32 @@ def docs_root() -> Path:
     return installed if installed.is_dir() else package.parent / "docs"
 
 
-def doc_topics() -> list[str]:
-    """The documentation pages, by name."""
+def doc_pages() -> dict[str, Path]:
+    """Each documentation topic and its file: docs/*.md, plus benchmarks/README.md as ``benchmarks``."""
     root = docs_root()
-    return sorted(p.stem for p in root.glob("*.md")) if root.is_dir() else []
+    pages = {p.stem: p for p in root.glob("*.md")} if root.is_dir() else {}
+    benchmarks = root.parent / BENCHMARKS_TOPIC / "README.md"  # a source checkout
+    if BENCHMARKS_TOPIC not in pages and benchmarks.is_file():
+        pages[BENCHMARKS_TOPIC] = benchmarks
+    return dict(sorted(pages.items()))
+
+
+def doc_topics() -> list[str]:
+    """The topics ``gather-envs docs`` lists, sorted."""
+    return list(doc_pages())
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
+    pages = doc_pages()
     if args.topic is None:
-        for topic in doc_topics():
-            lines = (docs_root() / f"{topic}.md").read_text(encoding="utf-8").splitlines()
+        width = max(map(len, pages), default=0)
+        for topic, path in pages.items():
+            lines = path.read_text(encoding="utf-8").splitlines()
             title = next((line.lstrip("# ") for line in lines if line.startswith("#")), "")
-            print(f"{topic:<14} {title}")
+            print(f"{topic:<{width}}  {title}")
         print("\nprint one with: gather-envs docs TOPIC")
         return 0
-    print((docs_root() / f"{args.topic}.md").read_text(encoding="utf-8"), end="")
+    print(pages[args.topic].read_text(encoding="utf-8"), end="")
     return 0
 
 

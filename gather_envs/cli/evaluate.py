@@ -24,11 +24,12 @@ from gather_envs.cli.common import (
     kwargs_epilog,
     nonnegative_float,
 )
-from gather_envs.envs.parameters import MAX_TOOL_CALLS
+from gather_envs.envs.gather_env import MAX_TOOL_CALLS
 from gather_envs.errors import GatherError
+from gather_envs.evaluation import plan
 from gather_envs.runs import Cell, cell_of, read_records
 
-DEFAULT_BUDGETS = "0,1,2,3,5"
+DEFAULT_BUDGETS = ",".join(map(str, plan.DEFAULT_BUDGETS))
 
 
 def parse_budgets(text: str) -> tuple[int, ...]:

@@ -43,7 +43,7 @@ def add_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="world knob, repeatable, e.g. --knob seed=1 --knob num_entities=5000 (see the README's Knobs)",
+        help="world knob, repeatable, e.g. --knob seed=1 --knob num_entities=5000 (see: gather-envs docs environments, Knobs)",
     )
     generate.add_argument(
         "--from-manifest", metavar="DIR", help="regenerate a frozen corpus bit for bit from its manifest"

@@ -11,6 +11,7 @@ from gather_envs.cli.common import (
     DIVERSITY_KEY,
     add_stats_options,
     diversity_json,
+    print_floor_warnings,
 )
 from gather_envs.runs import load_run
 
@@ -20,8 +21,8 @@ RETRIEVAL_KEY = "retrieval"
 
 def cmd_report(args: argparse.Namespace) -> int:
     from gather_envs.analysis import retrieval_by_agent
+    from gather_envs.envs.floor import run_floor
     from gather_envs.metrics import diversity_by_agent, results_from_records
-    from gather_envs.metrics.floor import chance_floor_of
     from gather_envs.reports import (
         plot_results,
         render_diversity,
@@ -40,8 +41,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             "and every figure below is empty; rerun the eval command once the server works"
         )
         print(warning, file=sys.stderr if args.format in ("json", "csv") else sys.stdout)
+    floor = run_floor(records)
+    print_floor_warnings(floor, args.format)
     results = results_from_records(
-        records, bootstrap=args.bootstrap, seed=args.seed, chance_floor=chance_floor_of(records)
+        records, bootstrap=args.bootstrap, seed=args.seed, chance_floor=None if floor is None else floor.floor
     )
     diversities = diversity_by_agent(records)
     retrieval = retrieval_by_agent(records)

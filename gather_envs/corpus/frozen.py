@@ -48,7 +48,7 @@ BLANK_GOLD_PROBLEM = (
     "field {field!r} normalizes to the empty string, so any answer that does (`answer[the]`) would "
     "match it; give a real answer or remove the task"
 )
-CORPUS_VERSION = "v1"  # the suffix of the env ids that serve this corpus (Gather-*-v1)
+CORPUS_VERSION = "v1"  # the corpus's own version, written into new manifests (not an env id's: CHANGELOG.md)
 
 
 def corpora_root() -> Path:

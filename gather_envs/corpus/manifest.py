@@ -24,7 +24,7 @@ from gather_envs.errors import ConfigError, CorpusError
 from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records.tasks import FAMILIES, Task
 from gather_envs.tasks.builder import FamilyStats
-from gather_envs.tasks.floor import GUESSER_NONE, GUESSERS
+from gather_envs.tasks.floor import ALL_GUESSERS, GUESSER_NONE
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
 
 MANIFEST_SCHEMA_VERSION = 2
@@ -223,16 +223,16 @@ def _check_chance_floor(value: Any) -> None:
             raise _Invalid(f"{family} must have best_guesser, floor, guessers and tasks, has {sorted(entry)}")
         _int(entry["tasks"], f"chance_floor.{family}.tasks", 1)
         curves = _mapping(entry["guessers"], f"chance_floor.{family}.guessers")
-        unknown = sorted(set(curves) - set(GUESSERS))
+        unknown = sorted(set(curves) - set(ALL_GUESSERS))
         if unknown:
-            raise _Invalid(f"{family} names unknown guesser(s) {unknown}; known: {list(GUESSERS)}")
+            raise _Invalid(f"{family} names unknown guesser(s) {unknown}; known: {list(ALL_GUESSERS)}")
         for k, floor in sorted(_mapping(entry["floor"], f"chance_floor.{family}.floor").items()):
             best = max(
                 _rate(curve.get(k), f"chance_floor.{family}.guessers.*.{k}") for curve in curves.values()
             )
             if _rate(floor, f"chance_floor.{family}.floor.{k}") != best:
                 raise _Invalid(f"{family} floor at k={k} is {floor}, but its best guesser scores {best}")
-            if entry["best_guesser"].get(k) not in (*GUESSERS, GUESSER_NONE):
+            if entry["best_guesser"].get(k) not in (*ALL_GUESSERS, GUESSER_NONE):
                 raise _Invalid(f"{family} names no known best guesser at k={k}")
 
 

@@ -14,9 +14,16 @@ Dialects (all accepted by every env; the prompt shows the one chosen with ``dial
 In the other dialects a set answer is one string whose items :func:`gather_envs.scoring.sets.answer_items`
 splits: on ``;`` when there is one (``answer[Smith, John; Doe, Jane]``), else on ``,``.
 
-Reasoning text around the action is allowed. When the text holds several actions, the one that
-*starts first* is taken: models tend to keep writing (a made-up observation, a second action)
-after the action they meant, so later ones are ignored.
+Reasoning text around the actions is allowed. :func:`parse_calls` reads every call of a reply, in
+the order they start (a call that starts inside an earlier one is part of it, not a call): several
+``search[...]``, several ``<search>`` tags, several JSON calls or a JSON list of calls, dialects
+mixed. One guard keeps what small models do from counting: they tend to keep writing after the
+call they meant, a made-up observation and then more calls. So a call that starts after an
+*observation marker* (:data:`OBSERVATION_MARKER`: a line that starts with ``Observation``,
+``Results`` or ``Searches left``, or an ``<information>`` or ``<tool_response>`` tag) that follows
+the first call, in the text between calls (a call's own argument may quote a marker), is not a
+call: it is dropped and reported in :attr:`Turn.ignored`. The first call is always taken,
+wherever it is. :func:`parse_action` is the first call alone.
 
 Parsing takes time linear in the text and never raises, on any string: each dialect is found by
 forward scans, and JSON is read by a small iterative scanner (no recursion, so any nesting depth
@@ -25,10 +32,10 @@ is fine) that remembers the outcome of every object it has read, so no ``{`` is 
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from dataclasses import dataclass, field
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -58,6 +65,14 @@ _JSON_SCALAR = re.compile(
     r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?|true|false|null|NaN|-?Infinity"
 )
 _JSON_CANDIDATE = re.compile(rf"\{{(?={_WS}{_STRING}{_WS}:)")  # an object with at least one key
+_HEAD_RUN = re.compile(rf"(?:\{{{_WS}{_STRING}{_WS}:{_WS}|\[{_WS}(?=\{{))*+")
+"""More levels that open straight after an object's head: heads, and single ``[`` before a ``{``
+(a run of ``[[[`` keeps its own one-frame reading)."""
+_HIDDEN_CANDIDATE = re.compile(r'\{[ \t\n\r]*"[ \t\n\r]*:')
+"""In a run of heads, a key that ends with ``{`` (the only place a candidate can hide there)."""
+_PENDING = object()
+"""The ``fields`` slot of a pending run's frame ``[start, _PENDING, end, 0]``."""
+_NO_END = 1 << 62
 _RUN_OPEN = re.compile(r"\[+")
 _RUN_CLOSE = re.compile(r"\]+")
 _TOOL_NAME_KEY = "name"
@@ -98,6 +113,7 @@ class _JSONScanner:
         self.text = text
         self.ends: dict[int, int] = {}
         self.fields: dict[int, dict[str, _Value]] = {}
+        self.skipped: list[tuple[int, int]] = []  # failed runs of heads, sorted
 
     def container(self, start: int) -> int:
         """End offset of the object or array that starts at ``start``, or ``_FAILED``."""
@@ -122,6 +138,14 @@ class _JSONScanner:
                 else:
                     frame[2] = literal[1:-1] if "\\" not in literal else json.loads(literal)
                     position = head.end()
+                    run_end = _HEAD_RUN.match(text, position).end()  # type: ignore[union-attr]
+                    if run_end > position:
+                        # Nested heads ``{"a": {"b": [{...``: one regex match, not one step a level.
+                        # The levels but the last wait as one pending frame; each is rebuilt
+                        # (from the right) only when the level inside it closes.
+                        stack[-1] = [frame[0], _PENDING, run_end, 0]
+                        self._materialize(stack)
+                        position = run_end
             else:
                 # A run of "[" is one frame with a depth: deep arrays cost one step, not one a level.
                 depth = _run_length(_RUN_OPEN, text, position)
@@ -196,15 +220,59 @@ class _JSONScanner:
         """Pop the innermost container, which ends at ``end``, and remember it."""
         start, fields, _, _ = stack.pop()
         self.ends[start] = end
+        if stack and stack[-1][1] is _PENDING:
+            self._materialize(stack)
         if fields is not None:
             self.fields[start] = fields
             return (_OBJECT, start, end)
         return (_ARRAY, start, end)
 
+    def _materialize(self, stack: list[list[Any]]) -> None:
+        """Turn the last level of the pending run on top of ``stack`` into a frame of its own.
+
+        The level's start is the last ``{`` or ``[`` before the run's end whose text up to there is
+        a whole head (``{"key":``) or ``[``: a key's own ``{`` or ``[`` can never read as one.
+        """
+        pending = stack[-1]
+        text, low, high = self.text, pending[0], pending[2]
+        end = high
+        while True:
+            start = max(text.rfind("{", low, end), text.rfind("[", low, end))
+            if text[start] == "[":
+                if _skip_ws(text, start + 1) == high:
+                    frame: list[Any] = [start, None, None, 1]
+                    break
+            else:
+                head = _JSON_OBJECT_HEAD.match(text, start)
+                if head is not None and head.end() == high and head.group(1) is not None:
+                    literal = head.group(1)
+                    frame = [start, {}, literal[1:-1] if "\\" not in literal else json.loads(literal), 1]
+                    break
+            end = start
+        if start == low:
+            stack[-1] = frame
+        else:
+            pending[2] = start
+            stack.append(frame)
+
     def _fail(self, stack: list[list[Any]]) -> int:
-        """Every open container fails with the innermost one (each would be read the same way)."""
-        self.ends.update(zip(map(itemgetter(0), stack), repeat(_FAILED)))
+        """Every open container fails with the innermost one (each would be read the same way).
+
+        A pending run's levels fail all at once: the run is remembered as a range to skip, unless a
+        key in it ends with ``{`` (that ``{`` may start an object of its own).
+        """
+        self.ends.update((frame[0], _FAILED) for frame in stack if frame[1] is not _PENDING)
+        for frame in stack:
+            if frame[1] is _PENDING and _HIDDEN_CANDIDATE.search(self.text, frame[0], frame[2]) is None:
+                bisect.insort(self.skipped, (frame[0], frame[2]))
         return _FAILED
+
+    def skip_end(self, position: int) -> int | None:
+        """The end of a failed run of heads that holds ``position`` (no candidate there), or None."""
+        index = bisect.bisect_right(self.skipped, (position, _NO_END)) - 1
+        if index >= 0 and position < self.skipped[index][1]:
+            return self.skipped[index][1]
+        return None
 
 
 def _run_length(run: re.Pattern[str], text: str, position: int) -> int:
@@ -235,23 +303,6 @@ def _string(text: str, value: _Value) -> str | None:
         return None
     literal = text[value[1] : value[2]]
     return literal[1:-1] if "\\" not in literal else json.loads(literal)
-
-
-def _from_json(text: str) -> tuple[int, Action] | None:
-    """The first JSON object in ``text`` that names a tool, with its start offset."""
-    if f'"{_TOOL_NAME_KEY}"' not in text and "\\u" not in text:
-        return None  # no object can have a "name" key (it may be spelled with \u escapes)
-    scanner = _JSONScanner(text)
-    ends = scanner.ends
-    for match in _JSON_CANDIDATE.finditer(text):
-        start = match.start()
-        end = ends.get(start)  # most candidates were settled by an earlier read
-        if end == _FAILED or (end is None and scanner.container(start) == _FAILED):
-            continue
-        fields = scanner.fields[start]
-        if _TOOL_NAME_KEY in fields:
-            return start, _json_action(text, fields, scanner.fields)
-    return None
 
 
 def _json_action(text: str, call: dict[str, _Value], objects: dict[int, dict[str, _Value]]) -> Action:
@@ -325,32 +376,165 @@ def _decode_arguments(text: str) -> Any:
         return None
 
 
-# -- the other dialects and the entry point ----------------------------------------------------------
+# -- the calls of a reply --------------------------------------------------------------------------
+
+_Call = tuple[int, int, Action]
+"""A call in the text: its span ``[start, end)`` and the action it reads as."""
 
 
-def _from_brackets(text: str) -> tuple[int, Action] | None:
-    """The first ``search[...]``/``answer[...]``/``finish[...]``; the argument ends at the first ``]``."""
-    match = _BRACKET_OPEN.search(text)
-    if match is None:
-        return None
-    close = text.find("]", match.end())
-    if close == -1:
-        return None  # no later opener has a "]" after it either
-    kind = _BRACKET_KINDS[text[match.start()].lower()]
-    return match.start(), _checked(kind, text[match.end() : close])
+class _CallScanner:
+    """Finds the next call at or after an offset, in any dialect, in time linear in the whole text.
 
+    Offsets only grow, so each dialect keeps its next opener (and, for the closers, the first
+    closer after it): a later question reuses them while they lie ahead, and no stretch of the text
+    is scanned twice by one pattern.
+    """
 
-def _from_tags(text: str) -> tuple[int, Action] | None:
-    """The first ``<search>``/``<answer>`` tag that is closed later in the text."""
-    found: list[tuple[int, Action]] = []
-    for kind, opener in _TAG_OPEN.items():
-        match = opener.search(text)
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._bracket: _Call | None = None
+        self._brackets_done = False
+        self._bracket_close = -1
+        self._tags: dict[str, _Call | None] = {SEARCH: None, ANSWER: None}
+        self._tags_done = {SEARCH: False, ANSWER: False}
+        self._tag_close: dict[str, tuple[int, int]] = {SEARCH: (-1, -1), ANSWER: (-1, -1)}
+        # No object can have a "name" key (it may be spelled with \u escapes): skip the JSON scan.
+        self._json_done = f'"{_TOOL_NAME_KEY}"' not in text and "\\u" not in text
+        self._json: _Call | None = None
+        self._scanner = _JSONScanner(text)
+        self._candidates = _JSON_CANDIDATE.finditer(text)
+
+    def next_call(self, position: int) -> _Call | None:
+        """The call that starts first at or after ``position``, or None."""
+        found = [
+            call
+            for call in (self._next_bracket(position), *self._next_tags(position), self.next_json(position))
+            if call is not None
+        ]
+        return min(found, key=itemgetter(0)) if found else None
+
+    def _next_bracket(self, position: int) -> _Call | None:
+        """The next ``search[...]``/``answer[...]``/``finish[...]``; the argument ends at the first ``]``."""
+        if self._brackets_done or (self._bracket is not None and self._bracket[0] >= position):
+            return self._bracket
+        text = self.text
+        match = _BRACKET_OPEN.search(text, position)
         if match is None:
-            continue
-        close = _TAG_CLOSE[kind].search(text, match.end())
-        if close is not None:
-            found.append((match.start(), _checked(kind, text[match.end() : close.start()])))
-    return min(found, key=lambda item: item[0]) if found else None
+            self._brackets_done, self._bracket = True, None
+            return None
+        if self._bracket_close < match.end():  # else the first "]" after it is the one already found
+            self._bracket_close = text.find("]", match.end())
+        if self._bracket_close == -1:  # no later opener has a "]" after it either
+            self._brackets_done, self._bracket = True, None
+            return None
+        kind = _BRACKET_KINDS[text[match.start()].lower()]
+        action = _checked(kind, text[match.end() : self._bracket_close])
+        self._bracket = (match.start(), self._bracket_close + 1, action)
+        return self._bracket
+
+    def _next_tags(self, position: int) -> list[_Call | None]:
+        """The next ``<search>...</search>`` and ``<answer>...</answer>`` (closed later in the text)."""
+        return [self._next_tag(kind, position) for kind in (SEARCH, ANSWER)]
+
+    def _next_tag(self, kind: str, position: int) -> _Call | None:
+        known = self._tags[kind]
+        if self._tags_done[kind] or (known is not None and known[0] >= position):
+            return known
+        match = _TAG_OPEN[kind].search(self.text, position)
+        if match is None:
+            self._tags_done[kind], self._tags[kind] = True, None
+            return None
+        close_start, close_end = self._tag_close[kind]
+        if close_start < match.end():  # else the first closer after it is the one already found
+            close = _TAG_CLOSE[kind].search(self.text, match.end())
+            close_start, close_end = (-1, -1) if close is None else close.span()
+            self._tag_close[kind] = (close_start, close_end)
+        if close_start == -1:  # no later opener is closed either
+            self._tags_done[kind], self._tags[kind] = True, None
+            return None
+        action = _checked(kind, self.text[match.end() : close_start])
+        self._tags[kind] = (match.start(), close_end, action)
+        return self._tags[kind]
+
+    def next_json(self, position: int) -> _Call | None:
+        """The next JSON object that names a tool (objects inside an earlier call are skipped)."""
+        if self._json_done or (self._json is not None and self._json[0] >= position):
+            return self._json
+        scanner, ends = self._scanner, self._scanner.ends
+        restart = True
+        while restart:
+            restart = False
+            for match in self._candidates:
+                start = match.start()
+                if start < position:
+                    continue
+                skip = scanner.skip_end(start) if scanner.skipped else None
+                if skip is not None:  # a failed run of heads: no candidate in it can succeed
+                    self._candidates = _JSON_CANDIDATE.finditer(self.text, skip)
+                    restart = True
+                    break
+                end = ends.get(start)  # most candidates were settled by an earlier read
+                if end == _FAILED or (end is None and scanner.container(start) == _FAILED):
+                    continue
+                fields = scanner.fields[start]
+                if _TOOL_NAME_KEY in fields:
+                    self._json = (start, ends[start], _json_action(self.text, fields, scanner.fields))
+                    return self._json
+        self._json_done, self._json = True, None
+        return None
+
+
+def _from_json(text: str) -> tuple[int, Action] | None:
+    """The first JSON object in ``text`` that names a tool, with its start offset."""
+    call = _CallScanner(text).next_json(0)
+    return None if call is None else (call[0], call[2])
+
+
+OBSERVATION_MARKER = re.compile(
+    r"^[ \t]*+(?i:observation|results|searches left)|<(?i:information|tool_response)>", re.MULTILINE
+)
+"""Where a made-up observation starts: the env's own heads (``Results for search[...]``,
+``Searches left``) and the agent styles' wrappers (``Observation:``, ``<information>``,
+``Results:``), plus a chat template's ``<tool_response>``. Calls after it are not calls."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The calls of one reply in order, each call's text as written (``""`` for a reply with no
+    call), and the texts of the calls dropped after a made-up observation."""
+
+    calls: tuple[Action, ...]
+    texts: tuple[str, ...]
+    ignored: tuple[str, ...] = ()
+
+
+def parse_calls(text: str) -> Turn:
+    """Every call of a reply, in order (see the module docstring for the made-up observation guard).
+
+    A reply with no call is one invalid call whose ``error`` explains the problem.
+
+    >>> [a.argument for a in parse_calls("search[Ann] then search[Bo]").calls]
+    ['Ann', 'Bo']
+    >>> turn = parse_calls("<search>Ann</search>\\n<information>made up</information>\\n<search>Bo</search>")
+    >>> [a.argument for a in turn.calls], turn.ignored
+    (['Ann'], ('<search>Bo</search>',))
+    """
+    if not isinstance(text, str):
+        return Turn((Action(INVALID, error=f"an action must be a string, got {type(text).__name__}"),), ("",))
+    scanner = _CallScanner(text)
+    first = scanner.next_call(0)
+    if first is None:
+        return Turn((Action(INVALID, error="empty action" if not text.strip() else "no action found"),), ("",))
+    calls, texts, ignored = [first[2]], [text[first[0] : first[1]]], []
+    made_up = False  # only the text between calls is searched for a marker: a call may quote one
+    call, gap = scanner.next_call(first[1]), first[1]
+    while call is not None:
+        made_up = made_up or OBSERVATION_MARKER.search(text, gap, call[0]) is not None
+        (ignored if made_up else texts).append(text[call[0] : call[1]])
+        if not made_up:
+            calls.append(call[2])
+        call, gap = scanner.next_call(call[1]), call[1]
+    return Turn(tuple(calls), tuple(texts), tuple(ignored))
 
 
 def _checked(kind: str, argument: str) -> Action:
@@ -374,9 +558,7 @@ def parse_action(text: str) -> Action:
     """
     if not isinstance(text, str):
         return Action(INVALID, error=f"an action must be a string, got {type(text).__name__}")
-    found = [action for action in (_from_brackets(text), _from_tags(text), _from_json(text)) if action]
-    if not found:
-        if not text.strip():
-            return Action(INVALID, error="empty action")
-        return Action(INVALID, error="no action found")
-    return min(found, key=lambda item: item[0])[1]
+    first = _CallScanner(text).next_call(0)
+    if first is None:
+        return Action(INVALID, error="empty action" if not text.strip() else "no action found")
+    return first[2]

@@ -9,34 +9,147 @@ import gymnasium as gym
 
 from gather_envs.corpus.corpus import Corpus, index_text
 from gather_envs.envs import prompts
-from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
+from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, Action, parse_calls
 from gather_envs.envs.sources import resolve_corpus
 from gather_envs.envs.spaces import MAX_ACTION_LENGTH, action_space, charset_for, fit, observation_space
 from gather_envs.errors import ConfigError, EnvStateError
 from gather_envs.records.documents import Document
+from gather_envs.records.episodes import REWARD_KIND_EM
 from gather_envs.records.tasks import FAMILIES, FAMILY_STATIC, Task
 from gather_envs.retrieval import BM25Index, get_index, tokenize
-from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET, answer_f1, answer_is_correct
+from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET, answer_covers, answer_f1, answer_is_correct
 
 REWARD_CORRECT = 1.0
 REWARD_WRONG = 0.0
 DEFAULT_MAX_TOOL_CALLS = 5
+MAX_TOOL_CALLS = 100
+"""The largest budget T (env, reset option and CLI alike): the study's grid stops at 5, so more is a typo."""
 DEFAULT_TOP_K = 3
 DEFAULT_MAX_INVALID_ACTIONS = 2
 SCOPES = ("world", "distractor")  # the one scope vocabulary, synthetic and dataset envs alike
 
+REWARD_EM = REWARD_KIND_EM
+REWARD_F1 = "f1"
+REWARD_COVER_EM = "cover_em"
+REWARD_KINDS = (REWARD_EM, REWARD_F1, REWARD_COVER_EM)
+DEFAULT_REWARD = REWARD_EM
+
 TERMINATION_ANSWERED = "answered"
 TERMINATION_INVALID = "invalid_actions"
+TERMINATION_MAX_TURNS = "max_turns"
+
+IGNORED_AFTER_ANSWER = "after the answer"
+IGNORED_AFTER_OBSERVATION = "after a made-up observation"
+MAX_REPORTED_INVALID = 5
+"""Invalid calls of one turn shown line by line in the observation; the rest are counted."""
 
 
 class GatherEnv(gym.Env[str, str]):
-    """Search a corpus with text actions and answer one question; reward 1 for a correct answer.
+    r"""Search a corpus with text actions and answer one question; reward 1 for a correct answer.
 
-    Each ``search`` uses one of ``max_tool_calls`` (T) calls and returns the ``top_k`` best BM25
-    matches; ``answer`` ends the episode. Invalid actions (malformed, unknown, or a search with
-    no calls left) use no call but count toward ``max_invalid_actions``; past it the episode ends
-    under the task's own rules (``terminated``, reward 0, ``termination="invalid_actions"``);
-    ``truncated`` is left to limits from outside the task. See the README for the kwargs that pick the corpus or build a world.
+    ## Description
+
+    Each episode is one question about a synthetic world (or a dataset) whose documents are
+    searched with BM25. The agent replies in text: it searches, reads the results, and gives one
+    final answer. A budget of ``T`` searches (``max_tool_calls``) separates the *static* setting
+    (``T = 0``: answer from the question, plus the context documents of the static family) from
+    the *sequential* one, where each search may depend on what the previous ones returned.
+
+    ## Action space
+
+    A ``Text`` space (``MAX_ACTION_LENGTH`` characters): one reply of the model, in any of the
+    three dialects (the prompt shows the one ``dialect`` picks; every env accepts all three):
+
+    - ``react``: ``search[query]`` and ``answer[text]`` (``finish[text]`` is ReAct's spelling);
+    - ``tags`` (Search-R1): ``<search>query</search>`` and ``<answer>text</answer>``;
+    - ``json``: ``{"name": "search", "arguments": {"query": "..."}}`` and
+      ``{"name": "answer", "arguments": {"answer": "..."}}``, one object or several, or a JSON list
+      of them; a set answer may be a JSON list of strings.
+
+    A reply may hold several calls (several ``search[...]``, several tags, several JSON calls,
+    dialects mixed): the env takes every one, in the order they start, as one *turn*. Reasoning
+    text around them is allowed. Calls that start after a made-up observation (a line starting
+    ``Observation``, ``Results`` or ``Searches left``, or an ``<information>`` or
+    ``<tool_response>`` tag, after the first call) are not calls: they are ignored and reported in
+    ``info["ignored_calls"]``; the first call is always taken. Calls after an ``answer`` are
+    ignored and reported the same way. ``step`` never raises on any string.
+
+    ## Observation
+
+    A ``Text`` space. ``reset`` returns the task prompt: the context documents (static family),
+    the question, the action syntax and the searches left. Each ``step`` answers every call of
+    the reply in order, separated by a blank line: a search's ``top_k`` numbered documents and
+    the searches left, an invalid call's problem, the verdict of the answer. A one-call reply gets
+    exactly that call's text. ``info`` always holds ``task_id``, ``family``, ``hops``,
+    ``max_tool_calls``, ``tool_calls_used``, ``tool_calls_left``, ``invalid_actions``, ``turns``,
+    ``max_turns``, ``reward_kind`` and ``corpus_hash``; a step adds ``calls`` (the kind of each call taken),
+    ``call_observations`` (each call's part of the observation, the turn's closing lines with the
+    last call: what a native tool-calling path returns per call),
+    ``searches`` (each search's ``query`` and ``retrieved_doc_ids``; ``query`` and
+    ``retrieved_doc_ids`` also name the turn's last search) and ``error`` (the turn's first
+    problem); the last step adds ``answer``, ``gold_answer``, ``em``, ``f1``, ``success``,
+    ``termination``, ``queries`` and ``supporting_doc_ids``.
+
+    ## Rewards
+
+    0 on every step but the answer. The answer's reward is the declared ``reward``: ``"em"`` 1 for
+    a correct answer, else 0 (the task's checker: SQuAD exact match after normalization, the set
+    of items for set questions, equivalence for math); ``"f1"`` the token F1 against the best gold
+    answer (item F1 for sets); ``"cover_em"`` 1 when the normalized answer contains a gold answer
+    (Search-R1's cover exact match). ``info["success"]``, the PASS@(k,T) event, is the correct
+    answer (``"em"``) whatever the reward.
+
+    ## Termination and truncation
+
+    ``terminated`` when the answer is given (right or wrong: a wrong answer is final) or when a
+    turn with an invalid call goes past ``max_invalid_actions`` (``termination="invalid_actions"``,
+    reward 0). ``truncated`` only by limits from outside the task: ``max_turns`` replies
+    (``termination="max_turns"``, reward 0), or a wrapper such as ``TimeLimit``.
+
+    ## Budget
+
+    Every search uses one of ``T`` calls, within a turn too: a reply with more searches than are
+    left runs the first ones and answers the rest with the budget error. Invalid calls (malformed,
+    unknown tool, empty, too long, no searchable words, or past the budget) use no search; a
+    turn with any invalid call counts as *one* invalid action, however many it holds.
+    ``reset(options={"max_tool_calls": t})`` sets ``T`` for one episode.
+
+    ## Arguments
+
+    - ``family`` (default ``'bridge'``): the task family: ``static``, ``single-hop``,
+      ``comparison`` or ``bridge`` (multi-hop).
+    - ``split`` (default ``'test'``): the corpus split whose world is searched and whose tasks
+      are drawn.
+    - ``max_tool_calls`` (default ``None``): the budget ``T`` of searches, at most 100; None is 0
+      for the static family (it must be 0 there) and 5 otherwise.
+    - ``top_k`` (default ``3``): documents a search returns.
+    - ``scope`` (default ``'world'``): ``world`` searches the split's whole world,
+      ``distractor`` only the task's own context documents.
+    - ``dialect`` (default ``'react'``): the action syntax the prompts show: ``react``,
+      ``tags`` or ``json`` (every dialect is accepted whatever this is).
+    - ``max_invalid_actions`` (default ``2``): turns with an invalid call allowed; one more
+      ends the episode.
+    - ``show_budget`` (default ``True``): whether observations say how many searches are left.
+    - ``max_turns`` (default ``None``): replies allowed before the episode is truncated; None
+      is no limit.
+    - ``reward`` (default ``'em'``): the answer's training reward: ``em``, ``f1`` or
+      ``cover_em``.
+    - ``corpus`` (default ``None``): a shipped corpus name or a corpus directory; None is the
+      default frozen corpus.
+    - ``world`` (default ``None``): knobs of a procedural world built on the fly instead of a
+      frozen corpus.
+    - ``dataset`` (default ``None``): a dataset file to play instead (``format`` and its keys:
+      see ``resolve_corpus``).
+    - ``render_mode`` (default ``None``): ``ansi`` (``render`` returns the last observation)
+      or ``human`` (each observation is printed).
+
+    ## Registered configurations
+
+    - ``Gather-Static-v0``: the static family, closed book (``T = 0``) with context documents.
+    - ``Gather-SingleHop-v0``: the single-hop family.
+    - ``Gather-Compare-v0``: the comparison family (the paper's parallel category).
+    - ``Gather-MultiHop-v0``: the bridge family (multi-hop, sequential).
+    - ``Gather-v0``: any family through ``family=`` (default bridge).
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
@@ -51,6 +164,8 @@ class GatherEnv(gym.Env[str, str]):
         dialect: str = "react",
         max_invalid_actions: int = DEFAULT_MAX_INVALID_ACTIONS,
         show_budget: bool = True,
+        max_turns: int | None = None,
+        reward: str = DEFAULT_REWARD,
         corpus: str | None = None,
         world: dict[str, Any] | None = None,
         dataset: dict[str, Any] | None = None,
@@ -69,6 +184,10 @@ class GatherEnv(gym.Env[str, str]):
             raise ConfigError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
         if max_invalid_actions < 0:
             raise ConfigError(f"max_invalid_actions must be >= 0, got {max_invalid_actions}")
+        if max_turns is not None and (isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1):
+            raise ConfigError(f"max_turns must be an int >= 1 or None (no limit), got {max_turns!r}")
+        if reward not in REWARD_KINDS:
+            raise ConfigError(f"unknown reward {reward!r}; choose one of {REWARD_KINDS}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"unknown render_mode {render_mode!r}")
         self.family = family
@@ -79,6 +198,8 @@ class GatherEnv(gym.Env[str, str]):
         self.dialect = dialect
         self.max_invalid_actions = max_invalid_actions
         self.show_budget = show_budget
+        self.max_turns = max_turns
+        self.reward = reward
         self.render_mode = render_mode
         self._source = {"corpus": corpus, "world": world, "dataset": dataset}
         self._attach()
@@ -116,6 +237,7 @@ class GatherEnv(gym.Env[str, str]):
         self.budget = self.max_tool_calls
         self.tool_calls_used = 0
         self.invalid_actions = 0
+        self.turns = 0
         self.queries: list[str] = []
         self._done = False
         self._last_observation = ""
@@ -164,66 +286,144 @@ class GatherEnv(gym.Env[str, str]):
         return self.tasks[int(self.np_random.integers(len(self.tasks)))]
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        """Apply one text action; never raises on any string."""
+        """Apply one reply (every call in it, in order); never raises on any string."""
         if self.task is None:
             raise EnvStateError("step() called before reset()")
         if self._done:
             raise EnvStateError("step() called after the episode ended; call reset()")
-        parsed = parse_action(action) if isinstance(action, str) else parse_action(str(action))
-        if parsed.kind != INVALID and len(parsed.argument) > MAX_ACTION_LENGTH:
-            # Bounds the cost of one step: a megabyte query would take seconds of BM25 scoring.
-            return self._invalid(
-                f"the {parsed.kind} is {len(parsed.argument)} characters long; the limit is "
+        turn = parse_calls(action if isinstance(action, str) else str(action))
+        self.turns += 1
+        results: list[tuple[str, str]] = []  # (kind, the search's observation or the problem)
+        searches: list[dict[str, Any]] = []
+        problems: list[str] = []
+        ignored = [{"call": prompts.echo(text), "reason": IGNORED_AFTER_OBSERVATION} for text in turn.ignored]
+        answered: Action | None = None
+        for index, call in enumerate(turn.calls):
+            if answered is not None:
+                ignored.append({"call": prompts.echo(turn.texts[index]), "reason": IGNORED_AFTER_ANSWER})
+                continue
+            problem = self._problem(call)
+            if problem:
+                problems.append(problem)
+                results.append((INVALID, problem))
+            elif call.kind == SEARCH:
+                text, retrieved = self._search(call.argument)
+                searches.append({"query": call.argument, "retrieved_doc_ids": retrieved})
+                results.append((SEARCH, text))
+            else:
+                answered = call
+                results.append((ANSWER, ""))
+        if problems:
+            self.invalid_actions += 1  # one invalid action for the turn, whatever its number of bad calls
+        extra: dict[str, Any] = {"calls": [call.kind for call in turn.calls[: len(results)]]}
+        if searches:  # the last search's keys, as a one-call turn reports them
+            extra.update(query=searches[-1]["query"], retrieved_doc_ids=searches[-1]["retrieved_doc_ids"])
+        extra["searches"] = searches
+        if problems:
+            extra["error"] = problems[0]
+        if ignored:
+            extra["ignored_calls"] = ignored
+        if answered is not None:
+            return self._answer(answered.argument, answered.items or answered.argument, results, ignored, extra)
+        out_of_invalid = bool(problems) and self.invalid_actions > self.max_invalid_actions
+        text, each = self._turn_text(results, ignored, out_of_invalid)
+        if out_of_invalid:
+            self._done = True
+            info = self._final_info(None, TERMINATION_INVALID, False, 0.0, action_type=INVALID, **extra)
+            return self._observe_turn(text, each, info), REWARD_WRONG, True, False, info
+        action_type = SEARCH if searches else INVALID
+        if self.max_turns is not None and self.turns >= self.max_turns:
+            self._done = True  # a limit from outside the task: truncated, not terminated
+            limit = f"\nThe turn limit ({self.max_turns}) is reached: the episode is over."
+            text, each = text + limit, [*each[:-1], each[-1] + limit]
+            info = self._final_info(None, TERMINATION_MAX_TURNS, False, 0.0, action_type=action_type, **extra)
+            return self._observe_turn(text, each, info), REWARD_WRONG, False, True, info
+        info = self._info(action_type=action_type, **extra)
+        return self._observe_turn(text, each, info), REWARD_WRONG, False, False, info
+
+    def _problem(self, call: Action) -> str:
+        """Why a call is invalid here ("" when it is valid)."""
+        if call.kind == INVALID:
+            return call.error
+        if len(call.argument) > MAX_ACTION_LENGTH:
+            # Bounds the cost of one call: a megabyte query would take seconds of BM25 scoring.
+            return (
+                f"the {call.kind} is {len(call.argument)} characters long; the limit is "
                 f"{MAX_ACTION_LENGTH} (the action space's length)"
             )
-        if parsed.kind == SEARCH:
-            if self.tool_calls_used >= self.budget:
-                problem = "no searches left (the budget is used up); give your answer"
-                if self.budget == 0:
-                    problem = "searching is not available in this episode; give your answer"
-                return self._invalid(problem)
-            if not tokenize(parsed.argument):
-                return self._invalid("the query has no searchable words")
-            return self._search(parsed.argument)
-        if parsed.kind == ANSWER:
-            return self._answer(parsed.argument, parsed.items or parsed.argument)
-        assert parsed.kind == INVALID
-        return self._invalid(parsed.error)
+        if call.kind != SEARCH:
+            return ""
+        if self.tool_calls_used >= self.budget:
+            if self.budget == 0:
+                return "searching is not available in this episode; give your answer"
+            return "no searches left (the budget is used up); give your answer"
+        if not tokenize(call.argument):
+            return "the query has no searchable words"
+        return ""
 
-    def _search(self, query: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def _search(self, query: str) -> tuple[str, list[str]]:
+        """Run one search: its observation text and the ids of the documents it returned."""
         self.tool_calls_used += 1
         self.queries.append(query)
         documents = self._retrieve(query)
         left = self.budget - self.tool_calls_used
         text = prompts.search_result(query, documents, left, self.show_budget)
-        retrieved = [document.doc_id for document in documents]
-        info = self._info(action_type=SEARCH, query=query, retrieved_doc_ids=retrieved)
-        return self._observe(text), REWARD_WRONG, False, False, info
+        return text, [document.doc_id for document in documents]
 
     def _answer(
-        self, answer: str, prediction: str | tuple[str, ...]
+        self,
+        answer: str,
+        prediction: str | tuple[str, ...],
+        results: list[tuple[str, str]],
+        ignored: list[dict[str, str]],
+        extra: dict[str, Any],
     ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """End the episode on ``answer`` (as recorded); ``prediction`` is what is scored (a JSON list's items)."""
         assert self.task is not None
         correct = answer_is_correct(prediction, self.task)
-        reward = REWARD_CORRECT if correct else REWARD_WRONG
+        f1 = answer_f1(prediction, self.task)
+        reward = {
+            REWARD_EM: REWARD_CORRECT if correct else REWARD_WRONG,
+            REWARD_F1: f1,
+            REWARD_COVER_EM: REWARD_CORRECT if answer_covers(prediction, self.task) else REWARD_WRONG,
+        }[self.reward]
         self._done = True
-        text = f"Episode over: your answer was {'correct' if correct else 'wrong'}."
-        info = self._final_info(
-            answer, TERMINATION_ANSWERED, correct, answer_f1(prediction, self.task), action_type=ANSWER
+        verdict = f"Episode over: your answer was {'correct' if correct else 'wrong'}."
+        text, each = self._turn_text(
+            [(kind, verdict if kind == ANSWER else part) for kind, part in results], ignored, False
         )
-        return self._observe(text), reward, True, False, info
+        info = self._final_info(answer, TERMINATION_ANSWERED, correct, f1, action_type=ANSWER, **extra)
+        return self._observe_turn(text, each, info), reward, True, False, info
 
-    def _invalid(self, problem: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        self.invalid_actions += 1
-        left = self.max_invalid_actions - self.invalid_actions
-        if left < 0:
-            self._done = True
-            text = f"Invalid action: {problem}. Too many invalid actions: the episode is over."
-            info = self._final_info(None, TERMINATION_INVALID, False, 0.0, action_type=INVALID, error=problem)
-            return self._observe(text), REWARD_WRONG, True, False, info
-        text = prompts.error_message(problem, self.dialect, self.budget > 0, left)
-        return self._observe(text), REWARD_WRONG, False, False, self._info(action_type=INVALID, error=problem)
+    def _turn_text(
+        self, results: list[tuple[str, str]], ignored: list[dict[str, str]], final: bool
+    ) -> tuple[str, list[str]]:
+        """The observation of a turn, each call's result in order (a one-call turn reads as before),
+        and each call's own part of it (the turn's closing lines go with the last call)."""
+        each = [
+            part if kind != INVALID else f"Invalid action: {part}." if final else prompts.invalid_call(part)
+            for kind, part in results
+        ]
+        shown: list[str] = []
+        invalid = 0
+        for (kind, _), line in zip(results, each):
+            invalid += kind == INVALID
+            if kind != INVALID or invalid <= MAX_REPORTED_INVALID:
+                shown.append(line)
+        hidden = invalid - MAX_REPORTED_INVALID
+        if hidden > 0:
+            shown.append(f"{hidden} more invalid call{'s' if hidden != 1 else ''} in this reply.")
+        tail = ""
+        if final:
+            tail += " Too many invalid actions: the episode is over."
+        elif invalid and not any(kind == ANSWER for kind, _ in results):
+            left = self.max_invalid_actions - self.invalid_actions
+            tail += "\n" + prompts.invalid_tail(self.dialect, self.budget > 0, left)
+        for reason in (IGNORED_AFTER_ANSWER, IGNORED_AFTER_OBSERVATION):
+            count = sum(1 for item in ignored if item["reason"] == reason)
+            if count:
+                tail += "\n" + prompts.ignored_calls(count, reason)
+        return "\n\n".join(shown) + tail, [*each[:-1], each[-1] + tail]
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -250,6 +450,13 @@ class GatherEnv(gym.Env[str, str]):
         assert self.task is not None
         return [self.corpus.doc(d) for d in self.task.context_doc_ids]
 
+    def _observe_turn(self, text: str, each: list[str], info: dict[str, Any]) -> str:
+        """Show a turn's observation; ``info["call_observations"]`` gets each call's part of it
+        (what a native tool path returns per call), so a one-call turn's part is the observation."""
+        observation = self._observe(text)
+        info["call_observations"] = [observation] if len(each) == 1 else [fit(part, self._charset) for part in each]
+        return observation
+
     def _observe(self, text: str) -> str:
         self._last_observation = fit(text, self._charset)
         if self.render_mode == "human":
@@ -266,6 +473,9 @@ class GatherEnv(gym.Env[str, str]):
             "tool_calls_used": self.tool_calls_used,
             "tool_calls_left": self.budget - self.tool_calls_used,
             "invalid_actions": self.invalid_actions,
+            "turns": self.turns,
+            "max_turns": self.max_turns,
+            "reward_kind": self.reward,
             "corpus_hash": self.corpus.content_hash,
             **extra,
         }
@@ -293,8 +503,8 @@ class GatherEnv(gym.Env[str, str]):
 
 
 def _check_budget(family: str, budget: int) -> None:
-    if budget < 0:
-        raise ConfigError(f"max_tool_calls must be >= 0, got {budget}")
+    if not 0 <= budget <= MAX_TOOL_CALLS:
+        raise ConfigError(f"max_tool_calls must be >= 0 and at most {MAX_TOOL_CALLS}, got {budget}")
     if family == FAMILY_STATIC and budget != 0:
         raise ConfigError("the static family is closed-book: max_tool_calls must be 0")
 

@@ -84,11 +84,22 @@ def search_result(query: str, documents: Sequence[Document], left: int, show_bud
 
 def error_message(problem: str, dialect: str, searches_allowed: bool, invalid_left: int) -> str:
     """The observation for an invalid action: what was wrong and what is allowed."""
-    return (
-        f"Invalid action: {problem}. No search was used.\n"
-        f"{action_help(dialect, searches_allowed)}\n"
-        f"Invalid actions allowed before the episode ends: {invalid_left}."
-    )
+    return f"{invalid_call(problem)}\n{invalid_tail(dialect, searches_allowed, invalid_left)}"
+
+
+def invalid_call(problem: str) -> str:
+    """One invalid call's line in the observation of a turn with several calls."""
+    return f"Invalid action: {problem}. No search was used."
+
+
+def invalid_tail(dialect: str, searches_allowed: bool, invalid_left: int) -> str:
+    """What follows the invalid calls of a turn: the allowed actions and the invalid actions left."""
+    return f"{action_help(dialect, searches_allowed)}\nInvalid actions allowed before the episode ends: {invalid_left}."
+
+
+def ignored_calls(count: int, reason: str) -> str:
+    """The line that says how many calls of a reply the env did not take, and why."""
+    return f"{count} call{'s' if count != 1 else ''} {reason} {'were' if count != 1 else 'was'} ignored."
 
 
 def echo(text: str) -> str:

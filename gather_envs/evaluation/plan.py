@@ -8,6 +8,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from gather_envs.envs.gather_env import MAX_TOOL_CALLS
 from gather_envs.errors import ConfigError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
 from gather_envs.runs import Cell
@@ -63,8 +64,8 @@ def plan_run(
     if not wanted:
         raise ConfigError("budgets must list at least one tool-call budget T")
     for budget in wanted:
-        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-            raise ConfigError(f"budgets must be ints >= 0, got {budget!r}")
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_TOOL_CALLS:
+            raise ConfigError(f"budgets must be ints in [0, {MAX_TOOL_CALLS}], got {budget!r}")
     unwrapped: Any = env.unwrapped
     split_ids = tuple(task.task_id for task in unwrapped.tasks)
     if tasks is None:

@@ -19,7 +19,7 @@ from gather_envs.agents.backends.base import redact
 from gather_envs.agents.base import Agent, EpisodePolicy
 from gather_envs.errors import BackendError
 from gather_envs.evaluation.plan import RunPlan
-from gather_envs.records import AGENT_SETTINGS_KEY, TERMINATION_INFRA_ERROR, EpisodeRecord
+from gather_envs.records import AGENT_SETTINGS_KEY, REWARD_KIND_EM, TERMINATION_INFRA_ERROR, EpisodeRecord
 from gather_envs.runs import Cell, RecordWriter, RunIdentity
 from gather_envs.wrappers.record import RecordPassAtKT
 
@@ -198,6 +198,7 @@ class Player:
             budget=key.budget,
             episode_index=key.index,
             success=False,
+            reward_kind=str(self.settings.run.env_kwargs.get("reward") or REWARD_KIND_EM),
             gold_answer=task.answer,
             termination=TERMINATION_INFRA_ERROR,
             wall_time=wall,

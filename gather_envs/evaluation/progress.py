@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from typing import Any, TextIO
 
+from gather_envs.optional import optional
 from gather_envs.records import EpisodeRecord
 
 PROGRESS_INTERVAL_S = 2.0
@@ -15,10 +15,8 @@ PROGRESS_INTERVAL_S = 2.0
 
 def _tqdm_class() -> Any:
     """tqdm's progress bar class, or None when tqdm is not installed (it is optional)."""
-    try:
-        return importlib.import_module("tqdm").tqdm
-    except ImportError:
-        return None
+    tqdm = optional("tqdm")
+    return None if tqdm is None else tqdm.tqdm
 
 
 class Progress:

@@ -26,7 +26,6 @@ the episodes:
 
 from __future__ import annotations
 
-import importlib
 import queue
 import sys
 import threading
@@ -43,6 +42,7 @@ from gather_envs.errors import ConfigError, GatherError
 from gather_envs.evaluation.agent_spec import AgentSpec, resolve_agent
 from gather_envs.evaluation.player import Player, PlayerSettings, scrubbed
 from gather_envs.evaluation.pool import POLL_INTERVAL_S
+from gather_envs.optional import require
 from gather_envs.records import EpisodeRecord
 from gather_envs.runs import Cell, RecordWriter, canonical_json
 
@@ -71,11 +71,8 @@ LOCAL_DASHBOARD = False
 
 
 def import_ray() -> ModuleType:
-    """The ``ray`` module, or a ConfigError saying how to install it."""
-    try:
-        return importlib.import_module("ray")
-    except ImportError as exc:
-        raise ConfigError(f"engine 'ray' needs Ray: pip install 'gather-envs[ray]' ({exc})") from None
+    """The ``ray`` module, or a MissingExtraError saying how to install it."""
+    return require("ray", "ray", what="engine 'ray'")
 
 
 @dataclass(frozen=True)

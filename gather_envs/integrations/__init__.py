@@ -8,6 +8,6 @@ exactly the env's, and finished training episodes become the same
 :class:`~gather_envs.records.EpisodeRecord` lines as evaluation episodes.
 """
 
-from gather_envs.integrations._optional import MissingExtraError
+from gather_envs.optional import MissingExtraError
 
 __all__ = ["MissingExtraError"]

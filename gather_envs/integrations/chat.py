@@ -32,11 +32,6 @@ def _styles() -> dict[str, Any]:
     return STYLES
 
 
-def style_names() -> tuple[str, ...]:
-    """The agent styles a dataset or adapter can use."""
-    return tuple(_styles())
-
-
 def _style(name: str) -> Any:
     styles = _styles()
     if name not in styles:

@@ -45,8 +45,8 @@ import gymnasium as gym
 from gather_envs.errors import ConfigError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, NESTED_ROW_KEY
+from gather_envs.optional import require
 
 LAYOUTS = ("trl", "verl", "skyrl", "openrlhf")
 EXTRA = "datasets"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
@@ -48,6 +48,16 @@ def tool_call_text(name: str, arguments: Any) -> str:
     action (counted the same) as when the model writes that call out as text.
     """
     return json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False, default=str)
+
+
+def tool_calls_text(calls: Sequence[tuple[str, Any]]) -> str:
+    """The native tool calls of one assistant message as one action: one call's object, or a JSON
+    list of them, so the env takes them as one turn in order, as it takes the same calls written
+    out as text."""
+    if len(calls) == 1:
+        return tool_call_text(*calls[0])
+    listed = [{"name": name, "arguments": arguments} for name, arguments in calls]
+    return json.dumps(listed, ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)
@@ -134,7 +144,10 @@ class _TrainerCutoff(gym.Wrapper[str, str, str, str]):
     def _cutoff_info(self) -> dict[str, Any]:
         env = self.env.unwrapped
         task = getattr(env, "task", None)
-        info = {k: v for k, v in self._last_info.items() if k not in ("action_type", "query", "error")}
+        step_keys = (
+            "action_type", "query", "retrieved_doc_ids", "searches", "calls", "call_observations", "ignored_calls", "error"
+        )  # fmt: skip
+        info = {k: v for k, v in self._last_info.items() if k not in step_keys}
         info.update(
             answer=None,
             gold_answer=getattr(task, "answer", ""),
@@ -239,6 +252,19 @@ class EpisodeDriver:
         observation, reward, terminated, truncated, info = self.env.step(action)
         self._after_step(observation, float(reward), terminated, truncated, info)
         return StepResult(observation, float(reward), terminated, truncated, info)
+
+    def step_calls(self, calls: Sequence[tuple[str, Any]]) -> tuple[StepResult, list[str]]:
+        """Apply one message's native tool calls as one turn; the step and each call's result.
+
+        Each call gets its own part of the observation (``info["call_observations"]``); a call the
+        env did not take (after the answer, or once the episode is over) gets the turn's last part.
+        """
+        if not calls:
+            raise ConfigError("a message's tool calls: give at least one (name, arguments) pair")
+        over = self.started and self.done
+        result = self.step(tool_calls_text(calls))
+        parts = [result.observation] if over else list(result.info.get("call_observations") or [result.observation])
+        return result, (parts + [parts[-1]] * len(calls))[: len(calls)]
 
     def cut(self) -> None:
         """End an unfinished episode as truncated by the trainer (reward 0), recording it."""

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gather_envs.errors import ConfigError
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver
+from gather_envs.optional import require
 from gather_envs.records import EpisodeRecord
 
 EXTRA = "gem"

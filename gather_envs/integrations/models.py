@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gather_envs.errors import ConfigError
 from gather_envs.files import atomic_directory, lock_fd, unlock_fd
-from gather_envs.integrations._optional import require
+from gather_envs.optional import require
 
 EXTRA = "trl"
 CACHE_ENV = "GATHER_ENVS_CACHE"

@@ -30,8 +30,8 @@ from typing import Any
 
 from gather_envs.errors import ConfigError
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import EpisodeDriver, row_value
+from gather_envs.optional import require
 
 EXTRA = "openrlhf"
 DEFAULT_AGENT_ID = "openrlhf"

@@ -12,9 +12,12 @@ style shows it, e.g. ``Observation: ...``), the env's reward for that step, ``do
 
 ``env_config`` keys (all optional): ``env_id`` and ``env_kwargs`` (defaults for rows that do not
 name their env), ``records_path`` (append an EpisodeRecord per finished episode), ``agent_id``,
-``style``, ``max_turns``. The env ends an episode after ``max_turns`` replies (default and upper
-bound: T + the invalid-action limit + 1, the most an episode can take), returning ``done`` with
-the episode recorded as ``truncated``; set the generator's own ``max_turns`` to at least that. :meth:`close` cuts off an episode the generator stopped early (context limit), so it is
+``style``, ``max_turns``. A row's ``extras["max_turns"]`` (as skyrl-gym's own envs read it)
+lowers the limit for that row. The env ends an episode after ``max_turns`` replies (the smallest of
+the config's, the row's, the env's own ``max_turns`` kwarg and T + the invalid-action limit + 1,
+the most an episode can take), returning ``done`` with the episode recorded as ``truncated``. A
+reply may hold several tool calls (in any dialect, or a JSON list): the env takes them all, in
+order, as one turn, exactly as on the text path; set the generator's own ``max_turns`` to at least that. :meth:`close` cuts off an episode the generator stopped early (context limit), so it is
 recorded as ``truncated``.
 
 Register once with :func:`register` (safe to call again: skyrl's own ``register`` raises on a
@@ -29,8 +32,8 @@ from typing import Any
 
 from gather_envs.errors import ConfigError
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, row_value
+from gather_envs.optional import require
 
 EXTRA = "skyrl"
 ENV_CLASS = "gather"
@@ -91,7 +94,8 @@ def _build_class() -> type:
             env = self.driver.env.unwrapped
             self.turns = 0
             most = int(getattr(env, "budget", 0)) + int(getattr(env, "max_invalid_actions", 0)) + 1
-            self.max_turns = most if self.turn_limit is None else min(most, self.turn_limit)
+            limits = (self.turn_limit, row_value(self.extras, "max_turns"), getattr(env, "max_turns", None))
+            self.max_turns = min([most, *(int(limit) for limit in limits if limit is not None)])
             prompt = list(prompt or [])
             last = prompt[-1].get("content") if prompt else None
             if not last:
@@ -123,10 +127,11 @@ def _build_class() -> type:
             }
 
         def get_metrics(self) -> dict[str, Any]:
-            """Per-episode numbers SkyRL averages: success, searches used, invalid actions."""
+            """Per-episode numbers SkyRL averages: success, turns, searches used, invalid actions."""
             info = self.driver.info
             return {
                 "success": float(bool(info.get("success", False))),
+                "turns": float(info.get("turns", 0)),
                 "tool_calls": float(info.get("tool_calls_used", 0)),
                 "invalid_actions": float(info.get("invalid_actions", 0)),
             }

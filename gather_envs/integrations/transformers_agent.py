@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gather_envs.integrations._optional import require
+from gather_envs.optional import require
 
 EXTRA = "trl"
 DEFAULT_CONTEXT_TOKENS = 2048

@@ -6,10 +6,12 @@ for the text dialects (``search[...]``, ``<search>...</search>``).
 rollout (pooled and reused), calls ``reset(**row)`` with the whole dataset row, exposes every
 public method with type hints and a Google-style docstring as a tool (here :meth:`search` and
 :meth:`answer`), sends ``str(result)`` back as a tool message, and calls :meth:`get_reward` once
-per finished rollout. Each tool call becomes the env's JSON action, arguments as TRL passed them
-(the tools accept any, so ``search(term=...)`` is the env's invalid action, not a TypeError inside
-TRL), so reward, budget T and the end after ``answer`` (or after too many invalid actions) are the
-env's own. TRL parses tool calls in the chat template's format: build the dataset and the factory
+per finished rollout. The tools are coroutines: TRL awaits the calls of one assistant message
+together, and they reach the env as one turn (a JSON list of calls, arguments as TRL passed them:
+the tools accept any, so ``search(term=...)`` is the env's invalid action, not a TypeError inside
+TRL), each call answered with its own part of the observation; so reward, budget T, the turn
+count and the end after ``answer`` (or after too many invalid actions) are the env's own, counted
+as for the same calls written out as text. TRL parses tool calls in the chat template's format: build the dataset and the factory
 with ``tool_call_format=chat.tool_call_format(tokenizer)`` so the prompt asks for that format. TRL knows no episode end:
 a tool call after it gets :data:`~gather_envs.integrations.episodes.EPISODE_OVER` back and changes
 nothing. A rollout that stops without answering (no further tool call, length limit) is recorded
@@ -34,11 +36,12 @@ rows you give it); questions are unique within a split, so prompts identify rows
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,14 +50,13 @@ import gymnasium as gym
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.errors import ConfigError
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import (
     DEFAULT_ENV_ID,
     EpisodeDriver,
     parse_env_kwargs,
     row_value,
-    tool_call_text,
 )
+from gather_envs.optional import require
 
 EXTRA = "trl"
 TOOLS_STYLE = "tools"
@@ -66,7 +68,9 @@ ENV_MASK_FIELD = "env_mask"
 MODEL_TOKEN, ENV_TOKEN = 1, 0
 
 
-def _lenient_tool(name: str, argument: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
+def _lenient_tool(
+    name: str, argument: str
+) -> Callable[[Callable[..., Awaitable[str]]], Callable[..., Awaitable[str]]]:
     """Show a tool as ``name(argument: str) -> str`` while accepting any call, right or wrong.
 
     TRL builds the schema from the signature and calls ``tool(**arguments)``: with a strict
@@ -74,7 +78,7 @@ def _lenient_tool(name: str, argument: str) -> Callable[[Callable[..., str]], Ca
     whatever the model sent and steps the env with it, so the env's parser decides.
     """
 
-    def decorate(method: Callable[..., str]) -> Callable[..., str]:
+    def decorate(method: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
         receiver = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
         shown = inspect.Parameter(argument, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)
         method.__signature__ = inspect.Signature([receiver, shown], return_annotation=str)  # type: ignore[attr-defined]
@@ -116,6 +120,8 @@ class GatherToolEnv:
     ) -> None:
         kwargs = {**dict(env_kwargs or {}), "dialect": "json"}
         self._call_format = tool_call_format
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._results: list[str] | None = None
         self._driver = EpisodeDriver(
             env_id,
             kwargs,
@@ -153,7 +159,7 @@ class GatherToolEnv:
         )
 
     @_lenient_tool(SEARCH, "query")
-    def search(self, *args: Any, **arguments: Any) -> str:
+    async def search(self, *args: Any, **arguments: Any) -> str:
         """Search the documents and return the best matches. Each search uses one of the limited searches.
 
         Args:
@@ -162,10 +168,10 @@ class GatherToolEnv:
         Returns:
             The best matching documents and the number of searches left.
         """
-        return self._act(tool_call_text(SEARCH, _call_arguments("query", args, arguments)))
+        return await self._call(SEARCH, _call_arguments("query", args, arguments))
 
     @_lenient_tool(ANSWER, "answer")
-    def answer(self, *args: Any, **arguments: Any) -> str:
+    async def answer(self, *args: Any, **arguments: Any) -> str:
         """Give the final answer. This ends the episode; a wrong answer is final.
 
         Args:
@@ -174,10 +180,26 @@ class GatherToolEnv:
         Returns:
             Whether the answer was correct.
         """
-        return self._act(tool_call_text(ANSWER, _call_arguments("answer", args, arguments)))
+        return await self._call(ANSWER, _call_arguments("answer", args, arguments))
 
-    def _act(self, action: str) -> str:
-        return chat.show_tool_calls(self._driver.step(action).observation, self._call_format)
+    async def _call(self, name: str, arguments: dict[str, Any]) -> str:
+        """Join this call to its message's turn; the message's first call plays the turn for all.
+
+        TRL awaits the calls of one assistant message together (``asyncio.gather``, in order):
+        each registers, then yields once, so every call of the message has registered when the
+        first one resumes and steps the env with all of them as one turn, as the same calls
+        written out as text would be. Awaited one by one, each call is a turn of its own.
+        """
+        index = len(self._pending)
+        self._pending.append((name, arguments))
+        if index == 0:
+            self._results = None
+        await asyncio.sleep(0)
+        if self._results is None:
+            calls, self._pending = self._pending, []
+            _, parts = self._driver.step_calls(calls)
+            self._results = [chat.show_tool_calls(part, self._call_format) for part in parts]
+        return self._results[index]
 
     def get_reward(self) -> float:
         """The env's reward for this episode (an unfinished episode is cut off first: reward 0)."""

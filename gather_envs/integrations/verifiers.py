@@ -25,7 +25,11 @@ Two ways to play, picked by the taskset's ``style``:
   and rules, so the same results) and steps a closing text reply (a bare JSON call, ``answer[...]``)
   like any other action, sending the observation back as the user's turn and queueing the reply
   in the rollout ``State`` for the server to apply before its next call. The host's copy scores
-  the rollout and writes its record; a run that stops first is recorded as ``truncated``.
+  the rollout and writes its record; a run that stops first is recorded as ``truncated``. The
+  host replays the calls of one assistant message as one turn, counted as the text path counts
+  them; the server, which MCP hands one call at a time with no message boundary, answers each as
+  it comes (the same searches and results; only the invalid-action count of a message with
+  several invalid calls can run ahead on the server's copy).
 
 Either way the env applies its own rules, :meth:`GatherTask.env_reward` is the env's reward, and
 finished episodes are appended as EpisodeRecords to ``records_path`` when one is set.
@@ -37,8 +41,8 @@ from typing import Annotated, Any
 
 from gather_envs.envs.actions import ANSWER, SEARCH
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import DEFAULT_ENV_ID, EpisodeDriver, tool_call_text
+from gather_envs.optional import require
 
 EXTRA = "verifiers"
 INFO_KEY = "gather"
@@ -305,6 +309,10 @@ def mcp_action(name: str, **arguments: str) -> str:
 def _replay_tool_calls(driver: EpisodeDriver, messages: Any) -> str | None:
     """Step the segment's tool calls as the tool server received them; the closing text reply, if any.
 
+    The calls of one assistant message are one turn (in order), as for the same calls written out
+    as text, so the host's copy, which scores and records the rollout, counts turns, searches and
+    invalid actions as the text path does.
+
     MCP validates arguments against the tool's schema first: names it does not declare are
     dropped, so the call reaches the env as the server saw it. A call to an unknown tool never
     reaches the server; here it reaches the host's copy as the invalid action it is.
@@ -318,15 +326,17 @@ def _replay_tool_calls(driver: EpisodeDriver, messages: Any) -> str | None:
             reply = (getattr(message, "content", None) or "").strip() or None
             continue
         reply = None
-        for call in calls:
-            arguments = _arguments(call.arguments)
-            if call.name in (SEARCH, ANSWER):
-                key = "query" if call.name == SEARCH else "answer"
-                value = arguments.get(key, "") if isinstance(arguments, dict) else ""
-                driver.step(mcp_action(call.name, **{key: str(value)}))
-            else:
-                driver.step(tool_call_text(call.name, arguments))
+        driver.step_calls([_as_served(call.name, _arguments(call.arguments)) for call in calls])
     return reply
+
+
+def _as_served(name: str, arguments: Any) -> tuple[str, Any]:
+    """A tool call as the tool server received it: (name, arguments) for the env's JSON action."""
+    if name not in (SEARCH, ANSWER):
+        return name, arguments
+    key = "query" if name == SEARCH else "answer"
+    value = arguments.get(key, "") if isinstance(arguments, dict) else ""
+    return name, ({key: str(value)} if str(value) != "" else {})
 
 
 def _arguments(raw: str) -> Any:

@@ -34,8 +34,8 @@ from typing import Any
 from uuid import uuid4
 
 from gather_envs.integrations import chat
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import EpisodeDriver, row_value
+from gather_envs.optional import require
 from gather_envs.records import TERMINATION_TRUNCATED
 
 EXTRA = "verl"

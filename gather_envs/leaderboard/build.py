@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import gather_envs
+from gather_envs.envs.floor import chance_floor_of
 from gather_envs.leaderboard.tracks import TRACKS
 from gather_envs.leaderboard.verify import LeaderboardError, Verification, VerifiedEnv, installed_corpus_hash
 from gather_envs.metrics import compare_runs
-from gather_envs.metrics.floor import chance_floor_of
 
 DATA_SCHEMA_VERSION = 1
 DATA_FILE = "data.json"

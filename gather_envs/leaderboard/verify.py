@@ -21,6 +21,7 @@ from typing import Any, TypeGuard
 import gymnasium as gym
 
 from gather_envs.corpus.frozen import DEFAULT_CORPUS, corpora_root, read_manifest
+from gather_envs.envs.floor import chance_floor_of
 from gather_envs.envs.registration import SYNTHETIC_ENVS
 from gather_envs.errors import GatherError
 from gather_envs.evaluation.seeds import episode_seed, sample_tasks
@@ -33,7 +34,6 @@ from gather_envs.leaderboard.tracks import (
     Track,
 )
 from gather_envs.metrics import Results, results_from_records
-from gather_envs.metrics.floor import chance_floor_of
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
 from gather_envs.runs import iter_records_with_locations
 

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from gather_envs.metrics.compare import (
-    BudgetComparison,
-    Comparison,
-    compare_runs,
-    crossing_point,
-    mcnemar_exact,
-    run_labels,
-)
+from gather_envs.metrics.compare import compare_runs, run_labels
+from gather_envs.metrics.comparison import BudgetComparison, Comparison
 from gather_envs.metrics.diversity import (
     Diversity,
     DiversitySummary,
@@ -17,7 +11,7 @@ from gather_envs.metrics.diversity import (
     normalize_query,
     strategy_diversity,
 )
-from gather_envs.metrics.floor import ChanceFloor, chance_floor_of, load_chance_floor
+from gather_envs.metrics.floor import ChanceFloor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
@@ -47,6 +41,7 @@ from gather_envs.metrics.results import (
     results_from_records,
     save_results,
 )
+from gather_envs.metrics.significance import crossing_point, mcnemar_exact
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -64,14 +59,12 @@ __all__ = [
     "TStar",
     "TaskCounts",
     "bootstrap_weights",
-    "chance_floor_of",
     "boundary",
     "compare_runs",
     "count_episodes",
     "crossing_point",
     "default_ks",
     "diversity_by_agent",
-    "load_chance_floor",
     "load_results",
     "mcnemar_exact",
     "normalize_query",

@@ -14,16 +14,13 @@ the same seed in both runs, which pairs the curves episode by episode as well as
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any
 
 import numpy as np
 
 from gather_envs.errors import ConfigError, RecordsError
+from gather_envs.metrics.comparison import BudgetComparison, Comparison, min_max
 from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
@@ -39,311 +36,18 @@ from gather_envs.metrics.passk import (
     task_columns,
     validate_bootstrap_args,
 )
+from gather_envs.metrics.significance import (
+    SIGN_FLIPS,
+    crossing_point,
+    k_star_bootstrap_interval,
+    mcnemar_exact,
+    paired_permutation_p,
+)
 from gather_envs.records import EPISODE_INDEX_UNKNOWN, EpisodeRecord
 from gather_envs.runs import check_unique_cells
 
-# Differences smaller than this count as ties when looking for the crossing point.
-CROSSING_TOLERANCE = 1e-12
-
 _EXAMPLE_IDS = 5
-SIGN_FLIPS = 20_000
-"""Random sign assignments in the paired permutation test (p is resolved to about 1/20,000)."""
 
-
-def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant pair counts.
-
-    Under the null each discordant task is equally likely to favour A or B, so the smaller count
-    is Binomial(only_a + only_b, 1/2); the p-value doubles its lower tail, capped at 1.
-
-    >>> mcnemar_exact(5, 0)
-    0.0625
-    >>> mcnemar_exact(3, 3)
-    1.0
-    """
-    if only_a < 0 or only_b < 0:
-        raise ConfigError(f"mcnemar_exact: counts must be >= 0, got {only_a}, {only_b}")
-    total = only_a + only_b
-    if total == 0:
-        return 1.0
-    tail = sum(math.comb(total, i) for i in range(min(only_a, only_b) + 1))
-    return float(min(Fraction(1), Fraction(2 * tail, 2**total)))
-
-
-def paired_permutation_p(
-    differences: np.ndarray, rng: np.random.Generator, flips: int = SIGN_FLIPS
-) -> np.ndarray:
-    """Two-sided p-values of mean(differences) = 0, one per column, by flipping task signs.
-
-    ``differences`` is (tasks, ks): each task's PASS_A - PASS_B. Under the null that the two runs
-    are exchangeable on every task, each task's difference is as likely negative as positive, so
-    the observed |mean| is ranked among the |means| of ``flips`` random sign assignments (the
-    same assignments for every k). Tasks are the unit, as in the bootstrap: episodes of one task
-    are not independent. ``(1 + hits) / (1 + flips)`` keeps p above 0.
-
-    >>> rng = np.random.default_rng(0)
-    >>> float(paired_permutation_p(np.full((12, 1), 0.5), rng)[0]) < 0.001
-    True
-    >>> float(paired_permutation_p(np.zeros((12, 1)), rng)[0])
-    1.0
-    """
-    tasks = differences.shape[0]
-    observed = np.abs(differences.mean(axis=0))
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(flips, tasks))
-    flipped = np.abs(signs @ differences / tasks)
-    hits = (flipped >= observed - CROSSING_TOLERANCE).sum(axis=0)
-    return (1.0 + hits) / (1.0 + flips)
-
-
-def crossing_point(
-    ks: Sequence[int], diff: Sequence[float], tolerance: float = CROSSING_TOLERANCE
-) -> tuple[float | None, tuple[int, int] | None]:
-    """Where the difference curve A - B first changes sign along k.
-
-    Returns ``(k_star, (k_before, k_after))``: ``k_before`` is the last k of the grid with the
-    sign the curve starts with, ``k_after`` the first with the opposite sign, and ``k_star`` the
-    zero of the straight line through those two points on a log2 k axis. Differences within
-    ``tolerance`` of 0 are ties and carry no sign. ``(None, None)`` when the sign never flips.
-
-    >>> crossing_point([1, 2, 4, 8], [-0.1, -0.05, 0.05, 0.1])
-    (2.8284271247461903, (2, 4))
-    """
-    values = [0.0 if abs(d) <= tolerance else float(d) for d in diff]
-    start_sign = 0.0
-    last_same = -1
-    for j, value in enumerate(values):
-        if value == 0.0:
-            continue
-        sign = math.copysign(1.0, value)
-        if start_sign == 0.0:
-            start_sign, last_same = sign, j
-        elif sign == start_sign:
-            last_same = j
-        else:
-            k_lo, k_hi = ks[last_same], ks[j]
-            d_lo, d_hi = values[last_same], value
-            x_lo, x_hi = math.log2(k_lo), math.log2(k_hi)
-            x = x_lo + (0.0 - d_lo) * (x_hi - x_lo) / (d_hi - d_lo)
-            return 2.0**x, (int(k_lo), int(k_hi))
-    return None, None
-
-
-@dataclass(frozen=True)
-class BudgetComparison:
-    """A against B at one budget T, on ``num_tasks`` shared tasks.
-
-    Curves are over ``ks``; ``diff`` = PASS_A - PASS_B with a paired bootstrap interval (the same
-    resampled tasks for both). Interval entries are None without bootstrap. ``n_a`` and ``n_b``
-    are (min, max) episodes per task of each run; ``boundary_n`` the (min, max) episodes per task
-    both runs played, on which the curves and the boundary sets are computed.
-    """
-
-    budget: int
-    num_tasks: int
-    ks: tuple[int, ...]
-    pass_a: tuple[float, ...]
-    pass_a_low: tuple[float | None, ...]
-    pass_a_high: tuple[float | None, ...]
-    pass_b: tuple[float, ...]
-    pass_b_low: tuple[float | None, ...]
-    pass_b_high: tuple[float | None, ...]
-    diff: tuple[float, ...]
-    diff_low: tuple[float | None, ...]
-    diff_high: tuple[float | None, ...]
-    k_star: float | None
-    k_star_interval: tuple[int, int] | None
-    only_a: tuple[str, ...]
-    only_b: tuple[str, ...]
-    both: tuple[str, ...]
-    neither: int
-    mcnemar_p: float
-    n_a: tuple[int, int] | None = None
-    n_b: tuple[int, int] | None = None
-    boundary_n: tuple[int, int] | None = None
-    diff_p: tuple[float | None, ...] = ()  # paired permutation p of each diff (empty: not computed)
-
-    @property
-    def boundary_is_matched(self) -> bool:
-        """Whether the comparison left out episodes of a run (one run had more per task)."""
-        if self.boundary_n is None or self.n_a is None or self.n_b is None:
-            return False
-        return self.boundary_n[0] < max(self.n_a[1], self.n_b[1])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "T": self.budget,
-            "num_tasks": self.num_tasks,
-            "ks": list(self.ks),
-            "pass_a": list(self.pass_a),
-            "pass_a_low": list(self.pass_a_low),
-            "pass_a_high": list(self.pass_a_high),
-            "pass_b": list(self.pass_b),
-            "pass_b_low": list(self.pass_b_low),
-            "pass_b_high": list(self.pass_b_high),
-            "diff": list(self.diff),
-            "diff_low": list(self.diff_low),
-            "diff_high": list(self.diff_high),
-            "diff_p": list(self.diff_p),
-            "k_star": self.k_star,
-            "k_star_interval": None if self.k_star_interval is None else list(self.k_star_interval),
-            "boundary": {
-                "only_a": list(self.only_a),
-                "only_b": list(self.only_b),
-                "both": list(self.both),
-                "neither": self.neither,
-                "mcnemar_p": self.mcnemar_p,
-                "episodes_per_task": _pair_json(self.boundary_n),
-            },
-            "n_a": _pair_json(self.n_a),
-            "n_b": _pair_json(self.n_b),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BudgetComparison:
-        try:
-            bnd = data["boundary"]
-            interval = data["k_star_interval"]
-            return cls(
-                budget=int(data["T"]),
-                num_tasks=int(data["num_tasks"]),
-                ks=tuple(int(k) for k in data["ks"]),
-                pass_a=_floats(data["pass_a"]),
-                pass_a_low=_maybe_floats(data["pass_a_low"]),
-                pass_a_high=_maybe_floats(data["pass_a_high"]),
-                pass_b=_floats(data["pass_b"]),
-                pass_b_low=_maybe_floats(data["pass_b_low"]),
-                pass_b_high=_maybe_floats(data["pass_b_high"]),
-                diff=_floats(data["diff"]),
-                diff_low=_maybe_floats(data["diff_low"]),
-                diff_high=_maybe_floats(data["diff_high"]),
-                diff_p=_maybe_floats(data.get("diff_p", ())),
-                k_star=None if data["k_star"] is None else float(data["k_star"]),
-                k_star_interval=None if interval is None else (int(interval[0]), int(interval[1])),
-                only_a=tuple(str(i) for i in bnd["only_a"]),
-                only_b=tuple(str(i) for i in bnd["only_b"]),
-                both=tuple(str(i) for i in bnd["both"]),
-                neither=int(bnd["neither"]),
-                mcnemar_p=float(bnd["mcnemar_p"]),
-                n_a=_pair(data.get("n_a")),
-                n_b=_pair(data.get("n_b")),
-                boundary_n=_pair(bnd.get("episodes_per_task")),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise RecordsError(f"malformed comparison entry: missing or bad {exc!r}") from exc
-
-
-def _floats(values: Iterable[Any]) -> tuple[float, ...]:
-    return tuple(float(v) for v in values)
-
-
-def _maybe_floats(values: Iterable[Any]) -> tuple[float | None, ...]:
-    return tuple(None if v is None else float(v) for v in values)
-
-
-def _pair_json(pair: tuple[int, int] | None) -> dict[str, int] | None:
-    return None if pair is None else {"min": pair[0], "max": pair[1]}
-
-
-def _pair(data: Any) -> tuple[int, int] | None:
-    return None if data is None else (int(data["min"]), int(data["max"]))
-
-
-def _span(values: Iterable[int]) -> tuple[int, int]:
-    items = list(values)
-    return (min(items), max(items))
-
-
-COMPARISON_SCHEMA_VERSION = 2
-"""2: boundary sets on matched episodes; labels, env ids, families, n per run and the chance floor."""
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Agent A against agent B, budget by budget.
-
-    ``excluded_tasks`` counts, per budget, the tasks left out because only one run had them
-    (always 0 unless ``restricted``). ``label_a``/``label_b`` name the runs in reports (the agent
-    ids, or agent and file when both runs are of one agent); ``chance_floor`` is PASS@(k,0) of a
-    question-only guesser on the compared tasks (empty when the corpus has none).
-    """
-
-    agent_a: str
-    agent_b: str
-    corpus_hash: str
-    budgets: tuple[int, ...]
-    per_budget: tuple[BudgetComparison, ...]
-    restricted: bool
-    excluded_tasks: dict[int, int]
-    bootstrap: int
-    seed: int
-    confidence: float
-    schema_version: int = COMPARISON_SCHEMA_VERSION
-    label_a: str = ""
-    label_b: str = ""
-    env_a: str = ""
-    env_b: str = ""
-    families: tuple[str, ...] = ()
-    chance_floor: dict[int, float] = field(default_factory=dict)
-
-    def at(self, budget: int) -> BudgetComparison:
-        """The comparison at budget T."""
-        for entry in self.per_budget:
-            if entry.budget == budget:
-                return entry
-        raise ConfigError(f"no comparison at T={budget}; compared budgets: {self.budgets}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version,
-            "agent_a": self.agent_a,
-            "agent_b": self.agent_b,
-            "label_a": self.label_a,
-            "label_b": self.label_b,
-            "env_a": self.env_a,
-            "env_b": self.env_b,
-            "families": list(self.families),
-            "chance_floor": {str(k): v for k, v in self.chance_floor.items()},
-            "corpus_hash": self.corpus_hash,
-            "budgets": list(self.budgets),
-            "restricted": self.restricted,
-            "excluded_tasks": {str(t): v for t, v in self.excluded_tasks.items()},
-            "bootstrap": self.bootstrap,
-            "seed": self.seed,
-            "confidence": self.confidence,
-            "per_budget": [entry.to_json() for entry in self.per_budget],
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Comparison:
-        """Inverse of :meth:`to_json`; reads schema 1 too (its boundary sets used every episode)."""
-        try:
-            version = int(data["schema_version"])
-            if version > COMPARISON_SCHEMA_VERSION:
-                raise RecordsError(
-                    f"comparison schema_version {version} is newer than this gather-envs supports "
-                    f"({COMPARISON_SCHEMA_VERSION}); upgrade gather-envs to read it"
-                )
-            return cls(
-                schema_version=version,
-                agent_a=str(data["agent_a"]),
-                agent_b=str(data["agent_b"]),
-                label_a=str(data.get("label_a", data["agent_a"])),
-                label_b=str(data.get("label_b", data["agent_b"])),
-                env_a=str(data.get("env_a", "")),
-                env_b=str(data.get("env_b", "")),
-                families=tuple(str(f) for f in data.get("families", ())),
-                chance_floor={int(k): float(v) for k, v in data.get("chance_floor", {}).items()},
-                corpus_hash=str(data["corpus_hash"]),
-                budgets=tuple(int(t) for t in data["budgets"]),
-                restricted=bool(data["restricted"]),
-                excluded_tasks={int(t): int(v) for t, v in data["excluded_tasks"].items()},
-                bootstrap=int(data["bootstrap"]),
-                seed=int(data["seed"]),
-                confidence=float(data["confidence"]),
-                per_budget=tuple(BudgetComparison.from_json(e) for e in data["per_budget"]),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RecordsError(f"malformed comparison JSON: missing or bad {exc!r}") from exc
 
 
 def _describe_ids(ids: Sequence[str]) -> str:
@@ -422,6 +126,7 @@ def compare_runs(
     restrict_to_common: bool = False,
     sources: tuple[str, str] | None = None,
     chance_floor: ChanceFloor | None = None,
+    primary: tuple[int, int] | None = None,
     common_hint: str = "pass restrict_to_common=True",
 ) -> Comparison:
     """Compare run A with run B per budget on their shared tasks (see the module docstring).
@@ -430,7 +135,8 @@ def compare_runs(
     played enter (see the module docstring); the k grid at T stops at their smallest number. Bootstrap resamples are drawn once over all compared tasks from
     ``numpy.random.default_rng(seed)`` and shared by both agents and all budgets. ``sources``
     (the runs' file names) appear in errors and label two runs of one agent (:func:`run_labels`);
-    ``chance_floor`` (family -> k -> PASS@(k,0)) adds the floor of the compared tasks.
+    ``chance_floor`` (family -> k -> PASS@(k,0)) adds the floor of the compared tasks;
+    ``primary`` (T, k) names the primary endpoint (see :meth:`Comparison.tests`).
     ``common_hint`` is what errors tell the caller to do to compare on the shared tasks (the CLI
     names its flag).
     """
@@ -504,6 +210,11 @@ def compare_runs(
         tasks_per_family[family_of[task]] = tasks_per_family.get(family_of[task], 0) + 1
     floor = {} if chance_floor is None else parse_chance_floor(chance_floor, "compare_runs", ConfigError)
     all_ks = tuple(sorted({k for entry in entries for k in entry.ks}))
+    if primary is not None and not any(e.budget == primary[0] and primary[1] in e.ks for e in entries):
+        raise ConfigError(
+            f"primary endpoint T={primary[0]}, k={primary[1]} is not in the comparison (budgets "
+            f"{list(budgets)}, k {', '.join(f'T={e.budget}: {list(e.ks)}' for e in entries)})"
+        )
     return Comparison(
         agent_a=agent_a,
         agent_b=agent_b,
@@ -521,6 +232,7 @@ def compare_runs(
         bootstrap=bootstrap,
         seed=seed,
         confidence=confidence,
+        primary=primary,
     )
 
 
@@ -545,7 +257,7 @@ def _matched_successes(
         if not common:
             raise RecordsError(
                 f"task {task!r} at T={budget}: the runs share no episode index (A: "
-                f"{_span(episodes_a)}, B: {_span(episodes_b)} as (min, max)); boundary sets need "
+                f"{min_max(episodes_a)}, B: {min_max(episodes_b)} as (min, max)); boundary sets need "
                 "the same episodes from both runs"
             )
         matched.append(len(common))
@@ -564,11 +276,43 @@ def _compare_budget(
     confidence: float,
     seed: int,
 ) -> BudgetComparison:
-    counts_a, counts_b = counts
-    n_a, _ = _aligned(counts_a, ids)
-    n_b, _ = _aligned(counts_b, ids)
+    n_a, _ = _aligned(counts[0], ids)
+    n_b, _ = _aligned(counts[1], ids)
     # Everything below uses the episodes both runs played, so both sides rest on the same tries.
     matched, c_a, c_b = _matched_successes(budget, ids, *outcomes)
+    return compare_matched(
+        budget,
+        ids,
+        matched,
+        (c_a, c_b),
+        ks=ks,
+        weights=weights,
+        confidence=confidence,
+        seed=seed,
+        n_runs=(min_max(n_a.tolist()), min_max(n_b.tolist())),
+    )
+
+
+def compare_matched(
+    budget: int,
+    ids: Sequence[str],
+    matched: np.ndarray,
+    successes: tuple[np.ndarray, np.ndarray],
+    *,
+    ks: Sequence[int] | None,
+    weights: np.ndarray,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+    n_runs: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    flips: int = SIGN_FLIPS,
+) -> BudgetComparison:
+    """A against B at one budget from matched counts: per task, episodes both played and each run's successes.
+
+    The arrays-in core of :func:`compare_runs` (``weights``: its bootstrap weight columns of these
+    tasks, [resamples x tasks]); the calibration study (``benchmarks/bench_calibration.py``) calls
+    it on simulated counts, so what it measures is what ``compare`` reports.
+    """
+    c_a, c_b = successes
     n_min = int(matched.min())
     grid = default_ks(n_min) if ks is None else tuple(sorted({k for k in ks if 1 <= k <= n_min}))
     if not grid:
@@ -588,8 +332,11 @@ def _compare_budget(
     a_low, a_high = interval(mat_a)
     b_low, b_high = interval(mat_b)
     d_low, d_high = interval(mat_a - mat_b)
-    diff_p = paired_permutation_p(mat_a - mat_b, np.random.default_rng([seed, budget]))
+    diff_p = paired_permutation_p(mat_a - mat_b, np.random.default_rng([seed, budget]), flips)
     k_star, k_interval = crossing_point(grid, diff.tolist())
+    k_star_ci = None
+    if k_star is not None and weights.shape[0]:
+        k_star_ci = k_star_bootstrap_interval(resampled_means(weights, mat_a - mat_b), grid, confidence)
 
     solved_a, solved_b = c_a > 0, c_b > 0
     only_a = tuple(t for t, a, b in zip(ids, solved_a, solved_b, strict=True) if a and not b)
@@ -611,12 +358,13 @@ def _compare_budget(
         diff_p=tuple(diff_p.tolist()),
         k_star=k_star,
         k_star_interval=k_interval,
+        k_star_ci=k_star_ci,
         only_a=only_a,
         only_b=only_b,
         both=both,
         neither=len(ids) - len(only_a) - len(only_b) - len(both),
         mcnemar_p=mcnemar_exact(len(only_a), len(only_b)),
-        n_a=_span(n_a.tolist()),
-        n_b=_span(n_b.tolist()),
-        boundary_n=_span(matched.tolist()),
+        n_a=None if n_runs is None else n_runs[0],
+        n_b=None if n_runs is None else n_runs[1],
+        boundary_n=min_max(matched.tolist()),
     )

@@ -19,7 +19,9 @@ Layout (budgets as string keys)::
 ``families`` is empty unless the records mix task families. ``chance_floor`` (in every table
 section) is PASS@(k,0) of a question-only guesser on those tasks at the table's k, and
 ``chance_floor_by_family`` the corpus's floor per family; both are empty when the corpus has none
-(see :mod:`gather_envs.metrics.floor`).
+(see :mod:`gather_envs.metrics.floor`). ``reward_kind`` (the env's declared training reward,
+``"f1, em"`` when the records mix kinds) is present only when it is not ``em``: PASS@(k,T) counts
+exact-match success whatever the reward, so results of em runs read as before.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from gather_envs.metrics.passk import (
     pass_table,
     split_by_family,
 )
-from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
+from gather_envs.records import AGENT_SETTINGS_KEY, REWARD_KIND_EM, EpisodeRecord
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -83,6 +85,7 @@ class Results:
     families: dict[str, PassTable] = field(default_factory=dict)
     task_families: tuple[str, ...] = ()
     chance_floor: dict[str, dict[int, float]] = field(default_factory=dict)
+    reward_kind: str = REWARD_KIND_EM
     schema_version: int = RESULTS_SCHEMA_VERSION
 
     @property
@@ -117,6 +120,8 @@ class Results:
             family: {str(k): v for k, v in per_k.items()} for family, per_k in self.chance_floor.items()
         }
         data["families"] = {name: table.to_json() for name, table in self.families.items()}
+        if self.reward_kind != REWARD_KIND_EM:
+            data["reward_kind"] = self.reward_kind
         return data
 
     @classmethod
@@ -159,6 +164,7 @@ class Results:
                     str(family): {int(k): float(v) for k, v in per_k.items()}
                     for family, per_k in data.get("chance_floor_by_family", {}).items()
                 },
+                reward_kind=str(data.get("reward_kind", REWARD_KIND_EM)),
                 **settings,
             )
         except KeyError as exc:
@@ -234,7 +240,7 @@ def results_from_records(
     (task, T, episode) cell (RecordsError otherwise). ``env_kwargs`` and ``agent_settings`` (from
     ``extra["agent_settings"]``) keep the items every record agrees on, so per-budget kwargs such
     as the tool budget drop out. ``chance_floor`` (family -> k -> PASS@(k,0), e.g. from
-    :func:`~gather_envs.metrics.floor.load_chance_floor`) puts the floor beside every table.
+    :func:`~gather_envs.envs.floor.chance_floor_of`) puts the floor beside every table.
     """
     if not records:
         raise RecordsError("no episode records to build results from")
@@ -279,4 +285,5 @@ def results_from_records(
         families=families,
         task_families=tuple(by_family),
         chance_floor={name: dict(floor[name]) for name in by_family if name in floor},
+        reward_kind=", ".join(sorted({r.reward_kind for r in records})),
     )

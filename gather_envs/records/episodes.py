@@ -14,8 +14,12 @@ from typing import Any
 
 from gather_envs.errors import RecordsError
 
-RECORD_SCHEMA_VERSION = 2
-"""2 added ``retrieved_doc_ids`` and ``supporting_doc_ids``; version 1 records read with them None."""
+RECORD_SCHEMA_VERSION = 3
+"""2 added ``retrieved_doc_ids`` and ``supporting_doc_ids`` (version 1 records read with them None);
+3 added ``turns`` and ``reward_kind`` (older records read with turns None and reward_kind "em")."""
+
+REWARD_KIND_EM = "em"
+"""The reward of every record before ``reward_kind`` existed: 1 for an exact-match answer."""
 
 TERMINATION_ANSWERED = "answered"
 TERMINATION_INVALID_ACTIONS = "invalid_actions"
@@ -36,6 +40,10 @@ class EpisodeRecord:
     control (server refused, timed out...): such records are excluded from n and counted apart.
     ``retrieved_doc_ids`` holds, per search in order, the ids of the documents it returned, and
     ``supporting_doc_ids`` the task's evidence; both are None where unknown (version 1 records).
+    ``tool_calls`` counts the searches the budget T paid for and ``turns`` the replies the env
+    took (a reply may hold several calls; None where unknown: records before version 3).
+    ``reward_kind`` is the env's declared training reward (``em``, ``f1``, ``cover_em``) that
+    ``reward`` was paid in; ``success`` is exact match whatever it is.
     """
 
     schema_version: int = RECORD_SCHEMA_VERSION
@@ -49,9 +57,11 @@ class EpisodeRecord:
     budget: int
     episode_index: int = EPISODE_INDEX_UNKNOWN
     tool_calls: int = 0
+    turns: int | None = None
     invalid_actions: int = 0
     success: bool
     reward: float = 0.0
+    reward_kind: str = REWARD_KIND_EM
     answer: str | None = None
     gold_answer: str = ""
     termination: str = ""
@@ -94,9 +104,11 @@ class EpisodeRecord:
             "budget": self.budget,
             "episode_index": self.episode_index,
             "tool_calls": self.tool_calls,
+            "turns": self.turns,
             "invalid_actions": self.invalid_actions,
             "success": self.success,
             "reward": self.reward,
+            "reward_kind": self.reward_kind,
             "answer": self.answer,
             "gold_answer": self.gold_answer,
             "termination": self.termination,
@@ -139,9 +151,11 @@ class EpisodeRecord:
             budget=_get(data, "budget", int, required=True),
             episode_index=_get(data, "episode_index", int, default=EPISODE_INDEX_UNKNOWN),
             tool_calls=_get(data, "tool_calls", int, default=0),
+            turns=_get(data, "turns", int, default=None, nullable=True),
             invalid_actions=_get(data, "invalid_actions", int, default=0),
             success=_get(data, "success", bool, required=True),
             reward=float(_get(data, "reward", float, default=0.0)),
+            reward_kind=_get(data, "reward_kind", str, default=REWARD_KIND_EM),
             answer=_get(data, "answer", str, default=None, nullable=True),
             gold_answer=_get(data, "gold_answer", str, default=""),
             termination=_get(data, "termination", str, default=""),

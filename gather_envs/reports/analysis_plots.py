@@ -6,7 +6,6 @@ that name the runs and the budget, 95% interval bands where the analysis has the
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from gather_envs.analysis.coverage import Coverage
 from gather_envs.analysis.perplexity import RunPerplexity
 from gather_envs.analysis.retrieval import RetrievalDiagnostics
 from gather_envs.analysis.swap import SwapRow, swap_curves
+from gather_envs.files import PathLike
 from gather_envs.reports.plots import BAND_ALPHA, CURVE_SIZE, MARKERS, _new_figure, _save, _slug
-
-PathLike = str | os.PathLike[str]
 
 
 def plot_coverage(result: Coverage, out_dir: PathLike) -> Path:

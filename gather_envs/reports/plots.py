@@ -9,7 +9,6 @@ chance floor, when the corpus has one, is a dashed grey line (a row in the heatm
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from gather_envs.errors import GatherError
-from gather_envs.metrics.compare import Comparison
+from gather_envs.files import PathLike
+from gather_envs.metrics.comparison import Comparison
 from gather_envs.metrics.passk import PassTable
 from gather_envs.metrics.results import Results
 from gather_envs.reports.tables import LABEL_WIDTH
@@ -46,7 +46,6 @@ CURVES_FILE = "passk_curves{suffix}.png"
 HEATMAP_FILE = "passk_heatmap{suffix}.png"
 COMPARISON_FILE = "compare_curves.png"
 
-PathLike = str | os.PathLike[str]
 
 
 class PlotDependencyError(GatherError, ImportError):

@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 
 from gather_envs.analysis.retrieval import Rate, RetrievalDiagnostics
 from gather_envs.errors import ConfigError
-from gather_envs.metrics.compare import CROSSING_TOLERANCE, SIGN_FLIPS, BudgetComparison, Comparison
+from gather_envs.metrics.comparison import BudgetComparison, Comparison, ComparisonTest
 from gather_envs.metrics.diversity import Diversity
 from gather_envs.metrics.passk import PassTable
 from gather_envs.metrics.results import Results
+from gather_envs.metrics.significance import CROSSING_TOLERANCE, SIGN_FLIPS
 
 FORMATS = ("table", "md", "csv", "json")
 """Output formats every ``render_*`` function accepts."""
@@ -130,7 +131,8 @@ def _results_header(results: Results) -> list[str]:
         else "no intervals (bootstrap = 0)"
     )
     return [
-        f"env {results.env_id}  corpus {results.corpus_hash}",
+        f"env {results.env_id}  corpus {results.corpus_hash}  reward {results.reward_kind} "
+        "(the env's training reward; PASS@(k,T) counts exact-match success whatever it is)",
         f"agent {results.agent_id}" + (f" ({settings})" if settings else ""),
         f"n = {results.n} episodes per task and budget, {results.num_tasks} tasks, "
         f"{results.infra_errors_total} infrastructure errors; {interval}",
@@ -198,38 +200,67 @@ def _crossing_text(entry: BudgetComparison, a: str, b: str) -> str:
         return "the curves coincide at every k"
     if entry.k_star is not None and entry.k_star_interval is not None:
         lo, hi = entry.k_star_interval
-        return f"curves cross at k* = {entry.k_star:.2f} (between k={lo} and k={hi})"
+        text = f"curves cross at k* = {entry.k_star:.2f} (between k={lo} and k={hi})"
+        if entry.k_star_ci is not None:
+            low, high = entry.k_star_ci
+            upper = f"beyond k={entry.ks[-1]}" if high is None else f"{high:.2f}"
+            lower = f"beyond k={entry.ks[-1]}" if low is None else f"{low:.2f}"
+            text += f"; bootstrap interval of k* [{lower}, {upper}]"
+        return text
     upper, lower = (a, b) if all(d >= -CROSSING_TOLERANCE for d in entry.diff) else (b, a)
     return f"curves do not cross: {upper} is at or above {lower} at every k"
 
 
-def _boundary_text(entry: BudgetComparison, a: str, b: str) -> str:
+def _boundary_text(entry: BudgetComparison, a: str, b: str, p_holm: float | None) -> str:
     return (
         f"boundary (tasks solved at least once): only {a} {len(entry.only_a)}, only {b} "
         f"{len(entry.only_b)}, both {len(entry.both)}, neither {entry.neither}; "
-        f"exact McNemar p = {entry.mcnemar_p:.4g}"
+        f"exact McNemar p = {entry.mcnemar_p:.4g}" + ("" if p_holm is None else f" (Holm {p_holm:.4g})")
     )
 
 
-def _comparison_text(comparison: Comparison, entry: BudgetComparison, markdown: bool) -> str:
+def _p_text(p: float | None) -> str:
+    return _MISSING if p is None else f"{p:.2g}"
+
+
+def _comparison_text(
+    comparison: Comparison,
+    entry: BudgetComparison,
+    markdown: bool,
+    holm_of: Mapping[tuple[int, int | None], float | None],
+) -> str:
     a, b = _columns(comparison)
     floor = comparison.chance_floor
     tested = len(entry.diff_p) == len(entry.ks)
-    header = ["k", f"{a}", f"{b}", f"{a} - {b}", *(["p"] if tested else []), *([FLOOR_ROW] if floor else [])]
+    header = [
+        "k", f"{a}", f"{b}", f"{a} - {b}", *(["p", "p Holm"] if tested else []), *([FLOOR_ROW] if floor else [])
+    ]  # fmt: skip
     rows = [
         [
             str(k),
             _cell(entry.pass_a[i], entry.pass_a_low[i], entry.pass_a_high[i]),
             _cell(entry.pass_b[i], entry.pass_b_low[i], entry.pass_b_high[i]),
             _cell(entry.diff[i], entry.diff_low[i], entry.diff_high[i]),
-            *([f"{entry.diff_p[i]:.2g}"] if tested else []),
+            *([_p_text(entry.diff_p[i]), _holm_text(comparison, entry.budget, k, holm_of)] if tested else []),
             *([_fmt(floor.get(k))] if floor else []),
         ]
         for i, k in enumerate(entry.ks)
     ]
     return "\n".join(
-        [_grid(header, rows, markdown), "", _crossing_text(entry, a, b), _boundary_text(entry, a, b)]
+        [
+            _grid(header, rows, markdown),
+            "",
+            _crossing_text(entry, a, b),
+            _boundary_text(entry, a, b, holm_of.get((entry.budget, None))),
+        ]
     )
+
+
+def _holm_text(
+    comparison: Comparison, budget: int, k: int, holm_of: Mapping[tuple[int, int | None], float | None]
+) -> str:
+    """The Holm column of (T, k): the adjusted p, or "primary" for the primary endpoint."""
+    return "primary" if comparison.primary == (budget, k) else _p_text(holm_of.get((budget, k)))
 
 
 def _budget_title(comparison: Comparison, entry: BudgetComparison) -> str:
@@ -275,41 +306,65 @@ def _k_ranges(grid: Sequence[int], chosen: Sequence[int]) -> str:
     return "k=" + ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
+def _ahead_text(tests: Sequence[ComparisonTest], grids: Mapping[int, Sequence[int]], a: str, b: str) -> str:
+    """``a ahead at T=1 (k=1-2); b ahead at ...`` for the significant curve tests, or ""."""
+    parts = []
+    for label, sign in ((a, 1), (b, -1)):
+        spots = []
+        for budget, grid in grids.items():
+            chosen = [t.k for t in tests if t.budget == budget and t.direction == sign and t.k is not None]
+            if chosen:
+                spots.append(f"T={budget} ({_k_ranges(grid, chosen)})")
+        if spots:
+            parts.append(f"{label} ahead at {', '.join(spots)}")
+    return "; ".join(parts)
+
+
 def comparison_verdict(comparison: Comparison) -> str:
     """One line: which run is significantly ahead at which T and k, and where the boundaries differ.
 
-    A run is ahead at (T, k) when the paired interval of A - B excludes 0; the boundary differs
-    at T when McNemar's p is below 1 - confidence. No correction for multiple comparisons.
+    One verdict, one test: the curves are judged by the paired permutation p printed beside each
+    difference, the boundary by the exact McNemar p, all Holm-corrected together over the tests
+    the report makes (:meth:`Comparison.tests`); a primary endpoint is judged first, uncorrected.
+    A test is significant when its (adjusted) p is below 1 - confidence. The bootstrap intervals
+    describe the size of a difference and take no part in the verdict.
     """
     a, b = _labels(comparison)
     alpha = 1.0 - comparison.confidence
-    if comparison.bootstrap == 0:
-        curves = "no intervals (bootstrap = 0), so no verdict on the curves"
+    tests = comparison.tests()
+    grids = {e.budget: e.ks for e in comparison.per_budget}
+    primary = [t for t in tests if t.primary]
+    family = [t for t in tests if not t.primary]
+    significant = [t for t in family if t.decisive_p < alpha and t.direction != 0]
+    lead = ""
+    if primary:
+        t = primary[0]
+        who = {1: f"{a} ahead", -1: f"{b} ahead", 0: "no difference"}[t.direction]
+        outcome = (
+            who if t.p < alpha and t.direction else f"no significant difference ({who} by the point estimate)"
+        )
+        lead = f"primary endpoint T={t.budget}, k={t.k}: {outcome}, p = {t.p:.2g} (uncorrected); "
+    has_curve_tests = any(len(e.diff_p) == len(e.ks) for e in comparison.per_budget)
+    if not has_curve_tests:
+        curves = "no p-values for the curves in this comparison (written before they existed), so no verdict on them"
     else:
-        ahead = []
-        for label, sign in ((a, 1.0), (b, -1.0)):
-            spots = []
-            for e in comparison.per_budget:
-                chosen = [
-                    k
-                    for k, low, high in zip(e.ks, e.diff_low, e.diff_high, strict=True)
-                    if low is not None and high is not None and (low > 0 if sign > 0 else high < 0)
-                ]
-                if chosen:
-                    spots.append(f"T={e.budget} ({_k_ranges(e.ks, chosen)})")
-            if spots:
-                ahead.append(f"{label} ahead at {', '.join(spots)}")
-        curves = "; ".join(ahead) or "no significant difference between the curves at any T and k"
-    differ = [e for e in comparison.per_budget if e.mcnemar_p < alpha]
+        curves = _ahead_text([t for t in significant if t.k is not None], grids, a, b)
+        curves = curves or "no significant difference between the curves at any T and k"
+    differ = [t for t in significant if t.k is None]
     if differ:
         boundary = "boundary differs significantly at " + ", ".join(
-            f"T={e.budget} (p = {e.mcnemar_p:.2g}, {a if len(e.only_a) > len(e.only_b) else b} "
+            f"T={t.budget} (McNemar p = {t.p:.2g}, Holm {t.decisive_p:.2g}; {a if t.direction > 0 else b} "
             "solves more tasks alone)"
-            for e in differ
+            for t in differ
         )
     else:
-        boundary = f"the boundaries do not differ significantly at any T (McNemar p >= {alpha:g})"
-    return f"Verdict: {curves}; {boundary}."
+        boundary = "the boundaries do not differ significantly at any T"
+    method = (
+        f"tests: paired permutation over tasks (curves) and exact McNemar (boundary), Holm-corrected "
+        f"over the {len(family)} {'other ' if primary else ''}tests of this report, significant when "
+        f"p < {alpha:g}"
+    )
+    return f"Verdict: {lead}{curves}; {boundary}; {method}."
 
 
 def render_verdict(comparison: Comparison, fmt: str = "table") -> str:
@@ -326,14 +381,22 @@ def _comparison_legend(comparison: Comparison, markdown: bool) -> str:
         f"{a}, {b}: PASS@(k,T) of each run on the episodes both runs played (matched by episode "
         "index, so a longer run gains nothing from extra tries)"
         + (f"; [low, high]: its {confidence} bootstrap interval over tasks" if comparison.bootstrap else ""),
-        f"{a} - {b}: the paired difference (the same resampled tasks for both); significant where "
-        "its interval excludes 0",
+        f"{a} - {b}: the paired difference (the same resampled tasks for both), its interval "
+        "describing its size",
         "p: two-sided paired permutation test of that difference (task signs flipped at random, "
-        f"{SIGN_FLIPS:,} times); significant when p < {1 - comparison.confidence:g}",
-        "k*: where the curves cross (interpolated on log2 k)",
+        f"{SIGN_FLIPS:,} times): the test the verdict uses",
+        "p Holm: p adjusted by Holm's method over all the tests of this report (every p and "
+        f"McNemar p below); significant when p Holm < {1 - comparison.confidence:g}"
+        + (
+            f"; the primary endpoint (T={comparison.primary[0]}, k={comparison.primary[1]}) is "
+            "tested alone, uncorrected"
+            if comparison.primary
+            else ""
+        ),
+        "k*: where the curves cross (interpolated on log2 k; the bracket is the two grid k around "
+        "it, not a confidence interval)",
         f"boundary: tasks solved at least once; McNemar: exact test of only-{a} against only-{b} "
-        f"tasks (significant when p < {1 - comparison.confidence:g}); no correction for multiple "
-        "comparisons",
+        "tasks, Holm-adjusted in the same family",
     ]
     if comparison.chance_floor:
         lines.append(
@@ -357,8 +420,10 @@ def render_comparison(comparison: Comparison, fmt: str = "table", *, verdict: bo
         header = [
             "T", "k", "pass_a", "pass_a_low", "pass_a_high", "pass_b", "pass_b_low",
             "pass_b_high", "diff", "diff_low", "diff_high", "k_star", "only_a", "only_b",
-            "both", "neither", "mcnemar_p", "chance_floor", "diff_p",
+            "both", "neither", "mcnemar_p", "chance_floor", "diff_p", "diff_p_holm",
+            "mcnemar_p_holm", "primary",
         ]  # fmt: skip
+        holm_of = {(t.budget, t.k): t.p_holm for t in comparison.tests()}
         rows = []
         for e in comparison.per_budget:
             for i, k in enumerate(e.ks):
@@ -372,6 +437,8 @@ def render_comparison(comparison: Comparison, fmt: str = "table", *, verdict: bo
                     + [len(e.only_a), len(e.only_b), len(e.both), e.neither, repr(e.mcnemar_p)]
                     + ["" if floor is None else repr(floor)]
                     + [repr(e.diff_p[i]) if len(e.diff_p) == len(e.ks) else ""]
+                    + ["" if holm_of.get((e.budget, k)) is None else repr(holm_of[(e.budget, k)])]
+                    + [repr(holm_of[(e.budget, None)]), int(comparison.primary == (e.budget, k))]
                 )
         return _csv(header, rows)
     markdown = fmt == "md"
@@ -395,16 +462,24 @@ def render_comparison(comparison: Comparison, fmt: str = "table", *, verdict: bo
         + f"  corpus {comparison.corpus_hash}",
         f"{scope}; paired {comparison.confidence:.0%} bootstrap CI, {comparison.bootstrap} resamples, "
         f"seed {comparison.seed}",
+        *(
+            [
+                f"primary endpoint T={comparison.primary[0]}, k={comparison.primary[1]}: named up front, tested alone"
+            ]
+            if comparison.primary
+            else []
+        ),
     ]
     if markdown:
         parts = ["# Comparison\n\n" + "\n".join(f"- {line}" for line in head)]
     else:
         parts = ["Comparison\n" + "\n".join(head)]
     parts.append(_comparison_legend(comparison, markdown))
+    holm_of = {(t.budget, t.k): t.p_holm for t in comparison.tests()}
     for entry in comparison.per_budget:
         title = _budget_title(comparison, entry)
         parts.append(f"## {title}" if markdown else f"[{title}]")
-        parts.append(_comparison_text(comparison, entry, markdown))
+        parts.append(_comparison_text(comparison, entry, markdown, holm_of))
     text = "\n\n".join(parts) + "\n"
     if verdict:
         text += "\n" + render_verdict(comparison, fmt)

@@ -19,7 +19,6 @@ whitespace, ``^\circ`` and a trailing ``.0``, unwraps ``\text{...}``, reads ``\d
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -27,8 +26,9 @@ from fractions import Fraction
 from typing import Any
 
 from gather_envs.errors import ConfigError
+from gather_envs.optional import optional
 from gather_envs.records.tasks import Task
-from gather_envs.scoring.normalize import exact_match, f1_score, normalize_answer
+from gather_envs.scoring.normalize import answer_in_text, exact_match, f1_score, normalize_answer
 from gather_envs.scoring.sets import ANSWER_SET_KEY, set_equal, set_f1
 
 CHECKER_KEY = "checker"
@@ -100,6 +100,20 @@ def blank_gold_field(task: Task) -> str | None:
     return None
 
 
+def answer_covers(prediction: str | Sequence[str], task: Task) -> bool:
+    """Whether the answer contains a gold answer (every gold item, for a ``set`` task) after
+    normalization, as a whole-token run: Search-R1's ``cover_em``. A correct answer always covers.
+
+    Lenient on purpose, for a training reward: ``"Paris, France"`` covers ``"Paris"``.
+    """
+    if answer_is_correct(prediction, task):
+        return True
+    text = as_text(prediction)
+    if task.meta.get(CHECKER_KEY) == CHECKER_SET:
+        return all(answer_in_text(item, text) for item in gold_items(task))
+    return any(answer_in_text(gold, text) for gold in task.answers)
+
+
 def gold_items(task: Task) -> tuple[str, ...]:
     """The gold items of a ``set`` task (its one answer when the meta holds no list)."""
     return tuple(str(item) for item in task.meta.get(ANSWER_SET_KEY, task.answers[:1]))
@@ -139,10 +153,7 @@ def math_equal(prediction: str, golds: Iterable[str], use_math_verify: bool | No
 
 def math_verify() -> Any:
     """The ``math_verify`` module, or None when it is not installed."""
-    try:
-        return importlib.import_module("math_verify")
-    except ImportError:
-        return None
+    return optional("math_verify")
 
 
 @functools.lru_cache(maxsize=GOLD_PARSE_CACHE)

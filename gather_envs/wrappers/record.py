@@ -27,11 +27,15 @@ import gymnasium as gym
 from gather_envs.records import (
     AGENT_SETTINGS_KEY,
     EPISODE_INDEX_UNKNOWN,
+    REWARD_KIND_EM,
     TERMINATION_TRUNCATED,
     EpisodeRecord,
 )
 from gather_envs.runs import RecordWriter
 
+IGNORED_CALLS_KEY = "ignored_calls"
+"""Key in :attr:`EpisodeRecord.extra` of the calls the env did not take (after an answer, or after
+a made-up observation), each with its turn, text and reason; absent when there were none."""
 TERMINATION_TERMINATED = "terminated"
 """Termination reason of an episode that ended with ``terminated=True`` but gave no reason."""
 
@@ -66,6 +70,8 @@ class _Episode:
     queries: list[str] = field(default_factory=list)
     retrieved: list[list[str]] = field(default_factory=list)
     trajectory: list[dict[str, Any]] | None = None
+    turns: int = 0
+    ignored: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,10 +164,17 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
         if episode is None:  # the env accepted a step outside an episode we saw start
             return observation, reward, terminated, truncated, info
         episode.reward += float(reward)
-        if "query" in info:  # the env's final info lists them all; this covers an outer truncation
-            episode.queries.append(str(info["query"]))
-            # Only a search step's ids: a wrapper that copies an earlier info must not add a search.
-            episode.retrieved.append([str(d) for d in info.get("retrieved_doc_ids", ())])
+        episode.turns += 1
+        # The env's final info lists every query; this covers an outer truncation. Only a search
+        # step's keys count: a wrapper that copies an earlier info must not add a search.
+        searches = info.get("searches")
+        if searches is None and "query" in info:  # an env that reports one search per step
+            searches = [{"query": info["query"], "retrieved_doc_ids": info.get("retrieved_doc_ids", ())}]
+        for search in searches or ():
+            episode.queries.append(str(search["query"]))
+            episode.retrieved.append([str(d) for d in search.get("retrieved_doc_ids", ())])
+        for ignored in info.get("ignored_calls", ()):
+            episode.ignored.append({"turn": episode.turns, **ignored})
         if episode.trajectory is not None:
             episode.trajectory.append({"action": action, "observation": observation, "reward": float(reward)})
         if terminated or truncated:
@@ -187,6 +200,8 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
         if supporting is None:  # as for the gold answer: read the task when the env did not report
             supporting = getattr(getattr(self.env.unwrapped, "task", None), "supporting_doc_ids", None)
         extra = dict(episode.extra)
+        if episode.ignored:
+            extra[IGNORED_CALLS_KEY] = list(episode.ignored)
         if self.agent_settings:
             extra[AGENT_SETTINGS_KEY] = dict(self.agent_settings)
         return EpisodeRecord(
@@ -200,9 +215,11 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
             budget=int(start.get("max_tool_calls", final.get("max_tool_calls", 0))),
             episode_index=episode.index,
             tool_calls=int(final.get("tool_calls_used", 0)),
+            turns=int(final.get("turns", episode.turns)),
             invalid_actions=int(final.get("invalid_actions", 0)),
             success=bool(final.get("success", False)),
             reward=episode.reward,
+            reward_kind=str(final.get("reward_kind", start.get("reward_kind", REWARD_KIND_EM))),
             answer=None if answer is None else str(answer),
             gold_answer=str(gold),
             termination=str(termination),

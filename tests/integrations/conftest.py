@@ -78,4 +78,18 @@ def replay(env_id: str, env_kwargs: dict[str, Any], row: dict[str, Any], actions
     return steps
 
 
+def text_path_record(env_id: str, env_kwargs: dict[str, Any], row: dict[str, Any], replies: list[str]) -> Any:
+    """The record of the same episode played with text replies straight through Gymnasium."""
+    from gather_envs.wrappers.record import RecordPassAtKT
+
+    env = RecordPassAtKT(gym.make(env_id, **env_kwargs))
+    env.reset(seed=row["seed"], options={"task_id": row["task_id"], "max_tool_calls": row["max_tool_calls"]})
+    for reply in replies:
+        _, _, terminated, truncated, _ = env.step(reply)
+        if terminated or truncated:
+            break
+    env.close()
+    return env.records[-1] if env.records else None
+
+
 Replay = Callable[[str, dict[str, Any], dict[str, Any], list[str]], list[Any]]

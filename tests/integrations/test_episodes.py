@@ -9,13 +9,13 @@ import pytest
 
 from gather_envs.errors import ConfigError
 from gather_envs.integrations import MissingExtraError
-from gather_envs.integrations._optional import require
 from gather_envs.integrations.episodes import (
     CUTOFF_ACTION,
     EpisodeDriver,
     parse_env_kwargs,
     reset_arguments,
 )
+from gather_envs.optional import require
 from gather_envs.records import TERMINATION_TRUNCATED
 from gather_envs.runs import read_records
 

@@ -14,7 +14,8 @@ from gem.wrappers.observation_wrapper import ObservationWrapper  # noqa: E402
 from gather_envs.envs.gather_env import DEFAULT_MAX_INVALID_ACTIONS  # noqa: E402
 from gather_envs.errors import ConfigError  # noqa: E402
 from gather_envs.integrations import gem as gem_adapter  # noqa: E402
-from gather_envs.records import TERMINATION_TRUNCATED, read_records  # noqa: E402
+from gather_envs.records import TERMINATION_TRUNCATED  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 from .conftest import ENV_ID, Oracle  # noqa: E402
 

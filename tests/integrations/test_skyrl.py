@@ -13,7 +13,8 @@ from conftest import SMALL_WORLD  # noqa: E402
 from gather_envs.errors import ConfigError  # noqa: E402
 from gather_envs.integrations import chat, skyrl  # noqa: E402
 from gather_envs.integrations.dataset import task_rows, to_layout  # noqa: E402
-from gather_envs.records import TERMINATION_TRUNCATED, read_records  # noqa: E402
+from gather_envs.records import TERMINATION_TRUNCATED  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 from .conftest import ENV_ID, Oracle, replay  # noqa: E402
 

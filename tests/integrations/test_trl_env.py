@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 
@@ -14,6 +15,11 @@ from gather_envs.records import TERMINATION_TRUNCATED
 from gather_envs.runs import read_records
 
 from .conftest import ENV_ID, replay
+
+
+def run(coroutine):
+    """A tool call's result: the tools are coroutines (TRL awaits a message's calls together)."""
+    return asyncio.run(coroutine)
 
 
 def _row(oracle, budget: int, hops: int = 2, **kwargs):
@@ -49,8 +55,8 @@ def test_search_then_answer_gets_the_envs_reward_and_writes_a_record(oracle, rec
     row, task = _row(oracle, budget=2)
     env = GatherToolEnv.factory(records_path=records_path)()
     assert env.reset(**row) is None  # the row's prompt already ends with the first observation
-    replies = [env.search(query=step.query) for step in task.gold_path]
-    replies.append(env.answer(answer=task.answer))
+    replies = [run(env.search(query=step.query)) for step in task.gold_path]
+    replies.append(run(env.answer(answer=task.answer)))
     expected = replay(
         ENV_ID,
         json.loads(row["env_kwargs"]),
@@ -68,10 +74,10 @@ def test_budget_is_enforced_by_the_env(oracle, records_path):
     row, task = _row(oracle, budget=1)
     env = GatherToolEnv(records_path=records_path)
     env.reset(**row)
-    env.search(query=task.gold_path[0].query)
-    refused = env.search(query=task.gold_path[1].query)
+    run(env.search(query=task.gold_path[0].query))
+    refused = run(env.search(query=task.gold_path[1].query))
     assert refused.startswith("Invalid action: no searches left")
-    env.answer(answer="unknown")
+    run(env.answer(answer="unknown"))
     assert env.get_reward() == 0.0
     (record,) = read_records(records_path)
     assert (record.tool_calls, record.invalid_actions, record.success) == (1, 1, False)
@@ -81,8 +87,8 @@ def test_tool_calls_after_the_answer_say_the_episode_is_over(oracle):
     row, task = _row(oracle, budget=2)
     env = GatherToolEnv()
     env.reset(**row)
-    env.answer(answer=task.answer)
-    assert "episode is over" in env.search(query="more")
+    run(env.answer(answer=task.answer))
+    assert "episode is over" in run(env.search(query="more"))
     assert env.get_reward() == 1.0 and env.get_reward() == 1.0
 
 
@@ -90,7 +96,7 @@ def test_a_rollout_without_an_answer_is_recorded_as_truncated(oracle, records_pa
     row, task = _row(oracle, budget=2)
     env = GatherToolEnv(records_path=records_path)
     env.reset(**row)
-    env.search(query=task.gold_path[0].query)
+    run(env.search(query=task.gold_path[0].query))
     assert env.get_reward() == 0.0
     (record,) = read_records(records_path)
     assert record.termination == TERMINATION_TRUNCATED and record.tool_calls == 1
@@ -156,5 +162,5 @@ def test_tools_prompt_shows_calls_in_the_form_trls_parser_accepts(oracle):
     (call,) = parse(shown)["tool_calls"]
     assert call["function"] == {"name": "search", "arguments": {"query": task.gold_path[0].query}}
     assert not parse(_json("search", "x")).get("tool_calls")  # bare JSON is plain text to TRL
-    refused = env.search(term="x")  # the env's error message shows the same form
+    refused = run(env.search(term="x"))  # the env's error message shows the same form
     assert "<tool_call>" in refused and refused.startswith("Invalid action")

@@ -20,7 +20,8 @@ vf = pytest.importorskip("verifiers.v1", reason="the verifiers adapter needs the
 
 from gather_envs.integrations import chat  # noqa: E402
 from gather_envs.integrations import verifiers as gather_vf  # noqa: E402
-from gather_envs.records import TERMINATION_TRUNCATED, read_records  # noqa: E402
+from gather_envs.records import TERMINATION_TRUNCATED  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 from .conftest import ENV_ID, replay  # noqa: E402
 

@@ -28,7 +28,8 @@ from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 from gather_envs.integrations import verl as gather_verl  # noqa: E402
 from gather_envs.integrations.dataset import task_rows, to_layout  # noqa: E402
 from gather_envs.integrations.models import smollm2_checkpoint  # noqa: E402
-from gather_envs.records import TERMINATION_TRUNCATED, read_records  # noqa: E402
+from gather_envs.records import TERMINATION_TRUNCATED  # noqa: E402
+from gather_envs.runs import read_records  # noqa: E402
 
 from .conftest import ENV_ID  # noqa: E402
 

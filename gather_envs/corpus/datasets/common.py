@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import importlib
 import itertools
 import json
 import os
@@ -41,6 +40,7 @@ from typing import IO, Any
 from gather_envs.errors import DataFileError
 from gather_envs.files import atomic_file
 from gather_envs.json_files import NotJson, loads_bounded
+from gather_envs.optional import optional
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import GoldStep, Task
 
@@ -265,10 +265,7 @@ class _HashingReader:
 
 def ijson_module() -> Any:
     """The ``ijson`` module, or None when it is not installed (the fallback loads the whole file)."""
-    try:
-        return importlib.import_module("ijson")
-    except ImportError:
-        return None
+    return optional("ijson")
 
 
 def detect_container(path: Path) -> str:
