@@ -29,3 +29,7 @@ class BackendError(GatherError):
 
 class EnvStateError(GatherError, RuntimeError):
     """The env was stepped before ``reset`` or after its episode ended."""
+
+
+class OutputError(GatherError, OSError):
+    """An output file or folder could not be written (full disk, a link in the way); the old one is kept."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gather_envs.errors import ConfigError
+from gather_envs.json_files import loads_bounded
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
@@ -118,7 +119,7 @@ class Parameter:
             return value if isinstance(value, str) else _INVALID
         if self.kind in (dict, list):
             if isinstance(value, str):
-                value = json.loads(value)
+                value = loads_bounded(value)  # NotJson (too deep, too large) is a ValueError
             return value if isinstance(value, self.kind) else _INVALID  # type: ignore[arg-type]
         return value
 

@@ -132,7 +132,7 @@ BROKEN = [
     ),
     (
         "tasks",
-        '{"id": "q", "question": "Who?", "answer": "A"}\n{"id": "q", "question": "Who?", "answer": "B"}\n',
+        '{"id": "q", "question": "Who?", "answer": "Ann"}\n{"id": "q", "question": "Who?", "answer": "Bo"}\n',
         "tasks.jsonl:2: field 'id' 'q' repeats line 1",
     ),
     ("tasks", '{"id": "q", "question": "Who?"}\n', "tasks.jsonl:1: give exactly one of the fields"),
@@ -143,27 +143,27 @@ BROKEN = [
     ),
     (
         "tasks",
-        '{"id": "q", "question": "Who?", "answer": "A", "hops": "two"}\n',
+        '{"id": "q", "question": "Who?", "answer": "Ann", "hops": "two"}\n',
         "tasks.jsonl:1: field 'hops' must be an int >= 1",
     ),
     (
         "tasks",
-        '{"id": "q", "question": "Who?", "answer": "A", "supporting_doc_ids": ["d9"]}\n',
+        '{"id": "q", "question": "Who?", "answer": "Ann", "supporting_doc_ids": ["d9"]}\n',
         "tasks.jsonl:1: field 'supporting_doc_ids' names 'd9', which is no id",
     ),
     (
         "tasks",
-        '{"id": "q", "question": "Who?", "answer": "A", "family": "essay"}\n',
+        '{"id": "q", "question": "Who?", "answer": "Ann", "family": "essay"}\n',
         "tasks.jsonl:1: field 'family' must be one of",
     ),
     (
         "tasks",
-        '{"id": "q", "question": "Who?", "answer": "A", "answer_type": "set"}\n',
+        '{"id": "q", "question": "Who?", "answer": "Ann", "answer_type": "set"}\n',
         "tasks.jsonl:1: field 'answer_type' is 'set' exactly when",
     ),
     (
         "tasks",
-        '{"id": "q", "question": "Who?", "answer": "A", "split": "dev/1"}\n',
+        '{"id": "q", "question": "Who?", "answer": "Ann", "split": "dev/1"}\n',
         "tasks.jsonl:1: field 'split' must be letters",
     ),
     ("tasks", "\n\n", "tasks.jsonl: the file is empty"),

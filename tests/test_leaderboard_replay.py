@@ -388,7 +388,7 @@ def test_deep_json_in_a_records_line_is_one_problem(heuristic: Path) -> None:
     path.write_text("".join(lines), encoding="utf-8")
     problems = verify_submission(heuristic).problems
     assert [p.rule for p in problems] == ["records"]
-    assert ":6: corrupt line" in problems[0].message and "nested too deeply" in problems[0].message
+    assert ":6: corrupt line" in problems[0].message and "nested deeper than" in problems[0].message
 
 
 def test_deep_json_in_submission_json_is_one_problem(heuristic: Path) -> None:

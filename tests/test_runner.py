@@ -395,6 +395,19 @@ def test_resume_refuses_a_file_of_another_run(tmp_path: Path, change: dict[str, 
     assert (tmp_path / "run.jsonl").read_bytes() == before
 
 
+def test_resume_names_the_line_of_a_record_whose_seed_was_edited(tmp_path: Path) -> None:
+    run(tmp_path, n=2)
+    out = tmp_path / "run.jsonl"
+    lines = out.read_bytes().split(b"\n")
+    edited = json.loads(lines[2])
+    edited["seed"] += 1
+    lines[2] = json.dumps(edited).encode()
+    out.write_bytes(b"\n".join(lines))
+    with pytest.raises(ConfigError, match=r"run\.jsonl:3 was recorded with a different base seed") as info:
+        run(tmp_path, n=2)
+    assert "\n" not in str(info.value)
+
+
 def test_resume_refuses_another_agent(tmp_path: Path) -> None:
     run(tmp_path, n=2)
 

@@ -61,7 +61,14 @@ _NAME = re.compile(r"[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*")
 _NUMBER = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
 _DOCUMENT_LINE = re.compile(r"^\s*(?:\d+\.\s+)?\[([^\]\n]+)\]\s*(.*)$", re.MULTILINE)
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+")  # the lower-case article of a mid-sentence reference
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")  # a line break ends a sentence too (PhantomWiki)
+_RESULTS_HEADER = "Results for search["
+_BUDGET_FOOTER = re.compile(r"^Searches left: \d+\.$")
+_SEVERAL_ANSWERS = "This question has several answers"
+_FACT_SENTENCE = re.compile(r"The (?P<r>[\w -]+?) of (?P<s>.+?) (?:is|are) (?P<v>[^.]+)\.")
+"""PhantomWiki's fact phrasing ("The job of X is potter.", "The children of X are A, B and C.")."""
+_VALUE_SEPARATORS = re.compile(r",\s*(?:and\s+)?|\s+and\s+")
+SET_JOINER = "; "
 _HOP_MARKER = re.compile(r"\bof (?=the\b|[A-Z])|\bwhere\b|\bin which\b|\bthat\b|\bthe person the\b")
 _YES_NO_START = re.compile(r"^(was|were|is|are|do|does|did|has|have|had)\b", re.IGNORECASE)
 _NUMBER_QUESTION = re.compile(r"\b(what year|which year|how many|how much|population|area)\b", re.I)
@@ -297,12 +304,38 @@ class _Evidence:
     def absorb(self, observation: str) -> list[str]:
         """Store the documents of an observation; return their keys in rank order."""
         keys = []
-        for title, text in _DOCUMENT_LINE.findall(observation):
+        for title, text in _documents(observation):
             key = _key(title)
             self.docs.setdefault(key, (title, text))
             keys.append(key)
             self.common.update(w for w in _WORD.findall(text) if w.islower())
         return keys
+
+
+def _documents(observation: str) -> list[tuple[str, str]]:
+    """(title, text) of each document shown; in search results a text may run over several lines
+    (a PhantomWiki article is markdown: a heading, then one fact per line), up to the next document
+    or the budget line."""
+    found = [list(pair) for pair in _DOCUMENT_LINE.findall(observation)]
+    if not observation.startswith(_RESULTS_HEADER) or not found:
+        return [(title, text) for title, text in found]
+    found, current = [], None
+    for line in observation.splitlines()[1:]:
+        start = _DOCUMENT_LINE.fullmatch(line)
+        if start:
+            current = [start.group(1), start.group(2)]
+            found.append(current)
+        elif current is not None and not _BUDGET_FOOTER.match(line.strip()):
+            current[1] += "\n" + line
+    return [(title, text) for title, text in found]
+
+
+def _fact_values(sentence: str, title: str) -> list[str]:
+    """The values of a "The R of <title> is/are V." sentence, lower-case ones included."""
+    match = _FACT_SENTENCE.fullmatch(sentence.strip())
+    if match is None or _key(match.group("s")) != _key(title):
+        return []
+    return [v.strip() for v in _VALUE_SEPARATORS.split(match.group("v")) if v.strip()]
 
 
 class HeuristicAgent(Agent):
@@ -360,6 +393,7 @@ class _HeuristicPolicy(EpisodePolicy):
         self._plan = 0
         self._searches = 0
         self._select: _SelectQuestion | None = None
+        self._several = False  # a set question: answer every name of the sentence read
 
     # The episode: read the question, then per observation resolve the last search and move on.
 
@@ -405,6 +439,7 @@ class _HeuristicPolicy(EpisodePolicy):
         return {"searches": self._searches}
 
     def _start(self, observation: str) -> None:
+        self._several = _SEVERAL_ANSWERS in observation
         for line in observation.splitlines():
             if line.startswith("Question:"):
                 self._question = line[len("Question:") :].strip()
@@ -449,11 +484,15 @@ class _HeuristicPolicy(EpisodePolicy):
         title, text = self._evidence.docs[key]
         found = []
         for sentence in _SENTENCE_END.split(text):
+            if sentence.startswith("#"):  # a markdown heading names no fact
+                continue
             weight = 1.0 + self._agent.relation_boost * len(self._relation & _stems(sentence))
             if kind == "number":
                 values = _NUMBER.findall(sentence)
             else:
                 values = [n for n in _names(sentence, self._evidence.common) if _key(n) != _key(title)]
+                if not values and "\n" in text:  # a markdown article (PhantomWiki): read its phrasing
+                    values = _fact_values(sentence, title)
             found.extend((value, weight) for value in values)
         return found
 
@@ -486,8 +525,26 @@ class _HeuristicPolicy(EpisodePolicy):
         focus = self._resolved[-1] if self._resolved else None
         if yes_no:
             return [YES, NO][int(self._rng.integers(2))]
+        if self._several and not numeric:
+            return self._every_name(focus)
         value = self._value(focus, "number" if numeric else "name")
         return value if value is not None else UNKNOWN_ANSWER
+
+    def _every_name(self, key: str | None) -> str:
+        """Every name of one drawn sentence of document ``key`` (PhantomWiki's "The children of X
+        are A, B and C."), for a question that wants all its answers."""
+        if key is None or key not in self._evidence.docs:
+            return UNKNOWN_ANSWER
+        name = self._draw(self._weighted(key, "name"))
+        if name is None:
+            return UNKNOWN_ANSWER
+        title, text = self._evidence.docs[key]
+        for sentence in _SENTENCE_END.split(text):
+            names = [n for n in _names(sentence, self._evidence.common) if _key(n) != _key(title)]
+            names = names or (_fact_values(sentence, title) if "\n" in text else [])
+            if name in names:
+                return SET_JOINER.join(dict.fromkeys(names))
+        return name
 
     def _select_answer(self, select: _SelectQuestion) -> str:
         """The asked fact of the entity whose year wins; of the one entity read when the other is not."""

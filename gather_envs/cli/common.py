@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from gather_envs.envs.dataset_registration import DATASET_ENVS
 from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.envs.parameters import env_parameters
 from gather_envs.errors import ConfigError, GatherError
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.parameters import Parameter, parse_parameters
 from gather_envs.tasks.floor import FloorTable, floor_warnings
 
@@ -76,8 +76,8 @@ def split_pair(pair: str, flag: str) -> tuple[str, str]:
 
 def json_or_text(value: str) -> Any:
     try:
-        return json.loads(value)
-    except ValueError:
+        return loads_bounded(value)
+    except NotJson:  # too deep or too large counts as text too; the env or agent then refuses it
         return value
 
 

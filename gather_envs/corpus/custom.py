@@ -17,9 +17,11 @@ from gather_envs.corpus.corpus import Corpus
 from gather_envs.corpus.frozen import write_frozen
 from gather_envs.corpus.manifest import IMPORTED_FORMAT, NAME_PATTERN, SPLIT_PATTERN
 from gather_envs.errors import DataFileError
+from gather_envs.json_files import iter_json_lines
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import FAMILIES, FAMILY_BRIDGE, FAMILY_SINGLE_HOP, GoldStep, Task
-from gather_envs.scoring.checkers import CHECKER_EXACT, CHECKER_KEY, CHECKER_SET, CHECKERS
+from gather_envs.scoring.checkers import CHECKER_EXACT, CHECKER_KEY, CHECKER_MATH, CHECKER_SET, CHECKERS
+from gather_envs.scoring.normalize import normalize_answer
 from gather_envs.scoring.sets import ANSWER_SET_KEY
 
 DEFAULT_SPLIT = "test"
@@ -48,34 +50,14 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """The JSON objects of a JSON-lines file with their line numbers (blank lines skipped)."""
     if not path.is_file():
         raise DataFileError(f"{path}: no such file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataFileError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
     count = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line, object_pairs_hook=_no_duplicate_keys)
-        except ValueError as exc:
-            raise DataFileError(f"{path}:{number}: not valid JSON ({exc})") from None
+    for number, row in iter_json_lines(path, DataFileError, unique_keys=True):
         if not isinstance(row, dict):
             raise DataFileError(f"{path}:{number}: each line must be a JSON object, got {type(row).__name__}")
         count += 1
         yield number, row
     if not count:
         raise DataFileError(f"{path}: the file is empty; put one JSON object per line")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in row:
-            raise ValueError(f"field {key!r:.60} appears twice")
-        row[key] = value
-    return row
 
 
 def _string(row: dict[str, Any], name: str, empty: bool = False) -> str:
@@ -163,6 +145,8 @@ def _task(row: dict[str, Any], documents: dict[str, Document]) -> tuple[str, Tas
         answers: tuple[str, ...] = (_string(row, "answer"),)
     else:
         answers = _strings(row, given[0], non_empty=True)
+    if checker != CHECKER_MATH:
+        _no_blank_answer(given[0], answers, listed=given[0] != "answer")
     if checker == CHECKER_SET:
         meta[ANSWER_SET_KEY] = list(answers)
         answers = (set_answer_text(answers),)
@@ -196,6 +180,17 @@ def _task(row: dict[str, Any], documents: dict[str, Document]) -> tuple[str, Tas
         meta=meta,
     )
     return split, task
+
+
+def _no_blank_answer(name: str, answers: tuple[str, ...], listed: bool) -> None:
+    """_Invalid if an answer normalizes to nothing: then ``answer[the]`` would match it."""
+    for i, answer in enumerate(answers):
+        if not normalize_answer(answer):
+            where = f"{name!r}[{i}]" if listed else repr(name)
+            raise _Invalid(
+                f"field {where} is {answer!r:.60}, which normalizes to the empty string (articles and "
+                "punctuation are dropped), so any empty answer would match it; give a real answer"
+            )
 
 
 def set_answer_text(items: tuple[str, ...]) -> str:

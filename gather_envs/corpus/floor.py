@@ -24,10 +24,11 @@ from gather_envs.corpus.datasets.common import (
     CACHE_DIR_ENV,
     CACHE_SUFFIX,
     USER_CACHE_DIR,
-    atomic_writer,
     cache_path_for,
 )
 from gather_envs.errors import GatherError
+from gather_envs.files import atomic_file
+from gather_envs.json_files import loads_bounded
 from gather_envs.tasks.floor import MANIFEST_KEY, FloorTable, parse_chance_floor
 
 FLOOR_CACHE_VERSION = 1
@@ -76,7 +77,7 @@ def floor_cache_key(envs: Iterable[str], tasks: Iterable[tuple[str, str]]) -> st
 def read_cached_floor(path: Path, corpus_hash: str, key: str) -> FloorTable | None:
     """The cached floor under ``key``; None when absent, stale or unreadable (it is only a cache)."""
     try:
-        data = json.loads(path.read_bytes())
+        data = loads_bounded(path.read_bytes())  # NotJson (too deep, too large) is a ValueError
         if data.get("gather_envs_floor") != FLOOR_CACHE_VERSION or data.get("corpus_hash") != corpus_hash:
             return None
         entry = data["entries"].get(key)
@@ -89,7 +90,7 @@ def write_cached_floor(path: Path, corpus_hash: str, key: str, table: FloorTable
     """Add ``table`` under ``key`` to the cache file (atomically); skipped when it cannot be written."""
     data: dict[str, Any] = {"gather_envs_floor": FLOOR_CACHE_VERSION, "corpus_hash": corpus_hash, "entries": {}}
     with contextlib.suppress(OSError, ValueError):
-        old = json.loads(path.read_bytes())
+        old = loads_bounded(path.read_bytes())
         if (
             isinstance(old, dict)
             and old.get("gather_envs_floor") == FLOOR_CACHE_VERSION
@@ -98,5 +99,5 @@ def write_cached_floor(path: Path, corpus_hash: str, key: str, table: FloorTable
         ):
             data["entries"] = old["entries"]
     data["entries"][key] = {"table": table.to_json(), "guessable": table.guessable}
-    with contextlib.suppress(OSError), atomic_writer(path) as handle:
+    with contextlib.suppress(OSError), atomic_file(path) as handle:
         handle.write(json.dumps(data, sort_keys=True).encode())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from gather_envs.corpus.corpus import Corpus, canonical_jsonl, documents_hash
 from gather_envs.corpus.manifest import (
     DOCUMENTS_FILE,
+    FILE_NAME_PATTERNS,
     IMPORTED_FORMAT,
     MANIFEST_SCHEMA_VERSION,
     check_against_content,
@@ -30,8 +32,11 @@ from gather_envs.corpus.manifest import (
 )
 from gather_envs.corpus.synthetic import floor_tasks, generate_corpus, hop_skip_rates
 from gather_envs.errors import CorpusError
+from gather_envs.files import atomic_directory
+from gather_envs.json_files import iter_json_lines
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import Task
+from gather_envs.scoring import blank_gold_field
 from gather_envs.tasks.builder import GUARANTEED_TOP_K, FamilyStats
 from gather_envs.tasks.floor import chance_floor_table
 from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
@@ -39,6 +44,10 @@ from gather_envs.world.generator import GENERATOR_VERSION, WorldConfig
 MANIFEST = "manifest.json"
 DOCUMENTS = DOCUMENTS_FILE
 DEFAULT_CORPUS = "default"
+BLANK_GOLD_PROBLEM = (
+    "field {field!r} normalizes to the empty string, so any answer that does (`answer[the]`) would "
+    "match it; give a real answer or remove the task"
+)
 CORPUS_VERSION = "v1"  # the corpus's own version, written into new manifests (not an env id's: CHANGELOG.md)
 
 
@@ -67,11 +76,15 @@ def write_frozen(
     no hop-skip rates; a corpus without a ``test`` split stores an empty chance floor.
     """
     directory.mkdir(parents=True, exist_ok=True)
+    for split, tasks in sorted(corpus.splits.items()):  # never write what loading would refuse
+        for task in tasks:
+            blank = blank_gold_field(task)
+            if blank is not None:
+                problem = BLANK_GOLD_PROBLEM.format(field=blank)
+                raise CorpusError(f"{directory}: split {split!r} task {task.task_id!r:.60}: {problem}")
     files = {DOCUMENTS: canonical_jsonl(d.to_json() for d in corpus.documents)}
     for split, tasks in sorted(corpus.splits.items()):
         files[f"tasks-{split}.jsonl"] = canonical_jsonl(t.to_json() for t in tasks)
-    for name, data in files.items():
-        (directory / name).write_bytes(data)
     manifest = {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "name": corpus.name,
@@ -98,8 +111,16 @@ def write_frozen(
     }
     manifest = seal_manifest(manifest)
     check_manifest(manifest, str(directory / MANIFEST))  # never write what loading would refuse
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    files[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    with atomic_directory(directory, is_corpus_file) as staging:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
     return manifest
+
+
+def is_corpus_file(name: str) -> bool:
+    """Whether a file name belongs in a frozen corpus folder (what a rewrite may replace)."""
+    return name == MANIFEST or any(pattern.fullmatch(name) for pattern in FILE_NAME_PATTERNS)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -114,13 +135,16 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return parse_manifest(data, str(path))
 
 
-def _read_jsonl(path: Path, parse) -> list:
+def _read_jsonl(path: Path, parse: Callable[[Any], Any]) -> list:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, row in iter_json_lines(path, CorpusError):
         try:
-            rows.append(parse(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorpusError(f"{path}:{number}: malformed row ({exc})") from exc
+            rows.append(parse(row))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorpusError(f"{path}:{number}: malformed row ({exc})") from None
+        blank = blank_gold_field(rows[-1]) if isinstance(rows[-1], Task) else None
+        if blank is not None:
+            raise CorpusError(f"{path}:{number}: {BLANK_GOLD_PROBLEM.format(field=blank)}")
     return rows
 
 

@@ -21,6 +21,7 @@ from dataclasses import fields
 from typing import Any
 
 from gather_envs.errors import ConfigError, CorpusError
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records.tasks import FAMILIES, Task
 from gather_envs.tasks.builder import FamilyStats
 from gather_envs.tasks.floor import ALL_GUESSERS, GUESSER_NONE
@@ -294,26 +295,11 @@ def seal_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return {**body, HASHES_FIELD: {name: field_hash(value) for name, value in sorted(body.items())}}
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"key {key!r:.60} appears twice in one object")
-        seen[key] = value
-    return seen
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     """The manifest in ``data`` (the bytes of ``where``), fully checked; CorpusError naming the field."""
     try:
-        manifest = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants
-        )
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError included
+        manifest = loads_bounded(data, unique_keys=True, constants=False)
+    except NotJson as exc:
         raise CorpusError(f"{where}: unreadable manifest ({exc}); {UPGRADE_HINT}") from None
     check_manifest(manifest, where)
     return manifest

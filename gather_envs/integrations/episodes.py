@@ -26,6 +26,7 @@ import gymnasium as gym
 
 import gather_envs  # noqa: F401  (registers the env ids)
 from gather_envs.errors import ConfigError
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records import TERMINATION_TRUNCATED, EpisodeRecord
 from gather_envs.wrappers.record import RecordPassAtKT
 
@@ -91,9 +92,9 @@ def parse_env_kwargs(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ConfigError(f"row field 'env_kwargs' is not valid JSON: {exc}") from None
+            value = loads_bounded(value)
+        except NotJson as exc:
+            raise ConfigError(f"row field 'env_kwargs': {exc}") from None
     if not isinstance(value, Mapping):
         raise ConfigError(f"row field 'env_kwargs' must be an object, got {type(value).__name__}")
     return dict(value)

@@ -16,12 +16,11 @@ import contextlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from gather_envs.errors import ConfigError
+from gather_envs.files import atomic_directory, lock_fd, unlock_fd
 from gather_envs.optional import require
 
 EXTRA = "trl"
@@ -73,15 +72,8 @@ def smollm2_checkpoint(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     with _locked(target.parent / f".{target.name}.lock"):
         if _is_current(target):  # another process converted it while we waited
             return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
+        with atomic_directory(target, replaceable=lambda _name: True) as staging:  # a stale conversion
             _convert(staging)
-            if target.exists():
-                shutil.rmtree(target)
-            staging.rename(target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -97,18 +89,13 @@ def _is_current(folder: Path) -> bool:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive file lock (POSIX) so parallel test workers convert only once."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock, conversions may race harmlessly
-        yield
-        return
+    """An exclusive file lock (POSIX; none elsewhere) so parallel test workers convert only once."""
     with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        lock_fd(handle.fileno())
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            unlock_fd(handle.fileno())
 
 
 def _convert(out: Path) -> None:

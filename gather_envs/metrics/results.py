@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from gather_envs.errors import ConfigError, RecordsError
+from gather_envs.files import atomic_file
+from gather_envs.json_files import loads_bounded
 from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
 from gather_envs.metrics.passk import (
     DEFAULT_BOOTSTRAP,
@@ -176,17 +178,17 @@ class Results:
 
 
 def save_results(results: Results, path: str | os.PathLike[str]) -> Path:
-    """Write the results JSON to ``path`` (parents created); returns the path."""
+    """Write the results JSON to ``path`` atomically (parents created); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(results.dumps() + "\n", encoding="utf-8")
+    with atomic_file(path) as handle:
+        handle.write((results.dumps() + "\n").encode("utf-8"))
     return path
 
 
 def load_results(path: str | os.PathLike[str]) -> Results:
     """Read a results JSON file written by :func:`save_results`."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = loads_bounded(Path(path).read_bytes())  # NotJson is a ValueError
     except (OSError, ValueError) as exc:
         raise RecordsError(f"cannot read results file {path}: {exc}") from exc
     try:

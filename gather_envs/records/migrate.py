@@ -25,6 +25,8 @@ import re
 import sys
 from pathlib import Path
 
+from gather_envs.files import atomic_file
+
 OLD_TO_NEW = {
     f"Gather-{name}v1": f"Gather-{name}v0" for name in ("Static-", "SingleHop-", "Compare-", "MultiHop-", "")
 }
@@ -45,9 +47,8 @@ def migrate_file(path: Path) -> Path:
         text = path.read_text(encoding="utf-8")
         new_text = rekey_text(text)
         if new_text != text:
-            tmp = path.with_name(path.name + ".migrating")
-            tmp.write_text(new_text, encoding="utf-8")
-            tmp.replace(path)
+            with atomic_file(path) as handle:
+                handle.write(new_text.encode("utf-8"))
     new_name = rekey_text(path.name)
     if new_name == path.name:
         return path

@@ -17,7 +17,6 @@ first line is not a record is refused as "not an episode-records file". Notices 
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import os
 import threading
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 from gather_envs.errors import RecordsError
 from gather_envs.files import PathLike, lock_fd, unlock_fd, write_atomic
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records.episodes import EpisodeRecord
 
 _TAIL_PROBE_BYTES = 1 << 16
@@ -184,15 +184,11 @@ class _NotJson(Exception):
 
 
 def _loads(line: bytes) -> Any:
-    """``line`` parsed as JSON; _NotJson with a short reason (binary, syntax) otherwise."""
+    """``line`` parsed as JSON within the limits; _NotJson with a short reason (binary, syntax, depth) otherwise."""
     try:
-        return json.loads(line)
-    except UnicodeDecodeError as exc:
-        raise _NotJson(f"not UTF-8 text: byte 0x{line[exc.start]:02x} at column {exc.start + 1}") from None
-    except ValueError as exc:
-        raise _NotJson(f"not JSON: {exc}") from None
-    except RecursionError:
-        raise _NotJson("not a record: JSON nested too deeply to read") from None
+        return loads_bounded(line)
+    except NotJson as exc:  # not UTF-8, not JSON, too deep or too large
+        raise _NotJson(str(exc)) from None
 
 
 def is_compressed(path: PathLike) -> bool:

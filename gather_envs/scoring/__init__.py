@@ -9,6 +9,7 @@ from gather_envs.scoring.checkers import (
     answer_covers,
     answer_f1,
     answer_is_correct,
+    blank_gold_field,
 )
 from gather_envs.scoring.normalize import answer_in_text, exact_match, f1_score, normalize_answer
 from gather_envs.scoring.sets import ANSWER_SET_KEY, answer_items, set_equal, set_f1
@@ -25,6 +26,7 @@ __all__ = [
     "answer_in_text",
     "answer_items",
     "answer_is_correct",
+    "blank_gold_field",
     "exact_match",
     "f1_score",
     "normalize_answer",

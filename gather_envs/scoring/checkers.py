@@ -28,7 +28,7 @@ from typing import Any
 from gather_envs.errors import ConfigError
 from gather_envs.optional import optional
 from gather_envs.records.tasks import Task
-from gather_envs.scoring.normalize import answer_in_text, exact_match, f1_score
+from gather_envs.scoring.normalize import answer_in_text, exact_match, f1_score, normalize_answer
 from gather_envs.scoring.sets import ANSWER_SET_KEY, set_equal, set_f1
 
 CHECKER_KEY = "checker"
@@ -74,6 +74,30 @@ def answer_f1(prediction: str | Sequence[str], task: Task) -> float:
     if task.meta.get(CHECKER_KEY) == CHECKER_SET:
         return set_f1(prediction, gold_items(task))
     return f1_score(as_text(prediction), task.answers)
+
+
+def blank_gold_field(task: Task) -> str | None:
+    """The first gold field of ``task`` that normalizes to nothing (``The``, ``!!!``), or None.
+
+    Such a gold answer is matched by any answer that also normalizes to nothing (``answer[an]``
+    would score 1.0), so loaders refuse it. ``math`` tasks are compared as LaTeX, not normalized.
+
+    >>> blank_gold_field(Task("t", "q", "Oslo", ("the",), "single-hop", 1, (), ()))
+    'aliases[0]'
+    """
+    checker = task.meta.get(CHECKER_KEY, CHECKER_EXACT)
+    if checker == CHECKER_MATH:
+        return None
+    if not normalize_answer(task.answer):
+        return "answer"
+    for i, alias in enumerate(task.aliases):
+        if not normalize_answer(alias):
+            return f"aliases[{i}]"
+    if checker == CHECKER_SET:
+        for i, item in enumerate(task.meta.get(ANSWER_SET_KEY) or ()):
+            if not isinstance(item, str) or not normalize_answer(item):
+                return f"meta.{ANSWER_SET_KEY}[{i}]"
+    return None
 
 
 def answer_covers(prediction: str | Sequence[str], task: Task) -> bool:

@@ -31,7 +31,6 @@ import hashlib
 import itertools
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from gather_envs.errors import DataFileError
+from gather_envs.files import atomic_file
+from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.optional import optional
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import GoldStep, Task
@@ -49,8 +50,6 @@ CACHE_SCHEMA_VERSION = 1
 CACHE_SUFFIX = ".gather-cache.jsonl"
 CACHE_DIR_ENV = "GATHER_ENVS_CACHE_DIR"
 USER_CACHE_DIR = Path("~/.cache/gather-envs/datasets")
-FILE_MODE = 0o644
-"""Permissions of the caches and samples written (mkstemp's own 0o600 would hide them from others)."""
 READ_CHUNK = 1 << 20
 SNIFF_BYTES = 4096
 TAIL_BYTES = 1 << 16
@@ -308,9 +307,9 @@ def _iter_lines(path: Path, digest: Any) -> Iterator[RawItem]:
                 continue
             where = f"line {number}"
             try:
-                value = json.loads(text)
-            except (ValueError, UnicodeDecodeError) as exc:
-                error = f"not valid JSON ({exc}); expected one JSON object per line or one JSON array"
+                value = loads_bounded(text.removesuffix(b"\n").removesuffix(b"\r"))
+            except NotJson as exc:
+                error = f"{exc}; expected one JSON object per line or one JSON array"
                 yield RawItem(position, where, line=line, error=error)
             else:
                 yield RawItem(position, where, value=value, line=line)
@@ -343,14 +342,9 @@ def _iter_array_loaded(path: Path, digest: Any) -> Iterator[RawItem]:
     data = path.read_bytes()
     digest.update(data)
     try:
-        items = json.loads(data.removeprefix(UTF8_BOM))
-    except json.JSONDecodeError as exc:
-        raise DataFileError(
-            f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); the file is "
-            "truncated or corrupted: download it again"
-        ) from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{path}: not valid JSON ({_first_line(exc)})") from exc
+        items = loads_bounded(data.removeprefix(UTF8_BOM))
+    except NotJson as exc:
+        raise DataFileError(f"{path}: {exc}; the file is truncated or corrupted: download it again") from None
     del data
     if not isinstance(items, list):
         raise DataFileError(f"{path}: expected a JSON array of items, got a JSON {type_name(items)}")
@@ -528,7 +522,7 @@ def load_file(
             return loaded
     for candidate in candidates:
         try:
-            with atomic_writer(candidate) as sink:
+            with atomic_file(candidate) as sink:
                 loaded = _parse_file(fmt, path, sink, _header(fmt, stamp))
         except OSError:
             continue  # read-only folder: try the next place
@@ -583,22 +577,6 @@ def _parse_file(
     return LoadedFile(documents, tasks, problems, sha, items, excluded)
 
 
-@contextlib.contextmanager
-def atomic_writer(target: Path, mode: int = FILE_MODE) -> Iterator[IO[bytes]]:
-    """A temporary file beside ``target`` that replaces it only when the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _read_trailer(path: Path) -> dict[str, Any] | None:
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
@@ -607,7 +585,7 @@ def _read_trailer(path: Path) -> dict[str, Any] | None:
         lines = handle.read().rstrip(b"\n").rsplit(b"\n", 1)
     try:
         trailer = json.loads(lines[-1])
-    except ValueError:
+    except (ValueError, RecursionError):  # our own file, damaged or tampered with: rebuild it
         return None
     return trailer if isinstance(trailer, dict) and trailer.get("end") is True else None
 
@@ -646,7 +624,7 @@ def _read_cache(path: Path, header: dict[str, Any]) -> LoadedFile | None:
             int(trailer["excluded"]),
             from_cache=True,
         )
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RecursionError):
         return None  # missing, unreadable or corrupted: rebuild it
 
 

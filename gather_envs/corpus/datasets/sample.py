@@ -22,13 +22,13 @@ from gather_envs.corpus.datasets.common import (
     UTF8_BOM,
     DatasetFormat,
     LoadedFile,
-    atomic_writer,
     check_problems,
     detect_container,
     iter_parsed,
     iter_raw,
 )
 from gather_envs.errors import ConfigError, DataFileError
+from gather_envs.files import atomic_file
 
 DEFAULT_SEED = 0
 
@@ -130,7 +130,7 @@ def sample_file(
 def _write(source: Path, out: Path, chosen: set[int]) -> None:
     """Copy the chosen items: JSON lines byte for byte, JSON arrays re-serialized one item a line."""
     array = detect_container(source) == CONTAINER_ARRAY
-    with atomic_writer(out) as sink:
+    with atomic_file(out) as sink:
         if array:
             sink.write(b"[")
         first = True
