@@ -1,6 +1,6 @@
 """Episodes/s of the runner against loopback OpenAI-compatible servers with a fixed latency.
 
-Each server (``tests/loopback_openai.py``, its own process, so its CPU is not the runner's)
+Each server (``tests/_support/loopback_openai.py``, its own process, so its CPU is not the runner's)
 answers every completion after ``--latency-s`` (200 ms) from a script: a search, then an answer,
 so each episode of the react agent on ``Gather-MultiHop-v0`` at T = 2 makes two model calls. The
 ideal is ``concurrency / (2 x latency)`` episodes/s; the script prints the share of it reached at
@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "_support"))
 
 from loopback_openai import ServerProcess  # noqa: E402
 

@@ -3,7 +3,7 @@
 Names, types and defaults come from :class:`GatherEnv`'s ``__init__`` (and, for the real-data ids,
 :func:`make_dataset_env`'s), so a new kwarg is declared the moment it exists; the ranges and
 choices below add what a signature cannot say, and each kwarg's help is its line in the
-``Arguments`` section of :class:`GatherEnv`'s docstring (tests/test_env_contract.py checks that the
+``Arguments`` section of :class:`GatherEnv`'s docstring (tests/envs/test_env_contract.py checks that the
 section lists exactly the signature's kwargs and defaults). ``gather-envs`` checks ``--kwarg`` against these
 before it builds anything.
 """

@@ -121,7 +121,7 @@ class Player:
             env = RecordPassAtKT(
                 # Gymnasium's passive checker would re-check every thread's first reset and step
                 # character by character (0.9 ms of CPU per env, 0.23 s at 256 threads); the ids
-                # pass check_env in tests/test_env_api.py.
+                # pass check_env in tests/envs/test_env_api.py.
                 gym.make(self.settings.env_id, disable_env_checker=True, **self.settings.env_kwargs),
                 agent_id=self.settings.run.agent_id,
                 record_trajectory=self.settings.record_trajectory,

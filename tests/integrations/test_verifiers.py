@@ -299,8 +299,8 @@ VF_MISSING = _missing_modules(("verifiers.v1.cli.eval.main", *VF_SERVER_MODULES)
 
 @pytest.fixture(scope="module")
 def vf_llama_server(tmp_path_factory: pytest.TempPathFactory):
-    """``python -m llama_cpp.server`` serving SmolLM2 on 127.0.0.1 (tests/llama_server.py); its /v1 URL."""
-    from llama_server import serve_smollm2
+    """``python -m llama_cpp.server`` serving SmolLM2 on 127.0.0.1 (tests/_support/llama_server.py); its /v1 URL."""
+    from _support.llama_server import serve_smollm2
 
     with serve_smollm2(tmp_path_factory.mktemp("vf_llama"), VF_SERVER_START_TIMEOUT_S) as url:
         yield url

@@ -12,7 +12,7 @@ import pytest
 
 from gather_envs.metrics import pass_at_k
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_calibration.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_calibration.py"
 
 
 def _load_bench():

@@ -608,7 +608,7 @@ def test_eval_against_a_server_that_always_fails_exits_3_with_no_secret_anywhere
 
     server = serve(("echo", 500))
     out = tmp_path / "down.jsonl"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     env["GATHER_API_KEY"] = SECRET
     command = [

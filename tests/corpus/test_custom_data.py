@@ -235,7 +235,7 @@ def test_the_import_command_writes_the_corpus_and_reports_the_floor(tmp_path, fi
         "--out",
         str(out),
     ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert "chance floor PASS@(1, 0) (question-only rules)" in result.stdout
@@ -371,7 +371,7 @@ def test_two_task_files_over_the_same_documents_keep_their_own_characters(tmp_pa
 
 def test_set_episodes_are_recorded_and_reported_like_any_other(tmp_path, files) -> None:
     out = tmp_path / "run.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     kwargs = [
         "--kwarg",
         f"documents={files[0]}",
@@ -455,7 +455,7 @@ def test_custom_and_phantomwiki_envs_survive_pickling_and_spec_round_trips(tmp_p
 
 
 def test_list_names_the_own_data_ids_with_the_files_they_need() -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     result = subprocess.run(
         [sys.executable, "-m", "gather_envs.cli", "list"],
         capture_output=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 from gather_envs.records.migrate import OLD_TO_NEW, migrate, rekey_text
 from gather_envs.runs import read_records
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _old_run(root: Path) -> Path:

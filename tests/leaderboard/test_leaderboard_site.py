@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from gather_envs.leaderboard.build import build_data, write_site
 from gather_envs.leaderboard.verify import verify_submission
 
-SUBMISSIONS = Path(__file__).resolve().parents[1] / "baselines" / "submissions"
+SUBMISSIONS = Path(__file__).resolve().parents[2] / "baselines" / "submissions"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None)
 CHROMIUM_FLAGS = [
     # No sandbox as root; no background connections (this machine's network is closed).

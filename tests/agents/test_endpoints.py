@@ -1,6 +1,6 @@
 """Many episodes in flight, several endpoints, failover and logprobs, against real loopback servers.
 
-The servers (``tests/loopback_openai.py``) answer from a script, so an episode's replies do not
+The servers (``tests/_support/loopback_openai.py``) answer from a script, so an episode's replies do not
 depend on which server answers: a run that loses an endpoint must end with the same records as a
 run that never did. No assertion here is about time.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
-from loopback_openai import ServerProcess, serve_in_thread
+from _support.loopback_openai import ServerProcess, serve_in_thread
 
 import gather_envs.agents.llm  # noqa: F401  (registers the LLM agents)
 from gather_envs.agents import make_agent
@@ -214,7 +214,7 @@ def test_the_cli_takes_several_endpoints_and_logprobs_in_agent_options(tmp_path)
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     out = tmp_path / "cli.jsonl"
     with serve_in_thread(SEARCH_THEN_ANSWER) as first, serve_in_thread(SEARCH_THEN_ANSWER) as second:

@@ -26,7 +26,7 @@ from gather_envs.leaderboard.tracks import DUPLICATE_LIMIT, TRACKS
 from gather_envs.leaderboard.verify import SUBMISSION_FILE, verify_submission
 from gather_envs.runs import read_records
 
-SUBMISSIONS = Path(__file__).resolve().parents[1] / "baselines" / "submissions"
+SUBMISSIONS = Path(__file__).resolve().parents[2] / "baselines" / "submissions"
 ENV = "Gather-MultiHop-v0"
 Rows = list[dict]
 

@@ -351,7 +351,7 @@ def test_a_phantomwiki_universe_counts_its_counting_questions(tmp_path, capsys) 
 
 # -- docs/datasets.md: the floor of each dataset's families on the files the tests build ------------
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "datasets.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
 REASON_WORDS = {"yes/no": "yes or no", "named": "named in the question", "count": "count"}
 
 

@@ -16,7 +16,7 @@ from gather_envs.leaderboard.schema import json_lines, load_schema, validate
 from gather_envs.leaderboard.tracks import TRACKS
 from gather_envs.leaderboard.verify import SUBMISSION_FILE, verify_submission
 
-SUBMISSIONS = Path(__file__).resolve().parents[1] / "baselines" / "submissions"
+SUBMISSIONS = Path(__file__).resolve().parents[2] / "baselines" / "submissions"
 SHIPPED = sorted(path for path in SUBMISSIONS.iterdir() if (path / SUBMISSION_FILE).is_file())
 ENV = "Gather-MultiHop-v0"
 

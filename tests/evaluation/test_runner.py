@@ -191,7 +191,7 @@ def comparable(records: Iterable[EpisodeRecord]) -> dict[tuple[str, int, int], d
 
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
-    parts = [str(TESTS_DIR), str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]
+    parts = [str(TESTS_DIR), str(TESTS_DIR.parent), str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
     return env
 

@@ -35,7 +35,7 @@ from gather_envs.json_files import MAX_JSON_DEPTH
 from gather_envs.runs import read_records
 from gather_envs.scoring import normalize_answer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KILLS = 24
 KILL_SEED = 25
 DEEP = 100_000
@@ -402,7 +402,7 @@ def test_deep_json_in_a_custom_env_file_is_one_error(tmp_path: Path) -> None:
 
 
 def test_deep_json_in_phantomwiki_questions_is_one_error(tmp_path: Path) -> None:
-    from tests.test_custom_data import write_phantomwiki
+    from test_custom_data import write_phantomwiki
 
     path = write_phantomwiki(tmp_path / "pw")
     (path / "questions.json").write_text("[" * DEEP + "]" * DEEP)
@@ -482,7 +482,7 @@ def test_a_gold_answer_that_normalizes_to_nothing_is_refused_at_load(tmp_path: P
 
 
 def test_phantomwiki_answers_that_normalize_to_nothing_are_refused(tmp_path: Path) -> None:
-    from tests.test_custom_data import write_phantomwiki
+    from test_custom_data import write_phantomwiki
 
     path = write_phantomwiki(tmp_path / "pw")
     questions = json.loads((path / "questions.json").read_text())
@@ -571,7 +571,7 @@ def test_an_escaped_lone_surrogate_is_refused_in_one_line_and_a_pair_is_kept(tmp
 def test_phantomwiki_gold_paths_follow_the_universe_so_the_oracle_searches(
     tmp_path: Path, family: str, searches: list[str]
 ) -> None:
-    from tests.test_custom_data import write_phantomwiki
+    from test_custom_data import write_phantomwiki
 
     path = write_phantomwiki(tmp_path / "pw")
     records_file = tmp_path / "run.jsonl"
@@ -589,9 +589,10 @@ def test_on_an_80_question_universe_the_oracle_searches_its_way_to_every_answer_
 ) -> None:
     """Gold paths for all 80 questions (1-3 hops); the heuristic, which read nothing of PhantomWiki's
     markdown articles before (0.000), now answers some."""
+    from _support.phantomwiki_universe import QUESTIONS, build_universe
+
     from gather_envs.corpus.phantomwiki import read_phantomwiki
     from gather_envs.evaluation import evaluate
-    from tests.phantomwiki_universe import QUESTIONS, build_universe
 
     path = build_universe(tmp_path / "pw")
     tasks = read_phantomwiki(path).splits["test"]

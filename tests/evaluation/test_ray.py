@@ -85,7 +85,7 @@ def ray_cluster() -> Iterator[str]:
     """A local Ray instance whose workers import this module; yields its address."""
     ray = pytest.importorskip("ray")
     with pytest.MonkeyPatch.context() as patch:
-        parts = [str(TESTS_DIR), str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]
+        parts = [str(TESTS_DIR), str(TESTS_DIR.parent), str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]
         patch.setenv("PYTHONPATH", os.pathsep.join(p for p in parts if p))
         ray.init(
             num_cpus=RAY_CPUS,
@@ -155,7 +155,7 @@ def eval_command(out: Path, address: str, pid_dir: Path) -> list[str]:
 
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
-    parts = [str(TESTS_DIR), str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]
+    parts = [str(TESTS_DIR), str(TESTS_DIR.parent), str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
     return env
 

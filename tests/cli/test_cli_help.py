@@ -11,7 +11,7 @@ from gather_envs.cli import build_parser, doc_topics, main
 from gather_envs.evaluation.plan import DEFAULT_N
 from gather_envs.evaluation.runner import DEFAULT_BACKOFF_S, DEFAULT_RETRIES
 
-SOURCE_DOCS = Path(__file__).resolve().parent.parent / "docs"
+SOURCE_DOCS = Path(__file__).resolve().parents[2] / "docs"
 SOURCE_BENCHMARKS = SOURCE_DOCS.parent / "benchmarks" / "README.md"
 COMMANDS = ("list", "docs", "show", "play", "generate", "eval", "report", "compare", "sample")
 

@@ -560,7 +560,7 @@ def test_places_count_blank_lines_and_skip_a_torn_tail(tmp_path: Path) -> None:
 
 # One verdict, one test: the shipped learning result, Holm, the primary endpoint
 
-LEARNING = Path(__file__).resolve().parent.parent / "baselines" / "learning-cpu"
+LEARNING = Path(__file__).resolve().parents[2] / "baselines" / "learning-cpu"
 
 
 def test_verdict_on_the_shipped_learning_records_agrees_with_the_p_it_prints(

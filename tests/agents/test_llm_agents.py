@@ -19,7 +19,7 @@ from typing import Any
 
 import gymnasium as gym
 import pytest
-from llama_server import SERVER_START_TIMEOUT_S, serve_smollm2
+from _support.llama_server import SERVER_START_TIMEOUT_S, serve_smollm2
 
 import gather_envs.agents.llm  # noqa: F401  (registers react, search-r1, direct, tools)
 from gather_envs.agents import agent_names, make_agent

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from llama_server import SERVER_START_TIMEOUT_S, serve_smollm2
+from _support.llama_server import SERVER_START_TIMEOUT_S, serve_smollm2
 
 from gather_envs.agents.base import Agent, EpisodePolicy
 from gather_envs.analysis.perplexity import (
