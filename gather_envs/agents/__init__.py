@@ -4,7 +4,7 @@ Importing this package registers every built-in agent (``oracle``, ``random``, `
 ``react``, ``search-r1``, ``direct``, ``tools``, ``swap``); LLM libraries are imported only when used.
 """
 
-from gather_envs.agents import llm, scripted, swap
+from gather_envs.agents import heuristic, llm, scripted, swap
 from gather_envs.agents.base import (
     Agent,
     EpisodePolicy,
@@ -19,6 +19,7 @@ __all__ = [
     "EpisodePolicy",
     "agent_names",
     "agent_options",
+    "heuristic",
     "llm",
     "make_agent",
     "register_agent",

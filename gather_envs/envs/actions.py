@@ -28,6 +28,9 @@ wherever it is. :func:`parse_action` is the first call alone.
 Parsing takes time linear in the text and never raises, on any string: each dialect is found by
 forward scans, and JSON is read by a small iterative scanner (no recursion, so any nesting depth
 is fine) that remembers the outcome of every object it has read, so no ``{`` is read twice.
+
+One job, one module (over 500 lines): the grammar of every dialect and the rules for several
+calls in one reply are read together, since a call of one dialect may sit inside another's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The Gather environment: answer a question by searching a corpus within a tool-call budget T."""
+"""The Gather environment: answer a question by searching a corpus within a tool-call budget T.
+
+One job, one module: about a quarter of it is the env's contract (the class docstring, which the
+docs and tests are held to), the rest the episode rules that contract states.
+"""
 
 from __future__ import annotations
 

@@ -32,6 +32,9 @@ collective (every rollout in every call, the same turn count on every rank when 
 processes) and log-probabilities are cut with their tokens; see :class:`RolloutFunction`. TRL hands the
 rollout function only the prompts, so the function maps each prompt back to its dataset row (the
 rows you give it); questions are unique within a split, so prompts identify rows.
+
+One adapter, one module (over 500 lines): the tool env and the rollout function share the
+episode driver and TRL's conventions, and are checked against the same TRL release.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ Whenever the bound cannot prove the answer, every posting is scored instead.
 
 Thread safety: an index never changes after it is built, and each thread gets its own scratch
 buffers (9 bytes per document), so any number of threads may query one index.
+
+One job, one module (over 500 lines): the index, its exact scoring and the pruned top-k search
+share the posting layout and the floating-point order that makes them equal to ``rank_bm25``.
 """
 
 from __future__ import annotations

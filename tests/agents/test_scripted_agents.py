@@ -12,7 +12,8 @@ from conftest import SMALL_WORLD, SYNTHETIC_IDS, small_env
 
 import gather_envs.agents.scripted  # noqa: F401  (registers oracle, random, heuristic)
 from gather_envs.agents import agent_names, make_agent
-from gather_envs.agents.scripted import UNKNOWN_ANSWER, HeuristicAgent, action_text
+from gather_envs.agents.heuristic import HeuristicAgent
+from gather_envs.agents.scripted import UNKNOWN_ANSWER, action_text
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
 from gather_envs.errors import ConfigError
 from gather_envs.evaluation import evaluate

@@ -21,7 +21,7 @@ import pytest
 from conftest import SMALL_WORLD
 
 from gather_envs.agents.base import EpisodePolicy
-from gather_envs.agents.scripted import HeuristicAgent
+from gather_envs.agents.heuristic import HeuristicAgent
 from gather_envs.errors import BackendError, ConfigError
 from gather_envs.evaluation import evaluate
 from gather_envs.records import EpisodeRecord

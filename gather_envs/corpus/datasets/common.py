@@ -21,6 +21,9 @@ read-only. It holds each distinct paragraph once, every task, and every problem.
 data file's size and modification time (nanoseconds) and records the file's sha256, which becomes
 the corpus's content hash; any change to the file rebuilds it. The cache is only ever parsed as
 JSON: nothing from a data file or a cache is executed or unpickled.
+
+One job, one module (over 500 lines): the streaming reader, item validation and the cache are
+the three steps every loader runs in order, and share the problem reporting.
 """
 
 from __future__ import annotations
