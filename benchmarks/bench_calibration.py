@@ -28,17 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gather_envs.metrics.bootstrap import bootstrap_weights, percentile_interval, resampled_means
 from gather_envs.metrics.compare import compare_matched
 from gather_envs.metrics.comparison import Comparison
-from gather_envs.metrics.passk import (
-    TaskCounts,
-    bootstrap_weights,
-    default_ks,
-    pass_table,
-    per_task_pass_at_k,
-    percentile_interval,
-    resampled_means,
-)
+from gather_envs.metrics.passk import TaskCounts, default_ks, pass_table, per_task_pass_at_k
 from gather_envs.metrics.significance import crossing_point, mcnemar_exact, paired_permutation_p
 
 CONFIDENCE = 0.95

@@ -18,18 +18,16 @@ from typing import Any
 import numpy as np
 
 from gather_envs.errors import RecordsError
-from gather_envs.metrics.passk import (
+from gather_envs.metrics.bootstrap import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
     DEFAULT_SEED,
-    TaskCounts,
     bootstrap_weights,
-    count_episodes,
-    per_task_pass_at_k,
     percentile_interval,
     resampled_means,
     validate_bootstrap_args,
 )
+from gather_envs.metrics.passk import TaskCounts, count_episodes, per_task_pass_at_k
 from gather_envs.records import EpisodeRecord
 
 

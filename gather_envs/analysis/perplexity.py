@@ -33,7 +33,7 @@ import numpy as np
 
 from gather_envs.envs.actions import SEARCH, parse_action
 from gather_envs.errors import BackendError, ConfigError, GatherError, RecordsError
-from gather_envs.metrics.passk import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_SEED
+from gather_envs.metrics.bootstrap import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_SEED
 from gather_envs.parameters import Parameter, parse_parameters
 from gather_envs.records import EpisodeRecord
 

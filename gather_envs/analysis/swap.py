@@ -18,8 +18,8 @@ from typing import Any
 
 from gather_envs.agents.swap import SWAP_KEY
 from gather_envs.errors import RecordsError
+from gather_envs.metrics.bootstrap import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 from gather_envs.metrics.compare import BudgetComparison, compare_runs
-from gather_envs.metrics.passk import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
 
 DEFAULT_K = 1

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from gather_envs.metrics.bootstrap import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
+    bootstrap_weights,
+    percentile_interval,
+    resampled_means,
+)
+from gather_envs.metrics.boundary import Boundary, TStar, boundary, t_star, t_star_from_samples
 from gather_envs.metrics.compare import compare_runs, run_labels
 from gather_envs.metrics.comparison import BudgetComparison, Comparison
 from gather_envs.metrics.diversity import (
@@ -13,26 +21,16 @@ from gather_envs.metrics.diversity import (
 )
 from gather_envs.metrics.floor import ChanceFloor
 from gather_envs.metrics.passk import (
-    DEFAULT_BOOTSTRAP,
-    DEFAULT_CONFIDENCE,
-    Boundary,
     PassRow,
     PassTable,
     TaskCounts,
-    TStar,
-    bootstrap_weights,
-    boundary,
     count_episodes,
     default_ks,
     pass_at_k,
     pass_table,
     pass_table_from_records,
     per_task_pass_at_k,
-    percentile_interval,
-    resampled_means,
     split_by_family,
-    t_star,
-    t_star_from_samples,
 )
 from gather_envs.metrics.results import (
     RESULTS_SCHEMA_VERSION,

@@ -20,22 +20,19 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from gather_envs.errors import ConfigError, RecordsError
-from gather_envs.metrics.comparison import BudgetComparison, Comparison, min_max
-from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
-from gather_envs.metrics.passk import (
+from gather_envs.metrics.bootstrap import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_CONFIDENCE,
     DEFAULT_SEED,
-    TaskCounts,
     bootstrap_weights,
-    count_episodes,
-    default_ks,
-    per_task_pass_at_k,
     percentile_interval,
     resampled_means,
     task_columns,
     validate_bootstrap_args,
 )
+from gather_envs.metrics.comparison import BudgetComparison, Comparison, min_max
+from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
+from gather_envs.metrics.passk import TaskCounts, count_episodes, default_ks, per_task_pass_at_k
 from gather_envs.metrics.significance import (
     SIGN_FLIPS,
     crossing_point,

@@ -9,7 +9,8 @@ For the fixed task set alone such an interval is conservative (wider than the ep
 
 All budgets of one table share the resampled tasks (a resample draws from the tasks seen at any
 budget; at budget T it averages those of its tasks that ran at T), which makes differences between
-budgets paired. That is what :func:`t_star` needs.
+budgets paired. That is what :func:`gather_envs.metrics.boundary.t_star` needs. The bootstrap lives in
+:mod:`gather_envs.metrics.bootstrap`, the boundary and T* in :mod:`gather_envs.metrics.boundary`.
 """
 
 from __future__ import annotations
@@ -20,22 +21,24 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from gather_envs.errors import ConfigError, RecordsError
+from gather_envs.metrics.bootstrap import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_SEED,
+    FloatArray,
+    IntArray,
+    bootstrap_weights,
+    percentile_interval,
+    resampled_means,
+    task_columns,
+    validate_bootstrap_args,
+)
+from gather_envs.metrics.boundary import Boundary, boundary, t_star_from_samples
 from gather_envs.records import EpisodeRecord
 from gather_envs.runs import check_unique_cells
-
-DEFAULT_BOOTSTRAP = 1000
-DEFAULT_CONFIDENCE = 0.95
-DEFAULT_SEED = 0
-
-# Bootstrap draws are generated this many task indices at a time, to bound memory.
-_BOOTSTRAP_CHUNK_ELEMENTS = 1 << 22
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-
 
 # --------------------------------------------------------------------------------------------
 # The estimator
@@ -150,139 +153,6 @@ def per_task_pass_at_k(n: ArrayLike, c: ArrayLike, ks: Sequence[int] | ArrayLike
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Bootstrap over tasks
-
-
-def bootstrap_weights(num_tasks: int, bootstrap: int, rng: np.random.Generator) -> FloatArray:
-    """[bootstrap × num_tasks] resampling counts: how often each task is drawn in each resample.
-
-    A resample's mean of any per-task quantity is then one row of a matrix product.
-    """
-    weights = np.zeros((bootstrap, num_tasks), dtype=np.float64)
-    if num_tasks == 0 or bootstrap == 0:
-        return weights
-    rows_per_chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // num_tasks)
-    for start in range(0, bootstrap, rows_per_chunk):
-        rows = min(rows_per_chunk, bootstrap - start)
-        draws = rng.integers(0, num_tasks, size=(rows, num_tasks))
-        draws += np.arange(rows, dtype=draws.dtype)[:, None] * num_tasks
-        counts = np.bincount(draws.ravel(), minlength=rows * num_tasks)
-        weights[start : start + rows] = counts.reshape(rows, num_tasks)
-    return weights
-
-
-def resampled_means(weights: FloatArray, per_task: FloatArray) -> FloatArray:
-    """[resamples × columns] weighted means; NaN for a resample that drew none of these tasks."""
-    totals = weights.sum(axis=1)
-    sums = weights @ per_task
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / totals[:, None]
-    means[totals == 0] = np.nan
-    return means
-
-
-def percentile_interval(
-    samples: FloatArray, confidence: float = DEFAULT_CONFIDENCE
-) -> tuple[FloatArray, FloatArray]:
-    """Column-wise percentile interval of bootstrap samples [resamples × columns]."""
-    tail = (1.0 - confidence) / 2.0
-    if samples.shape[0] == 0:
-        nan = np.full(samples.shape[1], np.nan)
-        return nan, nan.copy()
-    low, high = np.nanquantile(samples, [tail, 1.0 - tail], axis=0)
-    return low, high
-
-
-def validate_bootstrap_args(bootstrap: int, confidence: float) -> None:
-    """ConfigError unless bootstrap >= 0 and 0 < confidence < 1."""
-    if bootstrap < 0:
-        raise ConfigError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-
-
-# --------------------------------------------------------------------------------------------
-# Boundary and T*
-
-
-@dataclass(frozen=True)
-class Boundary:
-    """The capability boundary B_T: tasks solved at least once in their n episodes."""
-
-    size: int
-    ids: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"size": self.size, "ids": list(self.ids)}
-
-
-def boundary(task_ids: Sequence[str], successes: ArrayLike) -> Boundary:
-    """B_T from per-task success counts c (aligned with ``task_ids``); ids sorted."""
-    c = np.asarray(successes).reshape(-1)
-    if c.size != len(task_ids):
-        raise ConfigError(f"boundary: {len(task_ids)} task ids but {c.size} success counts")
-    ids = tuple(sorted(task_ids[i] for i in np.flatnonzero(c > 0).tolist()))
-    return Boundary(size=len(ids), ids=ids)
-
-
-@dataclass(frozen=True)
-class TStar:
-    """T*: overall and per column (k) of the estimates it was computed from."""
-
-    overall: int
-    per_column: tuple[int, ...]
-
-
-def t_star_from_samples(samples: Mapping[int, FloatArray], confidence: float = DEFAULT_CONFIDENCE) -> TStar:
-    """T* from paired bootstrap samples [resamples × k] per budget (same resamples everywhere).
-
-    Definition: T*(k) is the smallest budget T of the grid such that no larger budget T' of the
-    grid is significantly better, i.e. for every T' > T the percentile interval (at
-    ``confidence``, two-sided) of the paired difference PASS@(k,T') - PASS@(k,T) reaches 0 or
-    below. The overall T* is the smallest T for which that holds at every k at once. The largest
-    budget always qualifies, so T* is always defined; no correction for multiple comparisons.
-    """
-    budgets = sorted(samples)
-    if not budgets:
-        raise ConfigError("t_star needs at least one budget")
-    columns = samples[budgets[0]].shape[1]
-    tail = (1.0 - confidence) / 2.0
-    settled = np.ones((len(budgets), columns), dtype=bool)
-    for i, low in enumerate(budgets):
-        for high in budgets[i + 1 :]:
-            diff = samples[high] - samples[low]
-            if diff.shape[0] == 0:
-                continue
-            lower = np.nanquantile(diff, tail, axis=0)
-            settled[i] &= ~(lower > 0)
-    per_column = tuple(budgets[int(np.argmax(settled[:, j]))] for j in range(columns))
-    overall = budgets[int(np.argmax(settled.all(axis=1)))]
-    return TStar(overall=overall, per_column=per_column)
-
-
-def t_star(
-    per_task: Mapping[int, ArrayLike],
-    *,
-    bootstrap: int = DEFAULT_BOOTSTRAP,
-    seed: int = DEFAULT_SEED,
-    confidence: float = DEFAULT_CONFIDENCE,
-) -> TStar:
-    """T* from per-task estimate matrices [tasks × k], one per budget, rows aligned on tasks.
-
-    See :func:`t_star_from_samples` for the definition; tasks are resampled jointly across
-    budgets (paired bootstrap, ``bootstrap`` resamples from ``numpy.random.default_rng(seed)``).
-    """
-    validate_bootstrap_args(bootstrap, confidence)
-    if bootstrap == 0:
-        raise ConfigError("t_star needs bootstrap >= 1 resamples")
-    mats = {int(t): np.asarray(m, dtype=np.float64) for t, m in per_task.items()}
-    shapes = {m.shape for m in mats.values()}
-    if len(shapes) > 1:
-        raise ConfigError(f"t_star: per-budget matrices must share one shape, got {sorted(shapes)}")
-    num_tasks = next(iter(shapes))[0] if shapes else 0
-    weights = bootstrap_weights(num_tasks, bootstrap, np.random.default_rng(seed))
-    return t_star_from_samples({t: resampled_means(weights, m) for t, m in mats.items()}, confidence)
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,12 +433,6 @@ def pass_table(
         confidence=confidence,
     )
 
-
-def task_columns(weights: FloatArray, index: IntArray, width: int) -> FloatArray:
-    """The weight columns of the tasks at ``index`` (no copy when that is every task in order)."""
-    if index.size == width and np.array_equal(index, np.arange(width)):
-        return weights
-    return weights[:, index]
 
 
 def _table_t_star(

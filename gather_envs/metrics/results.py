@@ -37,17 +37,9 @@ from typing import Any
 from gather_envs.errors import ConfigError, RecordsError
 from gather_envs.files import atomic_file
 from gather_envs.json_files import loads_bounded
+from gather_envs.metrics.bootstrap import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_SEED
 from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
-from gather_envs.metrics.passk import (
-    DEFAULT_BOOTSTRAP,
-    DEFAULT_CONFIDENCE,
-    DEFAULT_SEED,
-    PassRow,
-    PassTable,
-    count_episodes,
-    pass_table,
-    split_by_family,
-)
+from gather_envs.metrics.passk import PassRow, PassTable, count_episodes, pass_table, split_by_family
 from gather_envs.records import AGENT_SETTINGS_KEY, REWARD_KIND_EM, EpisodeRecord
 
 RESULTS_SCHEMA_VERSION = 1

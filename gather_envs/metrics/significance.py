@@ -12,9 +12,7 @@ from fractions import Fraction
 import numpy as np
 
 from gather_envs.errors import ConfigError
-from gather_envs.metrics.passk import (
-    DEFAULT_CONFIDENCE,
-)
+from gather_envs.metrics.bootstrap import DEFAULT_CONFIDENCE
 
 # Differences smaller than this count as ties when looking for the crossing point.
 CROSSING_TOLERANCE = 1e-12
