@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gather_envs.reports.comparison_tables import comparison_verdict, render_comparison, render_verdict
 from gather_envs.reports.plots import (
     PlotDependencyError,
     plot_comparison,
@@ -10,15 +11,8 @@ from gather_envs.reports.plots import (
     plot_results,
     require_matplotlib,
 )
-from gather_envs.reports.tables import (
-    FORMATS,
-    comparison_verdict,
-    render_comparison,
-    render_diversity,
-    render_results,
-    render_retrieval,
-    render_verdict,
-)
+from gather_envs.reports.tables import render_diversity, render_results, render_retrieval
+from gather_envs.reports.text import FORMATS
 
 __all__ = [
     "FORMATS",

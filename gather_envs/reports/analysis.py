@@ -9,7 +9,7 @@ from typing import Any
 from gather_envs.analysis.coverage import Coverage
 from gather_envs.analysis.perplexity import SPANS, PerplexityDifference, RunPerplexity, SpanMean
 from gather_envs.analysis.swap import SwapRow
-from gather_envs.reports.tables import _MISSING, DIGITS, _cell, _check_format, _csv, _fmt, _grid
+from gather_envs.reports.text import DIGITS, MISSING, cell, check_format, csv_text, grid, number_text
 
 MAX_LISTED_TASKS = 10
 """One-sided tasks listed by id in table and Markdown output (JSON and CSV list them all)."""
@@ -25,7 +25,7 @@ def _tasks_text(tasks: tuple[tuple[str, int], ...]) -> str:
 
 def render_coverage(result: Coverage, fmt: str = "table") -> str:
     """The coverage curve of B's boundary by A per budget, and the tasks only one run solves."""
-    _check_format(fmt)
+    check_format(fmt)
     if fmt == "json":
         return json.dumps(result.to_json(), indent=2, ensure_ascii=False)
     if fmt == "csv":
@@ -36,7 +36,7 @@ def render_coverage(result: Coverage, fmt: str = "table") -> str:
             for e in result.per_budget
             for n, v, lo, hi in zip(e.ns, e.coverage, e.ci_low, e.ci_high, strict=True)
         ]  # fmt: skip
-        return _csv(header, rows)
+        return csv_text(header, rows)
     markdown = fmt == "md"
     title = (
         f"Coverage: share of B's boundary ({result.agent_b}) that A ({result.agent_a}) solves within n tries"
@@ -48,13 +48,13 @@ def render_coverage(result: Coverage, fmt: str = "table") -> str:
             parts.append(f"|B_B| = 0: {result.agent_b} solved no task at T={e.budget}; nothing to cover")
         else:
             rows = [
-                [str(n), _cell(v, lo, hi)]
+                [str(n), cell(v, lo, hi)]
                 for n, v, lo, hi in zip(e.ns, e.coverage, e.ci_low, e.ci_high, strict=True)
             ]
-            parts.append(_grid(["n", "|B_B ∩ B_A(n)| / |B_B|"], rows, markdown))
+            parts.append(grid(["n", "|B_B ∩ B_A(n)| / |B_B|"], rows, markdown))
         parts.append(
             f"|B_B| = {e.boundary_b}, |B_A| = {e.boundary_a} (all episodes); at n = {e.ns[-1] if e.ns else 0} "
-            f"A covers {_fmt(e.coverage[-1] if e.coverage else None)}\n"
+            f"A covers {number_text(e.coverage[-1] if e.coverage else None)}\n"
             f"only {result.agent_a} solves: {_tasks_text(e.only_a)}\n"
             f"only {result.agent_b} solves: {_tasks_text(e.only_b)}"
         )
@@ -71,12 +71,12 @@ def _diff_cell(value: float, low: float | None, high: float | None, p: float) ->
 
 def render_swap(rows: Sequence[SwapRow], fmt: str = "table") -> str:
     """PASS@(k,T) per (first → then, J) with intervals, and the paired tests against both pure runs."""
-    _check_format(fmt)
+    check_format(fmt)
     if fmt == "json":
         return json.dumps([row.to_json() for row in rows], indent=2, ensure_ascii=False)
     if fmt == "csv":
         header = list(SwapRow.__dataclass_fields__)
-        return _csv(header, [["" if v is None else v for v in row.to_json().values()] for row in rows])
+        return csv_text(header, [["" if v is None else v for v in row.to_json().values()] for row in rows])
     header = [
         "first → then",
         "J",
@@ -92,7 +92,7 @@ def render_swap(rows: Sequence[SwapRow], fmt: str = "table") -> str:
             str(r.after),
             str(r.budget),
             str(r.k),
-            _cell(r.pass_at_k, r.ci_low, r.ci_high),
+            cell(r.pass_at_k, r.ci_low, r.ci_high),
             _diff_cell(r.vs_first, r.vs_first_low, r.vs_first_high, r.vs_first_p),
             _diff_cell(r.vs_then, r.vs_then_low, r.vs_then_high, r.vs_then_p),
         ]
@@ -100,20 +100,20 @@ def render_swap(rows: Sequence[SwapRow], fmt: str = "table") -> str:
     ]
     title = "Cross-policy swap: the first J turns from `first`, the rest from `then`"
     lead = f"## {title}\n\n" if fmt == "md" else f"{title}\n"
-    return lead + _grid(header, body, fmt == "md") + "\n"
+    return lead + grid(header, body, fmt == "md") + "\n"
 
 
 def _nll_cell(mean: SpanMean) -> str:
     if mean.nll is None:
-        return _MISSING
-    return f"{_cell(mean.nll, mean.low, mean.high)} ({mean.tokens} tok)"
+        return MISSING
+    return f"{cell(mean.nll, mean.low, mean.high)} ({mean.tokens} tok)"
 
 
 def render_perplexity(
     runs: Sequence[RunPerplexity], differences: Sequence[PerplexityDifference] = (), fmt: str = "table"
 ) -> str:
     """Per-token NLL of query and reasoning spans per run and group, and B minus A when two runs."""
-    _check_format(fmt)
+    check_format(fmt)
     if fmt == "json":
         data: dict[str, Any] = {"runs": [run.to_json() for run in runs]}
         if differences:
@@ -128,18 +128,18 @@ def render_perplexity(
             for group, spans in run.groups.items()
             for span, m in spans.items()
         ]  # fmt: skip
-        return _csv(header, rows)
+        return csv_text(header, rows)
     markdown = fmt == "md"
     title = "Query perplexity: per-token NLL (nats) under the reference model, 95% interval over episodes"
     parts = [f"## {title}" if markdown else title]
     for run in runs:
         rows = [[group, *(_nll_cell(spans[s]) for s in SPANS)] for group, spans in run.groups.items()]
         parts.append(f"### {run.agent_id}" if markdown else f"[{run.agent_id}]")
-        parts.append(_grid(["episodes", *SPANS], rows, markdown))
+        parts.append(grid(["episodes", *SPANS], rows, markdown))
     if differences:
         a, b = runs[0].agent_id, runs[1].agent_id
         lines = [
-            f"{d.span}: {_MISSING if d.diff is None else _cell(d.diff, d.low, d.high)}" for d in differences
+            f"{d.span}: {MISSING if d.diff is None else cell(d.diff, d.low, d.high)}" for d in differences
         ]
         parts.append(f"{b} minus {a}, per-token NLL:\n" + "\n".join(lines))
     return "\n\n".join(parts) + "\n"

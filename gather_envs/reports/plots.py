@@ -21,7 +21,7 @@ from gather_envs.files import PathLike
 from gather_envs.metrics.comparison import Comparison
 from gather_envs.metrics.passk import PassTable
 from gather_envs.metrics.results import Results
-from gather_envs.reports.tables import LABEL_WIDTH
+from gather_envs.reports.comparison_tables import LABEL_WIDTH
 
 PLOT_EXTRA_HINT = "pip install gather-envs[plot]"
 DPI = 120

@@ -36,7 +36,7 @@ from gather_envs.metrics.compare import run_labels
 from gather_envs.metrics.results import load_results, save_results
 from gather_envs.metrics.significance import holm, k_star_bootstrap_interval, paired_permutation_p
 from gather_envs.records import AGENT_SETTINGS_KEY, EpisodeRecord
-from gather_envs.reports.tables import render_comparison
+from gather_envs.reports.comparison_tables import render_comparison
 
 CORPUS = "sha256:feedface"
 
