@@ -14,12 +14,12 @@ from gather_envs.analysis.perplexity import RunPerplexity
 from gather_envs.analysis.retrieval import RetrievalDiagnostics
 from gather_envs.analysis.swap import SwapRow, swap_curves
 from gather_envs.files import PathLike
-from gather_envs.reports.plots import BAND_ALPHA, CURVE_SIZE, MARKERS, _new_figure, _save, _slug
+from gather_envs.reports.plots import BAND_ALPHA, CURVE_SIZE, MARKERS, new_figure, save_figure, slug
 
 
 def plot_coverage(result: Coverage, out_dir: PathLike) -> Path:
     """One panel: the coverage curve of B's boundary by A over n, one line per budget."""
-    figure = _new_figure(CURVE_SIZE)
+    figure = new_figure(CURVE_SIZE)
     axes = figure.add_subplot()
     for i, entry in enumerate(result.per_budget):
         if not entry.ns:
@@ -34,7 +34,7 @@ def plot_coverage(result: Coverage, out_dir: PathLike) -> Path:
     axes.set_ylabel("|B_B ∩ B_A(n)| / |B_B|")
     axes.set_title(f"Coverage of {result.agent_b}'s boundary by {result.agent_a}")
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    return _save(figure, Path(out_dir) / f"coverage_{_slug(result.agent_a)}_{_slug(result.agent_b)}.png")
+    return save_figure(figure, Path(out_dir) / f"coverage_{slug(result.agent_a)}_{slug(result.agent_b)}.png")
 
 
 def plot_swap(rows: Sequence[SwapRow], out_dir: PathLike) -> list[Path]:
@@ -43,7 +43,7 @@ def plot_swap(rows: Sequence[SwapRow], out_dir: PathLike) -> list[Path]:
     panels = sorted({(budget, k) for _, _, budget, k in curves})
     paths = []
     for budget, k in panels:
-        figure = _new_figure(CURVE_SIZE)
+        figure = new_figure(CURVE_SIZE)
         axes = figure.add_subplot()
         for i, ((first, then, t, kk), group) in enumerate(curves.items()):
             if (t, kk) != (budget, k):
@@ -59,13 +59,13 @@ def plot_swap(rows: Sequence[SwapRow], out_dir: PathLike) -> list[Path]:
         axes.set_ylabel(f"PASS@({k},{budget})")
         axes.set_title(f"Cross-policy swap at T={budget}, k={k}")
         axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        paths.append(_save(figure, Path(out_dir) / f"swap_T{budget}_k{k}.png"))
+        paths.append(save_figure(figure, Path(out_dir) / f"swap_T{budget}_k{k}.png"))
     return paths
 
 
 def plot_retrieval(diagnostics: Mapping[str, RetrievalDiagnostics], out_dir: PathLike) -> Path:
     """Two panels per run: success with vs without full evidence, and searches used."""
-    figure = _new_figure((CURVE_SIZE[0], CURVE_SIZE[1] * 0.8))
+    figure = new_figure((CURVE_SIZE[0], CURVE_SIZE[1] * 0.8))
     left, right = figure.subplots(1, 2)
     agents = list(diagnostics)
     width = 0.8 / max(1, len(agents))
@@ -85,7 +85,7 @@ def plot_retrieval(diagnostics: Mapping[str, RetrievalDiagnostics], out_dir: Pat
     right.set_ylabel("share of episodes")
     left.legend(loc="upper right")
     figure.suptitle("Retrieval diagnostics")
-    return _save(figure, Path(out_dir) / f"retrieval_{'_'.join(_slug(a) for a in agents)}.png")
+    return save_figure(figure, Path(out_dir) / f"retrieval_{'_'.join(slug(a) for a in agents)}.png")
 
 
 def plot_perplexity(runs: Sequence[RunPerplexity], out_dir: PathLike) -> Path:
@@ -95,7 +95,7 @@ def plot_perplexity(runs: Sequence[RunPerplexity], out_dir: PathLike) -> Path:
     spans = list(dict.fromkeys(s for run in runs for spans in run.groups.values() for s in spans))
     bars = [(run, span) for run in runs for span in spans]
     width = 0.8 / max(1, len(bars))
-    figure = _new_figure((max(CURVE_SIZE[0], 1.6 * len(groups) + 3), CURVE_SIZE[1]))
+    figure = new_figure((max(CURVE_SIZE[0], 1.6 * len(groups) + 3), CURVE_SIZE[1]))
     axes = figure.add_subplot()
     for i, (run, span) in enumerate(bars):
         xs, heights, errors = [], [], [[], []]
@@ -114,4 +114,4 @@ def plot_perplexity(runs: Sequence[RunPerplexity], out_dir: PathLike) -> Path:
     axes.set_ylabel("NLL per token (nats) under the reference model")
     axes.set_title("Query vs reasoning spans: " + " vs ".join(run.agent_id for run in runs))
     axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    return _save(figure, Path(out_dir) / f"perplexity_{'_'.join(_slug(run.agent_id) for run in runs)}.png")
+    return save_figure(figure, Path(out_dir) / f"perplexity_{'_'.join(slug(run.agent_id) for run in runs)}.png")

@@ -61,7 +61,7 @@ def require_matplotlib() -> None:
         raise PlotDependencyError(f"plotting needs matplotlib, an optional extra: {PLOT_EXTRA_HINT}") from exc
 
 
-def _new_figure(figsize: tuple[float, float]) -> Any:
+def new_figure(figsize: tuple[float, float]) -> Any:
     """A matplotlib Figure (constrained layout) bound to an Agg canvas; PlotDependencyError if absent."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -72,7 +72,8 @@ def _new_figure(figsize: tuple[float, float]) -> Any:
     return figure
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """``name`` as a safe file-name part."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "unnamed"
 
 
@@ -132,12 +133,12 @@ def _run_title(env_id: str, families: str, agent: str, n: int, num_tasks: int) -
 
 def plot_curves(table: PassTable, path: PathLike, *, title: str = "") -> Path:
     """PASS@(k,T) against k (log2 axis), one line per budget T with its band, and the chance floor."""
-    return _save(curves_figure(table, title=title), path)
+    return save_figure(curves_figure(table, title=title), path)
 
 
 def curves_figure(table: PassTable, *, title: str = "") -> Any:
     """The matplotlib Figure of :func:`plot_curves`."""
-    figure = _new_figure(CURVE_SIZE)
+    figure = new_figure(CURVE_SIZE)
     ax = figure.subplots()
     drawn = [budget for budget in table.budgets if table.curve(budget)]
     for position, budget in enumerate(drawn):
@@ -164,7 +165,7 @@ def curves_figure(table: PassTable, *, title: str = "") -> Any:
 
 def plot_heatmap(table: PassTable, path: PathLike, *, title: str = "") -> Path:
     """A k × T heatmap of PASS@(k,T), each cell annotated, with the chance floor as a bottom row."""
-    return _save(heatmap_figure(table, title=title), path)
+    return save_figure(heatmap_figure(table, title=title), path)
 
 
 def heatmap_figure(table: PassTable, *, title: str = "") -> Any:
@@ -178,7 +179,7 @@ def heatmap_figure(table: PassTable, *, title: str = "") -> Any:
                 values[i, j] = cells[k]
     width = max(CURVE_SIZE[0], 1.5 + HEATMAP_CELL[0] * len(table.ks))
     height = max(3.0, 2.0 + HEATMAP_CELL[1] * len(rows))
-    figure = _new_figure((width, height))
+    figure = new_figure((width, height))
     ax = figure.subplots()
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap=HEATMAP_CMAP, aspect="auto", origin="lower")
     for i in range(values.shape[0]):
@@ -202,7 +203,7 @@ def heatmap_figure(table: PassTable, *, title: str = "") -> Any:
 def result_sections(results: Results) -> list[tuple[str, str, PassTable]]:
     """(file suffix, title, table) for all tasks and for each family of mixed-family results."""
     sections = [("", ", ".join(results.task_families), results.overall)]
-    sections += [(f"_{_slug(f)}", f, t) for f, t in results.families.items()]
+    sections += [(f"_{slug(f)}", f, t) for f, t in results.families.items()]
     titled = []
     for suffix, families, table in sections:
         n = max(table.n_max.values(), default=0)
@@ -237,13 +238,13 @@ def plot_comparison(comparison: Comparison, out_dir: PathLike) -> list[Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return [_save(comparison_figure(comparison), out / COMPARISON_FILE)]
+    return [save_figure(comparison_figure(comparison), out / COMPARISON_FILE)]
 
 
 def comparison_figure(comparison: Comparison) -> Any:
     """The matplotlib Figure of :func:`plot_comparison`."""
     columns = len(comparison.per_budget)
-    figure = _new_figure((max(CURVE_SIZE[0], 2.0 + PANEL_SIZE[0] * columns), 2 * PANEL_SIZE[1] + 1.2))
+    figure = new_figure((max(CURVE_SIZE[0], 2.0 + PANEL_SIZE[0] * columns), 2 * PANEL_SIZE[1] + 1.2))
     axes = figure.subplots(2, columns, squeeze=False, sharex="col", sharey="row")
     label_a = comparison.label_a or comparison.agent_a or "A"
     label_b = comparison.label_b or comparison.agent_b or "B"
@@ -307,7 +308,8 @@ def _comparison_legend(figure: Any, axes: Any) -> None:
     figure.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=len(seen))
 
 
-def _save(figure: Any, path: PathLike) -> Path:
+def save_figure(figure: Any, path: PathLike) -> Path:
+    """Write ``figure`` as a PNG at ``path`` (folders made) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI, format="png")

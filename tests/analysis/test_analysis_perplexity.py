@@ -119,13 +119,13 @@ def test_the_plot_draws_one_bar_per_span_and_group_at_its_nll(tmp_path, monkeypa
     path = analysis_plots.plot_perplexity([result], tmp_path)
     assert path.name == "perplexity_natural.png" and image.imread(path).shape[0] > 100
     heights: list[float] = []
-    save = analysis_plots._save
+    save = analysis_plots.save_figure
 
     def measured(figure, out):
         heights.extend(round(bar.get_height(), 6) for bar in figure.axes[0].patches)
         return save(figure, out)
 
-    monkeypatch.setattr(analysis_plots, "_save", measured)
+    monkeypatch.setattr(analysis_plots, "save_figure", measured)
     analysis_plots.plot_perplexity([result], tmp_path)
     # The bars are the known NLLs: 1 nat a query token, 2 a reasoning token, in every group.
     assert sorted(set(heights)) == [1.0, 2.0] and len(heights) == 2 * len(result.groups)
