@@ -23,7 +23,7 @@ from llama_server import SERVER_START_TIMEOUT_S, serve_smollm2
 
 import gather_envs.agents.llm  # noqa: F401  (registers react, search-r1, direct, tools)
 from gather_envs.agents import agent_names, make_agent
-from gather_envs.agents.backends import ChatResult
+from gather_envs.agents.backends import ChatResult, Sampling
 from gather_envs.agents.backends.base import estimate_tokens
 from gather_envs.agents.llm import (
     ELIDED_NOTE,
@@ -69,8 +69,8 @@ class EchoBackend:
         self.context_tokens = context_tokens
         self.calls: list[dict[str, Any]] = []
 
-    def chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatResult:
-        self.calls.append({"messages": [dict(m) for m in messages], **kwargs})
+    def chat(self, messages: Sequence[dict[str, Any]], sampling: Sampling) -> ChatResult:
+        self.calls.append({"messages": [dict(m) for m in messages], **vars(sampling)})
         text = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         return ChatResult(text, {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13})
 

@@ -36,6 +36,7 @@ from gather_envs.agents.backends import (
     ChatBackend,
     ChatResult,
     Message,
+    Sampling,
     episode_backend,
     make_backend,
     parse_bool,
@@ -390,17 +391,19 @@ class LLMPolicy(EpisodePolicy):
         grammar, regex = agent.constraint(allow_search)
         tools = None
         if agent.uses_native_tools:
-            tools = [TOOL_SCHEMAS[SEARCH], TOOL_SCHEMAS[ANSWER]] if allow_search else [TOOL_SCHEMAS[ANSWER]]
+            tools = (TOOL_SCHEMAS[SEARCH], TOOL_SCHEMAS[ANSWER]) if allow_search else (TOOL_SCHEMAS[ANSWER],)
         result = self._backend.chat(
             self.messages,
-            temperature=agent.temperature,
-            top_p=agent.top_p,
-            max_tokens=agent.max_tokens,
-            seed=self._rng.randrange(SEED_SPACE),
-            stop=agent.stop,
-            grammar=grammar,
-            regex=regex,
-            tools=tools,
+            Sampling(
+                temperature=agent.temperature,
+                top_p=agent.top_p,
+                max_tokens=agent.max_tokens,
+                seed=self._rng.randrange(SEED_SPACE),
+                stop=agent.stop,
+                grammar=grammar,
+                regex=regex,
+                tools=tools,
+            ),
         )
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
             self._usage[key] += result.usage.get(key, 0)
