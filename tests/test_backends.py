@@ -167,6 +167,15 @@ def test_a_refused_connection_is_retried_then_raises_backend_error() -> None:
     assert backend.totals()["attempts"] == 3 and backend.totals()["retries"] == 2
 
 
+def test_by_default_an_attempt_has_60_s_and_a_call_4_attempts() -> None:
+    """The defaults from agent options: a 60 s deadline per attempt, 3 retries, a 120 s budget."""
+    backend = make_backend({"base_url": f"http://127.0.0.1:{closed_port()}/v1", **FAST})
+    settings = backend.settings()
+    assert (settings["timeout_s"], settings["max_retries"], settings["request_budget_s"]) == (60.0, 3, 120.0)
+    with pytest.raises(BackendError, match=r"failed after 4 attempt\(s\) \(timeout_s=60, request_budget_s=120\)"):
+        backend.chat(MESSAGES, SAMPLING)
+
+
 @pytest.mark.parametrize("failure", [("status", 500), ("status", 503), ("status", 429, {"Retry-After": "0"})])
 def test_a_server_error_or_rate_limit_is_retried_until_success(serve, failure: tuple) -> None:
     server = serve(failure, ("ok", completion("answer[Paris]")))
