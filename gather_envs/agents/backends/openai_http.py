@@ -1,7 +1,8 @@
 """An OpenAI-compatible chat-completions client (vLLM, llama.cpp server, Ollama, hosted APIs).
 
-Its parts live in :mod:`gather_envs.agents.backends.http`, one role per module. Configuration comes from arguments, else the
-environment: ``GATHER_BASE_URL`` / ``GATHER_MODEL`` / ``GATHER_API_KEY``, falling back to
+This module joins the parts in :mod:`gather_envs.agents.backends.http` (transport, watchdog,
+pool, retry, protocol: one role each) and holds the configuration. It comes from arguments, else
+the environment: ``GATHER_BASE_URL`` / ``GATHER_MODEL`` / ``GATHER_API_KEY``, falling back to
 ``OPENAI_BASE_URL`` / ``OPENAI_MODEL`` / ``OPENAI_API_KEY``. Without a model name the first id of
 ``GET /models`` is used.
 
