@@ -113,11 +113,10 @@ class RetryPolicy:
         failures: list[str] = []
         budget_end = time.monotonic() + self.request_budget_s
         several = len(pool.endpoints) > 1
-        with self._lock:
-            self.totals["requests"] += 1
         attempts = 0
         for number in range(self.max_retries + 1):
-            with self._lock:
+            with self._lock:  # one acquisition per attempt: 256 threads contend for it
+                self.totals["requests"] += number == 0
                 self.totals["attempts"] += 1
                 self.totals["retries"] += number > 0
             endpoint = pool.route(route)
