@@ -2,10 +2,11 @@
 
 The client's own, kept because no maintained client comes near it under the runner's threads
 (``benchmarks/bench_llm_throughput.py --clients ours httpx aiohttp openai``, 256 in flight, one
-endpoint, 200 ms latency, medians of 3 back-to-back runs on 2 shared cores at load 7-21): ours 53%
-of the ideal at 0.94 ms of runner CPU per call, aiohttp 29% at 1.36 ms, the openai SDK 12% at
-5.0 ms, httpx 7% at 7.7 ms; none holds 80%. ``http.client`` parsed each answer's headers with the
-``email`` package, 0.2-0.3 ms of CPU per call with 64 threads (measured). It reads
+endpoint, 200 ms latency, medians of 6 back-to-back runs on 2 shared cores): ours 67% of the
+ideal at 0.85 ms of runner CPU per call, aiohttp 53% at 1.15 ms, the openai SDK 17% at 4.4 ms,
+httpx 9% at 8.4 ms; none holds 80% (ours does on a quiet machine; table in docs/agents.md).
+``http.client`` parsed each answer's headers with the ``email`` package, 0.2-0.3 ms of CPU per
+call with 64 threads (measured). It reads
 ``Content-Length``, chunked and read-to-close bodies and skips ``1xx`` answers; anything else that
 is not HTTP is a failed attempt. Every attempt has a total deadline, enforced by the
 :mod:`~gather_envs.agents.backends.http.watchdog`.
