@@ -16,6 +16,9 @@ for lack of context; it only forgets old observations.
 Sampling settings (temperature, top_p, max_tokens, seed, stop sequences) are explicit options and
 part of :meth:`LLMAgent.settings`, which the runner records with every result; each call's seed is
 drawn from ``random.Random(f"{seed}:{episode seed}")``, so episodes are reproducible.
+
+One job, one module (over 500 lines): every style is the same policy (conversation, truncation,
+constraint, usage) with its own prompt and dialect, so the styles and the policy are read together.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from gather_envs.agents.backends import (
     ChatBackend,
     ChatResult,
     Message,
+    Sampling,
     episode_backend,
     make_backend,
     parse_bool,
@@ -390,17 +394,19 @@ class LLMPolicy(EpisodePolicy):
         grammar, regex = agent.constraint(allow_search)
         tools = None
         if agent.uses_native_tools:
-            tools = [TOOL_SCHEMAS[SEARCH], TOOL_SCHEMAS[ANSWER]] if allow_search else [TOOL_SCHEMAS[ANSWER]]
+            tools = (TOOL_SCHEMAS[SEARCH], TOOL_SCHEMAS[ANSWER]) if allow_search else (TOOL_SCHEMAS[ANSWER],)
         result = self._backend.chat(
             self.messages,
-            temperature=agent.temperature,
-            top_p=agent.top_p,
-            max_tokens=agent.max_tokens,
-            seed=self._rng.randrange(SEED_SPACE),
-            stop=agent.stop,
-            grammar=grammar,
-            regex=regex,
-            tools=tools,
+            Sampling(
+                temperature=agent.temperature,
+                top_p=agent.top_p,
+                max_tokens=agent.max_tokens,
+                seed=self._rng.randrange(SEED_SPACE),
+                stop=agent.stop,
+                grammar=grammar,
+                regex=regex,
+                tools=tools,
+            ),
         )
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
             self._usage[key] += result.usage.get(key, 0)

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 import gather_envs.agents.llm  # noqa: F401  (registers the LLM agents)
 from gather_envs.agents import make_agent
-from gather_envs.agents.backends import make_backend
+from gather_envs.agents.backends import Sampling, make_backend
 from gather_envs.agents.backends.openai_http import OpenAIHTTPBackend
 from gather_envs.envs.actions import ANSWER, SEARCH, parse_action
 from gather_envs.errors import BackendError, ConfigError
@@ -25,7 +26,7 @@ from gather_envs.evaluation import evaluate
 SECRET = "sk-test-9f8e7d6c5b4a-never-print-me"
 FAST = {"backoff_s": 0.01, "max_backoff_s": 0.05, "model": "test-model"}
 MESSAGES = [{"role": "user", "content": "Question: who?"}]
-SAMPLING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 16, "seed": 7}
+SAMPLING = Sampling(temperature=0.0, top_p=1.0, max_tokens=16, seed=7)
 
 
 def completion(text: str = "answer[x]", tool_calls: list | None = None) -> dict[str, Any]:
@@ -161,16 +162,25 @@ def closed_port() -> int:
 def test_a_refused_connection_is_retried_then_raises_backend_error() -> None:
     backend = OpenAIHTTPBackend(f"http://127.0.0.1:{closed_port()}/v1", max_retries=2, **FAST)
     with pytest.raises(BackendError, match=r"failed after 3 attempt\(s\)") as error:
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert str(error.value).count("connection failed") == 3  # every attempt is accounted for
     assert backend.totals()["attempts"] == 3 and backend.totals()["retries"] == 2
+
+
+def test_by_default_an_attempt_has_60_s_and_a_call_4_attempts() -> None:
+    """The defaults from agent options: a 60 s deadline per attempt, 3 retries, a 120 s budget."""
+    backend = make_backend({"base_url": f"http://127.0.0.1:{closed_port()}/v1", **FAST})
+    settings = backend.settings()
+    assert (settings["timeout_s"], settings["max_retries"], settings["request_budget_s"]) == (60.0, 3, 120.0)
+    with pytest.raises(BackendError, match=r"failed after 4 attempt\(s\) \(timeout_s=60, request_budget_s=120\)"):
+        backend.chat(MESSAGES, SAMPLING)
 
 
 @pytest.mark.parametrize("failure", [("status", 500), ("status", 503), ("status", 429, {"Retry-After": "0"})])
 def test_a_server_error_or_rate_limit_is_retried_until_success(serve, failure: tuple) -> None:
     server = serve(failure, ("ok", completion("answer[Paris]")))
     backend = OpenAIHTTPBackend(server.url, max_retries=3, **FAST)
-    result = backend.chat(MESSAGES, **SAMPLING)
+    result = backend.chat(MESSAGES, SAMPLING)
     assert result.text == "answer[Paris]"
     assert len(server.requests) == 2
     assert result.usage == {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
@@ -182,7 +192,7 @@ def test_retry_after_is_honoured_within_the_cap(serve) -> None:
     server = serve(("status", 429, {"Retry-After": "0.3"}), ("ok", completion()))
     backend = OpenAIHTTPBackend(server.url, max_retries=1, backoff_s=0.0, max_backoff_s=1.0, model="m")
     started = time.perf_counter()
-    backend.chat(MESSAGES, **SAMPLING)
+    backend.chat(MESSAGES, SAMPLING)
     assert time.perf_counter() - started >= 0.3
 
 
@@ -190,14 +200,14 @@ def test_persistent_server_errors_end_in_backend_error_after_every_retry(serve) 
     server = serve(("status", 502))
     backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
     with pytest.raises(BackendError, match="HTTP 502"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 3
 
 
 def test_a_hanging_server_times_out_and_is_retried(serve) -> None:
     server = serve(("hang", 1.5), ("ok", completion("answer[on time]")))
     backend = OpenAIHTTPBackend(server.url, timeout_s=0.3, max_retries=1, **FAST)
-    assert backend.chat(MESSAGES, **SAMPLING).text == "answer[on time]"
+    assert backend.chat(MESSAGES, SAMPLING).text == "answer[on time]"
     assert len(server.requests) == 2
 
 
@@ -206,7 +216,7 @@ def test_a_server_that_always_hangs_ends_in_backend_error(serve) -> None:
     backend = OpenAIHTTPBackend(server.url, timeout_s=0.2, max_retries=1, **FAST)
     started = time.perf_counter()
     with pytest.raises(BackendError, match="timed out after 0.2 s"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert time.perf_counter() - started < 1.4  # gave up on timeouts, did not wait for the server
     assert len(server.requests) == 2
 
@@ -216,7 +226,7 @@ def test_malformed_json_is_retried_then_raises_backend_error(serve, bad: bytes) 
     server = serve(("raw", bad))
     backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
     with pytest.raises(BackendError, match="malformed") as error:
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 3
     assert "attempt 1" in str(error.value) and "attempt 3" in str(error.value)
 
@@ -224,21 +234,21 @@ def test_malformed_json_is_retried_then_raises_backend_error(serve, bad: bytes) 
 def test_malformed_json_then_a_good_answer_succeeds(serve) -> None:
     server = serve(("raw", b"<html>proxy error</html>"), ("ok", completion("answer[ok]")))
     backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
-    assert backend.chat(MESSAGES, **SAMPLING).text == "answer[ok]"
+    assert backend.chat(MESSAGES, SAMPLING).text == "answer[ok]"
 
 
 def test_a_client_error_is_not_retried(serve) -> None:
     server = serve(("status", 400))
     backend = OpenAIHTTPBackend(server.url, max_retries=3, **FAST)
     with pytest.raises(BackendError, match="HTTP 400"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 1
 
 
 def test_backoff_jitter_is_seeded_and_bounded() -> None:
     def delays(seed: int) -> list[float]:
         backend = OpenAIHTTPBackend("http://127.0.0.1:1/v1", model="m", retry_seed=seed, backoff_s=1.0)
-        return [backend._delay(attempt, None) for attempt in range(4)]
+        return [backend.retry_policy.delay(attempt, None) for attempt in range(4)]
 
     assert delays(5) == delays(5)
     assert delays(5) != delays(6)
@@ -252,7 +262,7 @@ def test_requests_in_flight_per_endpoint_are_bounded_by_max_connections(serve, l
     server = serve(("ok", completion(), 0.15))
     server.linger_s = linger_s
     backend = OpenAIHTTPBackend(server.url, max_connections=2, **FAST)
-    threads = [threading.Thread(target=backend.chat, args=(MESSAGES,), kwargs=SAMPLING) for _ in range(6)]
+    threads = [threading.Thread(target=backend.chat, args=(MESSAGES, SAMPLING)) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -264,7 +274,7 @@ def test_requests_in_flight_per_endpoint_are_bounded_by_max_connections(serve, l
 def test_the_request_carries_sampling_settings_stop_and_the_grammar(serve) -> None:
     server = serve(("ok", completion()))
     backend = OpenAIHTTPBackend(server.url, **FAST)
-    backend.chat(MESSAGES, **SAMPLING, stop=["\nObservation"], grammar='root ::= "x"', regex="x")
+    backend.chat(MESSAGES, replace(SAMPLING, stop=("\nObservation",), grammar='root ::= "x"', regex="x"))
     body = server.requests[0]["body"]
     assert body["model"] == "test-model" and body["messages"] == MESSAGES
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0.0, 1.0, 16, 7)
@@ -285,7 +295,7 @@ def test_constraint_modes_send_the_fields_each_server_understands(
 ) -> None:
     server = serve(("ok", completion()))
     backend = OpenAIHTTPBackend(server.url, constraint=constraint, **FAST)
-    backend.chat(MESSAGES, **SAMPLING, grammar='root ::= "x"', regex="x")
+    backend.chat(MESSAGES, replace(SAMPLING, grammar='root ::= "x"', regex="x"))
     body = server.requests[0]["body"]
     fields = {
         k: body[k] for k in ("grammar", "structured_outputs", "guided_regex", "guided_grammar") if k in body
@@ -309,7 +319,7 @@ def test_configuration_comes_from_gather_then_openai_variables(serve, monkeypatc
     backend = make_backend({})
     assert isinstance(backend, OpenAIHTTPBackend)
     assert backend.base_url == server.url and backend.model == "openai-model"
-    backend.chat(MESSAGES, **SAMPLING)
+    backend.chat(MESSAGES, SAMPLING)
     assert server.requests[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
 
 
@@ -350,7 +360,7 @@ def test_the_api_key_never_appears_in_repr_settings_errors_or_records(serve, tmp
     assert SECRET not in repr(agent) and SECRET not in json.dumps(agent.settings())
     refused = OpenAIHTTPBackend(f"http://127.0.0.1:{closed_port()}/v1", api_key=SECRET, max_retries=0, **FAST)
     with pytest.raises(BackendError) as error:
-        refused.chat(MESSAGES, **SAMPLING)
+        refused.chat(MESSAGES, SAMPLING)
     assert SECRET not in str(error.value)
 
 
@@ -493,7 +503,7 @@ def test_any_answer_that_is_not_a_completion_is_a_backend_error(serve, body: byt
     server = serve(("raw", body))
     backend = OpenAIHTTPBackend(server.url, max_retries=1, **FAST)
     with pytest.raises(BackendError, match="malformed"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 2  # retried once, like any garbage
 
 
@@ -506,13 +516,13 @@ def test_odd_but_usable_completions_are_accepted(serve) -> None:
         ("raw", b'{"choices": [{"message": {"content": "a"}}], "usage": {"prompt_tokens": Infinity}}'),
     )
     backend = OpenAIHTTPBackend(server.url, **FAST)
-    result = backend.chat(MESSAGES, **SAMPLING)
+    result = backend.chat(MESSAGES, SAMPLING)
     assert result.text == "answer[x]" and result.usage == {
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "total_tokens": 0,
     }
-    assert backend.chat(MESSAGES, **SAMPLING).usage["prompt_tokens"] == 0
+    assert backend.chat(MESSAGES, SAMPLING).usage["prompt_tokens"] == 0
 
 
 def test_a_truncated_body_is_retried_then_a_backend_error(serve) -> None:
@@ -520,7 +530,7 @@ def test_a_truncated_body_is_retried_then_a_backend_error(serve) -> None:
     server = serve(("truncated", body[:20], len(body)))
     backend = OpenAIHTTPBackend(server.url, max_retries=2, **FAST)
     with pytest.raises(BackendError, match="cut short: 20 of") as error:
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 3 and "attempt 3" in str(error.value)
 
 
@@ -530,7 +540,7 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(serve) -> None:
     server = serve(("trickle", body, 0.05))
     backend = OpenAIHTTPBackend(server.url, timeout_s=0.5, max_retries=0, **FAST)
     with pytest.raises(BackendError, match=r"timed out after 0.5 s \(deadline"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     total = len(body) + 80  # the body plus at least the status line and headers
     with server.lock:
         assert server.bytes_sent < total / 2  # the client hung up long before the answer was whole
@@ -540,7 +550,7 @@ def test_the_request_budget_bounds_a_call_over_all_its_retries(serve) -> None:
     server = serve(("hang", 1.0))
     backend = OpenAIHTTPBackend(server.url, timeout_s=0.3, max_retries=50, request_budget_s=0.7, **FAST)
     with pytest.raises(BackendError, match="request_budget_s=0.7") as error:
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert 2 <= len(server.requests) <= 4  # not 51 attempts: the budget ran out first
     assert "timed out" in str(error.value)
 
@@ -549,7 +559,7 @@ def test_a_redirect_is_not_followed_and_says_what_to_do(serve) -> None:
     server = serve(("status", 307, {"Location": "http://127.0.0.1:1/v1/chat/completions"}))
     backend = OpenAIHTTPBackend(server.url, max_retries=3, **FAST)
     with pytest.raises(BackendError, match="redirected.*base_url"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 1
 
 
@@ -558,7 +568,7 @@ def test_an_error_page_echoing_the_authorization_header_leaks_nothing(serve, tmp
     server = serve(("echo", code))
     backend = OpenAIHTTPBackend(server.url, api_key=SECRET, max_retries=1, **FAST)
     with pytest.raises(BackendError) as error:
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert SECRET not in str(error.value) and "Bearer ****" in str(error.value)
     env = gym.make("Gather-MultiHop-v0")
     agent = make_agent("react", env, backend="http", base_url=server.url, api_key=SECRET, model="m",
@@ -666,7 +676,7 @@ def test_logprobs_asked_for_but_not_returned_is_a_backend_error_that_says_what_t
     server = serve(("ok", completion()))
     backend = OpenAIHTTPBackend(server.url, logprobs=True, top_logprobs=3, **FAST)
     with pytest.raises(BackendError, match="logprobs were asked for.*drop logprobs=true"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     body = server.requests[0]["body"]
     assert body["logprobs"] is True and body["top_logprobs"] == 3
     assert len(server.requests) == 1  # not retried: the server does not return them
@@ -682,7 +692,7 @@ def test_malformed_logprobs_are_retried_then_a_backend_error(serve, logprobs: di
     server = serve(("ok", body))
     backend = OpenAIHTTPBackend(server.url, logprobs=True, max_retries=1, **FAST)
     with pytest.raises(BackendError, match="malformed completion"):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 2
 
 
@@ -693,7 +703,7 @@ def test_an_infinite_logprob_is_stored_as_none_and_the_key_is_scrubbed_from_toke
     }
     server = serve(("raw", json.dumps(body).encode()))
     backend = OpenAIHTTPBackend(server.url, api_key=SECRET, logprobs=True, **FAST)
-    (token,) = backend.chat(MESSAGES, **SAMPLING).logprobs or ()
+    (token,) = backend.chat(MESSAGES, SAMPLING).logprobs or ()
     assert token.token == "****" and token.logprob is None and token.top == (("b", -2.0),)
 
 
@@ -720,7 +730,7 @@ def test_every_http_framing_of_an_answer_is_read(serve, answer: bytes) -> None:
     server = serve(("wire", answer))
     backend = OpenAIHTTPBackend(server.url, max_retries=0, **FAST)
     for _ in range(2):
-        assert backend.chat(MESSAGES, **SAMPLING).text == "answer[wired]"
+        assert backend.chat(MESSAGES, SAMPLING).text == "answer[wired]"
     assert len(server.requests) == 2 and backend.totals()["attempts"] == 2
 
 
@@ -740,7 +750,7 @@ def test_an_answer_that_is_not_http_is_retried_then_a_backend_error(
     server = serve(("wire", answer))
     backend = OpenAIHTTPBackend(server.url, max_retries=1, **FAST)
     with pytest.raises(BackendError, match=message):
-        backend.chat(MESSAGES, **SAMPLING)
+        backend.chat(MESSAGES, SAMPLING)
     assert len(server.requests) == 2
 
 
@@ -763,7 +773,7 @@ def test_https_endpoints_are_verified_and_served(serve, tmp_path, monkeypatch) -
     server.socket = context.wrap_socket(server.socket, server_side=True)
     url = server.url.replace("http://", "https://")
     with pytest.raises(BackendError, match="connection failed: SSLCertVerificationError"):
-        OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, **SAMPLING)
+        OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, SAMPLING)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    assert OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, **SAMPLING).text == "answer[tls]"
+    assert OpenAIHTTPBackend(url, max_retries=0, **FAST).chat(MESSAGES, SAMPLING).text == "answer[tls]"
     assert len(server.requests) == 1

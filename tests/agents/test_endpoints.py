@@ -17,7 +17,7 @@ from _support.loopback_openai import ServerProcess, serve_in_thread
 
 import gather_envs.agents.llm  # noqa: F401  (registers the LLM agents)
 from gather_envs.agents import make_agent
-from gather_envs.agents.backends import make_backend
+from gather_envs.agents.backends import Sampling, make_backend
 from gather_envs.agents.backends.openai_http import OpenAIHTTPBackend
 from gather_envs.agents.llm import LOGPROBS_KEY, LOGPROBS_VERSION, logprobs_record
 from gather_envs.errors import ConfigError
@@ -36,7 +36,7 @@ TWO_SEARCHES = (
     "Thought: done.\nAction: answer[1915]",
 )
 MESSAGES = [{"role": "user", "content": "Question: who?"}]
-SAMPLING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 16, "seed": 7}
+SAMPLING = Sampling(temperature=0.0, top_p=1.0, max_tokens=16, seed=7)
 FAST = {"model": "loopback", "backoff_s": 0.01, "max_backoff_s": 0.05}
 IN_FLIGHT = 256
 POLL_S = 0.005
@@ -68,7 +68,7 @@ def test_max_connections_bounds_open_connections_and_they_are_kept_alive() -> No
     with serve_in_thread(["answer[x]"], latency_s=0.05) as server:
         backend = OpenAIHTTPBackend(f"http://127.0.0.1:{server.port}/v1", max_connections=4, **FAST)
         threads = [
-            threading.Thread(target=lambda: [backend.chat(MESSAGES, **SAMPLING) for _ in range(5)])
+            threading.Thread(target=lambda: [backend.chat(MESSAGES, SAMPLING) for _ in range(5)])
             for _ in range(12)
         ]
         for thread in threads:
@@ -143,11 +143,11 @@ def test_a_restarted_endpoint_is_probed_back_into_the_rotation() -> None:
         backend = OpenAIHTTPBackend(f"{alive.url},{doomed.url}", probe_after_s=0.0, **FAST)
         doomed.kill()
         for _ in range(4):  # each new session probes the dead endpoint once, then fails over
-            assert backend.session().chat(MESSAGES, **SAMPLING).text == "answer[x]"
+            assert backend.session().chat(MESSAGES, SAMPLING).text == "answer[x]"
         assert [state["up"] for state in backend.endpoint_states()] == [True, False]
         with ServerProcess(["answer[x]"], port=port) as restarted:
             for _ in range(4):
-                assert backend.session().chat(MESSAGES, **SAMPLING).text == "answer[x]"
+                assert backend.session().chat(MESSAGES, SAMPLING).text == "answer[x]"
             assert restarted.stats()["requests"] >= 1
         assert [state["up"] for state in backend.endpoint_states()] == [True, True]
 
@@ -301,7 +301,7 @@ def test_running_out_of_file_descriptors_is_not_the_endpoints_fault(monkeypatch)
     import errno
     import socket
 
-    from gather_envs.agents.backends import openai_http
+    from gather_envs.agents.backends.http import transport
 
     real = socket.create_connection
     calls = []
@@ -316,7 +316,7 @@ def test_running_out_of_file_descriptors_is_not_the_endpoints_fault(monkeypatch)
         backend = OpenAIHTTPBackend(
             [f"http://127.0.0.1:{first.port}/v1", f"http://127.0.0.1:{second.port}/v1"], max_retries=1, **FAST
         )
-        monkeypatch.setattr(openai_http.socket, "create_connection", exhausted_once)
-        assert backend.session().chat(MESSAGES, **SAMPLING).text == "answer[x]"
+        monkeypatch.setattr(transport.socket, "create_connection", exhausted_once)
+        assert backend.session().chat(MESSAGES, SAMPLING).text == "answer[x]"
     assert [state["up"] for state in backend.endpoint_states()] == [True, True]
     assert backend.totals()["failovers"] == 0 and backend.totals()["retries"] == 1

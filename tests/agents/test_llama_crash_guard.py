@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gather_envs.agents.backends import llama_embedded
+from gather_envs.agents.backends import Sampling, llama_embedded
 from gather_envs.agents.backends.llama_embedded import (
     PROBE_CRASH_ENV,
     PROBE_REPACKING_ENV,
@@ -127,7 +127,7 @@ def test_the_probe_passes_and_the_model_decodes(fresh_probes: None) -> None:
     backend = LlamaEmbeddedBackend(context_tokens=FRESH_CONTEXT_TOKENS)
     assert backend.settings()["weight_repacking"] is False
     result = backend.chat(
-        [{"role": "user", "content": "Say hi."}], temperature=0.0, top_p=1.0, max_tokens=8, seed=0
+        [{"role": "user", "content": "Say hi."}], Sampling(temperature=0.0, top_p=1.0, max_tokens=8, seed=0)
     )
     assert result.text and result.usage["completion_tokens"] > 0
 

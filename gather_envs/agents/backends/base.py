@@ -1,4 +1,4 @@
-"""The chat backend protocol shared by the HTTP and the embedded backends."""
+"""The chat backend protocol and the sampling options shared by every backend (HTTP, embedded, transformers)."""
 
 from __future__ import annotations
 
@@ -71,32 +71,41 @@ class ChatResult:
     logprobs: tuple[TokenLogprob, ...] | None = None
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How one completion is sampled and constrained: the options every backend's ``chat`` takes.
+
+    ``grammar`` is a llama.cpp GBNF grammar and ``regex`` the same constraint as a regular
+    expression (for servers that take regexes); a backend applies the one it supports, or none.
+    ``tools`` are OpenAI function-tool schemas, sent only by a backend whose ``supports_tools`` is true.
+
+    >>> Sampling(temperature=0.0, top_p=1.0, max_tokens=16, seed=7).stop
+    ()
+    """
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None
+    regex: str | None = None
+    tools: tuple[dict[str, Any], ...] | None = None
+
+
 @runtime_checkable
 class ChatBackend(Protocol):
     """Anything that completes a chat: an OpenAI-compatible server or an in-process model.
 
-    ``grammar`` is a llama.cpp GBNF grammar and ``regex`` the same constraint as a regular
-    expression (for servers that take regexes); a backend applies the one it supports, or none.
-    ``tools`` are OpenAI function-tool schemas, used only when ``supports_tools`` is true. A
-    backend that routes among several servers also offers ``session()`` (see :func:`episode_backend`).
+    A backend that routes among several servers also offers ``session()`` (see :func:`episode_backend`).
     """
 
     supports_tools: bool
     context_tokens: int
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int | None,
-        stop: Sequence[str] = (),
-        grammar: str | None = None,
-        regex: str | None = None,
-        tools: Sequence[dict[str, Any]] | None = None,
-    ) -> ChatResult: ...
+    def chat(self, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
+        """One completion of ``messages`` sampled as ``sampling`` says."""
+        ...
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens the messages take in the prompt (exact or a conservative estimate)."""

