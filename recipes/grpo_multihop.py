@@ -69,7 +69,13 @@ class Settings:
     sft_epochs: float = 1.0
     sft_batch: int = 2
     sft_learning_rate: float = 2e-5
+    sft_lr_scheduler: str = "linear"  # "constant": each epoch's model equals a run of that many epochs
     sft_max_length: int = 2048
+    save_minutes: float = 10.0  # SFT and GRPO save a resumable checkpoint about this often
+    eval_static: bool = False  # also evaluate the static twins (Gather-Static-v0, same world) at T = 0
+    signal_tasks: int = 0  # train prompts sampled signal_n times at max(eval_budgets): the GRPO signal
+    signal_n: int = 8
+    examples: str | None = None  # worked example turns (a JSON file) for training and evaluation; None: the style's
     use_vllm: bool = False  # needs `pip install vllm`; generation then goes through vllm_generate
     vllm_mode: str = "colocate"
     bf16: bool = False
@@ -189,17 +195,46 @@ def train_rows(settings: Settings) -> list[dict[str, Any]]:
         env_kwargs=dict(settings.env_kwargs),
         limit=settings.train_tasks,
         seed=settings.seed,
+        examples=settings.examples,
     )
     return to_layout(rows, "trl")
 
 
 def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
-    """PASS@(k,T) records of one model on the test sample (resumable: reruns play what is missing)."""
+    """PASS@(k,T) records of one model on the test sample (resumable: reruns play what is missing).
+
+    With ``eval_static`` the same model also plays the static twins of the sampled tasks
+    (``{name}-static.jsonl``, T = 0, every document in the prompt); with ``signal_tasks`` it samples
+    ``signal_n`` episodes of that many train prompts at the largest budget (``{name}-signal.jsonl``):
+    the share whose samples disagree is the share of GRPO groups with a non-zero advantage.
+    """
     records = out / f"{name}.jsonl"
+    _eval(model, name, settings, records, settings.env_id, ("--tasks", str(settings.eval_tasks)))
+    if settings.eval_static:
+        twins = out / f"{name}-static-tasks.txt"
+        ids = sorted({json.loads(line)["task_id"] for line in records.read_text().splitlines() if line.strip()})
+        twins.write_text("".join(f"static-{task_id}\n" for task_id in ids))
+        static = replace(settings, eval_budgets=(0,))
+        _eval(model, name, static, out / f"{name}-static.jsonl", "Gather-Static-v0", ("--task-ids", str(twins)))
+    if settings.signal_tasks:
+        signal = replace(
+            settings,
+            env_kwargs=(*settings.env_kwargs, ("split", "train")),
+            eval_n=settings.signal_n,
+            eval_budgets=(max(settings.eval_budgets),),
+        )
+        tasks = ("--tasks", str(settings.signal_tasks))
+        _eval(model, name, signal, out / f"{name}-signal.jsonl", settings.env_id, tasks)
+    return records
+
+
+def _eval(model: str, name: str, settings: Settings, records: Path, env_id: str, tasks: tuple[str, str]) -> None:
+    """One ``gather-envs eval`` of the style's agent on ``model`` (resumable) into ``records``."""
     kwargs = [arg for key, value in settings.env_kwargs for arg in ("--kwarg", f"{key}={json.dumps(value)}")]
+    examples = ("--agent-option", f"examples={settings.examples}") if settings.examples else ()
     cli(
         "eval",
-        settings.env_id,
+        env_id,
         *kwargs,
         "--agent",
         AGENTS[settings.style],
@@ -213,12 +248,12 @@ def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
         f"seed={settings.seed}",
         "--agent-option",
         f"agent_id={name}",
+        *examples,
         "--n",
         str(settings.eval_n),
         "--budgets",
         ",".join(str(b) for b in settings.eval_budgets),
-        "--tasks",
-        str(settings.eval_tasks),
+        *tasks,
         "--seed",
         str(settings.seed),
         "--concurrency",
@@ -227,7 +262,6 @@ def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
         str(records),
         "--quiet",
     )
-    return records
 
 
 # -- SFT on oracle trajectories ---------------------------------------------------------------
@@ -269,7 +303,16 @@ def oracle_conversations(rows: list[dict[str, Any]], records: Path, style: str) 
 
 
 def train_sft(model: str, settings: Settings, out: Path) -> Path:
-    """Fine-tune on the oracle transcripts (assistant turns only); the saved checkpoint's folder."""
+    """Fine-tune on the oracle transcripts (assistant turns only); the saved checkpoint's folder.
+
+    Resumable: a finished run (``sft-model/``) is reused, an interrupted one continues from its last
+    checkpoint in ``sft-trainer/`` (saved every ``save_minutes``). Each epoch's model is kept as
+    ``sft-epoch-N/``; under ``sft_lr_scheduler="constant"`` it equals a run of N epochs.
+    """
+    folder = out / "sft-model"
+    if (folder / DONE).exists():
+        log(f"SFT already done: {folder}")
+        return folder
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -286,32 +329,102 @@ def train_sft(model: str, settings: Settings, out: Path) -> Path:
         tokenizer.chat_template = (
             resources.files("trl") / "chat_templates" / "qwen2_5_training.jinja"
         ).read_text()
+    trainer_dir = out / "sft-trainer"
     trainer = SFTTrainer(
         model=trainable_model(model, settings),
         processing_class=tokenizer,
         train_dataset=Dataset.from_list(examples),
         args=SFTConfig(
-            output_dir=str(out / "sft-trainer"),
+            output_dir=str(trainer_dir),
             num_train_epochs=settings.sft_epochs,
             per_device_train_batch_size=settings.sft_batch,
             learning_rate=settings.sft_learning_rate,
+            lr_scheduler_type=settings.sft_lr_scheduler,
             max_length=settings.sft_max_length,
             assistant_only_loss="{% generation %}" in (tokenizer.chat_template or ""),
             gradient_checkpointing=False,
             use_cpu=settings.use_cpu,
             bf16=settings.bf16,
             report_to="none",
-            save_strategy="no",
+            save_strategy="no",  # checkpoints come from the clock (save_every) and each epoch's end
+            save_total_limit=1,
             logging_steps=1,
             seed=settings.seed,
         ),
+        callbacks=[save_every(settings.save_minutes), save_epochs(out, "sft-epoch", tokenizer, inference_template)],
     )
-    trainer.train()
-    folder = out / "sft-model"
-    trainer.save_model(str(folder))
+    trainer.train(resume_from_checkpoint=last_checkpoint(trainer_dir))
+    (out / "sft_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
     tokenizer.chat_template = inference_template
-    tokenizer.save_pretrained(str(folder))
+    save_model(trainer.model, tokenizer, folder)
     return folder
+
+
+DONE = "complete.json"
+"""Written last into a saved model folder: a folder without it is an interrupted save."""
+
+
+def save_model(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Save weights and tokenizer to ``folder`` whole or not at all (a temporary folder, renamed)."""
+    import shutil
+
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    (partial / DONE).write_text(json.dumps({"saved": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+def last_checkpoint(trainer_dir: Path) -> str | None:
+    """The trainer's newest ``checkpoint-N`` folder to resume from, or None for a fresh start."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not trainer_dir.is_dir():
+        return None
+    found = get_last_checkpoint(str(trainer_dir))
+    if found:
+        log(f"resuming from {found}")
+    return found
+
+
+def save_every(minutes: float) -> Any:
+    """A trainer callback that asks for a resumable checkpoint every ``minutes`` of training."""
+    from transformers import TrainerCallback
+
+    class SaveEvery(TrainerCallback):
+        last = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            self.last = time.monotonic()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.monotonic() - self.last >= 60 * minutes:
+                self.last = time.monotonic()
+                control.should_save = True
+            return control
+
+    return SaveEvery()
+
+
+def save_epochs(out: Path, prefix: str, tokenizer: Any, template: Any) -> Any:
+    """A trainer callback that keeps each finished epoch's model as ``{prefix}-N/`` (for inference)."""
+    from transformers import TrainerCallback
+
+    class SaveEpochs(TrainerCallback):
+        def on_epoch_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> Any:
+            epoch = round(state.epoch or 0)
+            folder = out / f"{prefix}-{epoch}"
+            if model is not None and not (folder / DONE).exists():
+                training_template, tokenizer.chat_template = tokenizer.chat_template, template
+                save_model(model, tokenizer, folder)
+                tokenizer.chat_template = training_template
+                log(f"epoch {epoch}: saved {folder}")
+            control.should_save = True  # and a resumable checkpoint at the epoch boundary
+            return control
+
+    return SaveEpochs()
 
 
 # -- GRPO ---------------------------------------------------------------------------------------
@@ -372,7 +485,15 @@ def plot_rewards(history: list[dict[str, Any]], path: Path, settings: Settings, 
 
 
 def train_grpo(model: str, settings: Settings, out: Path) -> Path:
-    """GRPO with the env's reward through the rollout function; the saved checkpoint's folder."""
+    """GRPO with the env's reward through the rollout function; the saved checkpoint's folder.
+
+    Resumable like :func:`train_sft`: a finished run is reused, an interrupted one continues from
+    its last checkpoint (``grpo_max_minutes`` then counts from the restart).
+    """
+    folder = out / "grpo-model"
+    if (folder / DONE).exists():
+        log(f"GRPO already done: {folder}")
+        return folder
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
@@ -384,8 +505,9 @@ def train_grpo(model: str, settings: Settings, out: Path) -> Path:
     groups = settings.grpo_batch // settings.grpo_generations
     rows = rows[: max(groups, len(rows) // groups * groups)]  # whole batches only (huggingface/trl#6137)
     tokenizer = AutoTokenizer.from_pretrained(model)
+    trainer_dir = out / "grpo-trainer"
     config = GRPOConfig(
-        output_dir=str(out / "grpo-trainer"),
+        output_dir=str(trainer_dir),
         max_steps=settings.grpo_steps,
         per_device_train_batch_size=settings.grpo_batch,
         num_generations=settings.grpo_generations,
@@ -399,7 +521,8 @@ def train_grpo(model: str, settings: Settings, out: Path) -> Path:
         use_cpu=settings.use_cpu,
         bf16=settings.bf16,
         report_to="none",
-        save_strategy="no",
+        save_strategy="no",  # checkpoints come from the clock (save_every)
+        save_total_limit=1,
         logging_steps=1,
         seed=settings.seed,
     )
@@ -418,14 +541,15 @@ def train_grpo(model: str, settings: Settings, out: Path) -> Path:
         args=config,
         train_dataset=Dataset.from_list(rows),
         rollout_func=rollout,
-        callbacks=[time_limit(settings.grpo_max_minutes)] if settings.grpo_max_minutes else None,
+        callbacks=[
+            save_every(settings.save_minutes),
+            *([time_limit(settings.grpo_max_minutes)] if settings.grpo_max_minutes else []),
+        ],
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=last_checkpoint(trainer_dir))
     (out / "grpo_log.json").write_text(json.dumps(trainer.state.log_history, indent=2))
     plot_rewards(trainer.state.log_history, out / "grpo_rewards.png", settings)
-    folder = out / "grpo-model"
-    trainer.save_model(str(folder))
-    tokenizer.save_pretrained(str(folder))
+    save_model(trainer.model, tokenizer, folder)
     return folder
 
 

@@ -63,6 +63,17 @@ def _finished_in(out: str) -> set[Cell]:
     return {cell_of(record) for record in records if not record.is_infra_error}
 
 
+def read_task_ids(path: str) -> list[str]:
+    """The task ids a ``--task-ids`` file lists, one a line (blank lines skipped); one-line errors."""
+    try:
+        ids = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GatherError(f"bad --task-ids: cannot read {path}: {exc}") from None
+    if not ids:
+        raise GatherError(f"bad --task-ids: {path} lists no task ids")
+    return ids
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from gather_envs.evaluation import EvaluationInterrupted, evaluate
 
@@ -75,7 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.agent,
             n=args.n,
             budgets=budgets,
-            tasks=args.tasks,
+            tasks=read_task_ids(args.task_ids) if args.task_ids is not None else args.tasks,
             seed=args.seed,
             concurrency=args.concurrency,
             out=args.out,
@@ -154,8 +165,10 @@ def add_parser(sub: Any) -> None:
         metavar="T,T,...",
         help=f"comma-separated tool-call budgets T, each in [0, {MAX_TOOL_CALLS}] (default %(default)s)",
     )
-    evaluate.add_argument(
-        "--tasks", type=int_type(1), metavar="N", help="a seeded sample of N tasks (default: all)"
+    which = evaluate.add_mutually_exclusive_group()
+    which.add_argument("--tasks", type=int_type(1), metavar="N", help="a seeded sample of N tasks (default: all)")
+    which.add_argument(
+        "--task-ids", metavar="FILE", help="exactly these tasks: a file of task ids, one a line"
     )
     evaluate.add_argument(
         "--seed",

@@ -52,14 +52,17 @@ def system_prompt(name: str, env_dialect: str = "react") -> str:
     return render_prompt(load_prompt(style.prompt), style.dialect or env_dialect)
 
 
-def prompt_messages(name: str, first_observation: str, env_dialect: str = "react") -> list[Message]:
+def prompt_messages(
+    name: str, first_observation: str, env_dialect: str = "react", examples: str | None = None
+) -> list[Message]:
     """The conversation a policy starts from: the style's system prompt, its worked example turns
-    (the ``act`` style has some), then the env's task prompt."""
+    (the ``act`` style has some; ``examples`` names other ones, as the agents' option does), then
+    the env's task prompt."""
     from gather_envs.agents.llm import load_examples
 
     return [
         {"role": SYSTEM, "content": system_prompt(name, env_dialect)},
-        *load_examples(_style(name).examples),
+        *load_examples(examples or _style(name).examples),
         {"role": USER, "content": first_observation},
     ]
 

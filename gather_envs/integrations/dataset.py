@@ -78,6 +78,7 @@ def task_rows(
     seed: int = 0,
     system_prompt: bool = True,
     tool_call_format: str | None = None,
+    examples: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (task, budget) of a split, with the prompt and the episode fields.
 
@@ -88,7 +89,8 @@ def task_rows(
     ``tool_call_format`` (from :func:`~gather_envs.integrations.chat.tool_call_format` of the
     model's tokenizer) writes every tool call the prompt shows in the chat template's own form, so
     a ``tools`` prompt asks for what the trainer's tool-call parser accepts; give the same format
-    to :class:`~gather_envs.integrations.trl.GatherToolEnv`.
+    to :class:`~gather_envs.integrations.trl.GatherToolEnv`. ``examples`` replaces the style's
+    worked example turns (a JSON file, as the agents' ``examples`` option; ``[]`` for none).
     """
     kwargs = dict(env_kwargs or {})
     kwargs["split"] = split
@@ -112,7 +114,7 @@ def task_rows(
         kwargs_json = json.dumps(kwargs, sort_keys=True)
 
         def messages(observation: str) -> list[dict[str, Any]]:
-            full = chat.prompt_messages(style, observation, kwargs["dialect"])
+            full = chat.prompt_messages(style, observation, kwargs["dialect"], examples)
             full = [{**m, "content": chat.show_tool_calls(m["content"], tool_call_format)} for m in full]
             return full if system_prompt else full[1:]
 

@@ -252,3 +252,31 @@ def test_eval_makes_the_folders_of_out(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = cli(capsys, *eval_args("test_runner:CoinAgent", out))
     assert code == 0, err
     assert len(read_records(out)) == TASKS * len(BUDGETS) * N
+
+
+def test_eval_plays_exactly_the_listed_task_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chosen = sample_tasks([t.task_id for t in small_env().tasks], 3, 99)
+    listed = tmp_path / "ids.txt"
+    listed.write_text("\n".join(chosen) + "\n\n")
+    out = tmp_path / "listed.jsonl"
+    args = eval_args("test_runner:CoinAgent", out, "--quiet")
+    at = args.index("--tasks")
+    args[at : at + 2] = ["--task-ids", str(listed)]
+    code, _, err = cli(capsys, *args)
+    assert code == 0, err
+    records = read_records(out)
+    assert {r.task_id for r in records} == set(chosen) and len(records) == 3 * len(BUDGETS) * N
+
+
+@pytest.mark.parametrize("content", ["", "no-such-task\n"])
+def test_eval_refuses_an_empty_or_unknown_task_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    listed = tmp_path / "ids.txt"
+    listed.write_text(content)
+    args = eval_args("test_runner:CoinAgent", tmp_path / "x.jsonl", "--quiet")
+    at = args.index("--tasks")
+    args[at : at + 2] = ["--task-ids", str(listed)]
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and ("no task ids" in err or "no-such-task" in err)
+    assert not (tmp_path / "x.jsonl").exists()

@@ -10,6 +10,7 @@ import pytest
 datasets = pytest.importorskip("datasets", reason="dataset export needs the [datasets] extra")
 pytest.importorskip("pyarrow", reason="parquet export needs pyarrow (the [datasets] extra)")
 
+from gather_envs.agents.llm import load_examples  # noqa: E402
 from gather_envs.integrations import chat  # noqa: E402
 from gather_envs.integrations.dataset import (  # noqa: E402
     LAYOUTS,
@@ -52,6 +53,19 @@ def test_limit_is_a_seeded_sample_and_smaller_samples_are_subsets():
 def test_system_prompt_can_be_left_out():
     (row,) = task_rows(ENV_ID, "train", limit=1, system_prompt=False)
     assert [m["role"] for m in row["prompt"]] == ["user"]
+
+
+def test_worked_examples_can_be_replaced_or_left_out(tmp_path):
+    (shipped,) = task_rows(ENV_ID, "train", style="act", limit=1)
+    assert len(shipped["prompt"]) == 2 + len(load_examples("act_examples.json"))
+    none = tmp_path / "none.json"
+    none.write_text("[]")
+    (bare,) = task_rows(ENV_ID, "train", style="act", limit=1, examples=str(none))
+    assert bare["prompt"] == [shipped["prompt"][0], shipped["prompt"][-1]]
+    mine = [{"role": "user", "content": "Question: q?"}, {"role": "assistant", "content": "answer[a]"}]
+    (own := tmp_path / "own.json").write_text(json.dumps(mine))
+    (row,) = task_rows(ENV_ID, "train", style="act", limit=1, examples=str(own))
+    assert row["prompt"] == [shipped["prompt"][0], *mine, shipped["prompt"][-1]]
 
 
 def test_layout_columns_are_what_each_trainer_reads():

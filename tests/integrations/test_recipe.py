@@ -119,6 +119,9 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
         "eval_budgets": "[1]",
         "eval_max_tokens": 12,
         "train_layers": 1,
+        "eval_static": "true",
+        "signal_tasks": 2,
+        "signal_n": 2,
     }
     command = [sys.executable, str(RECIPE), "--preset", "cpu-learn", "--out", str(out)]
     for key, value in tiny.items():
@@ -143,3 +146,58 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     assert (out / "grpo_rewards.png").is_file()
     assert len(read_records(out / "train_records.jsonl")) == 2  # one group of two rollouts
     assert (out / "sft-model" / "config.json").is_file() and (out / "grpo-model" / "config.json").is_file()
+    for name in ("base", "sft", "grpo"):  # the static twins of the sampled tasks, and the GRPO signal
+        sampled = {r.task_id for r in read_records(out / f"{name}.jsonl")}
+        static = read_records(out / f"{name}-static.jsonl")
+        assert {r.task_id for r in static} == {f"static-{t}" for t in sampled}
+        assert {r.budget for r in static} == {0} and {r.env_id for r in static} == {"Gather-Static-v0"}
+        signal = read_records(out / f"{name}-signal.jsonl")
+        assert len(signal) == 4 and {r.env_kwargs["split"] for r in signal} == {"train"}
+    assert (out / "sft-model" / "complete.json").exists() and (out / "grpo-model" / "complete.json").exists()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)  # every stage resumes
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "SFT already done" in again.stdout and "GRPO already done" in again.stdout
+    assert len(read_records(out / "sft.jsonl")) == 2
+
+
+def weights(folder: Path) -> dict[str, Any]:
+    return transformers.AutoModelForCausalLM.from_pretrained(folder).state_dict()
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    left, right = weights(a), weights(b)
+    return left.keys() == right.keys() and all(torch.allclose(left[k], right[k], atol=1e-6) for k in left)
+
+
+def test_sft_epochs_resume_and_equal_a_straight_run(recipe, tmp_path: Path) -> None:
+    """Under a constant learning rate, epoch 1 of a 2-epoch run is a 1-epoch run, and a 1-epoch run
+    resumed from its checkpoint to 2 epochs ends where a straight 2-epoch run does."""
+    two = replace(
+        recipe.PRESETS["cpu-learn"],
+        train_tasks=2,
+        sft_examples=2,
+        sft_batch=2,
+        sft_epochs=2.0,
+        sft_lr_scheduler="constant",
+        train_layers=1,
+        save_minutes=0.0,  # a checkpoint after every step
+    )
+    model = str(smollm2_checkpoint())
+    straight = recipe.train_sft(model, two, tmp_path / "straight")
+    for epoch in (1, 2):
+        assert (tmp_path / "straight" / f"sft-epoch-{epoch}" / recipe.DONE).exists()
+    assert same_weights(straight, tmp_path / "straight" / "sft-epoch-2")
+    log = json.loads((tmp_path / "straight" / "sft_log.json").read_text())
+    assert {entry["learning_rate"] for entry in log if "learning_rate" in entry} == {two.sft_learning_rate}
+
+    staged = tmp_path / "staged"
+    first = recipe.train_sft(model, replace(two, sft_epochs=1.0), staged)
+    assert same_weights(first, tmp_path / "straight" / "sft-epoch-1")
+    assert recipe.train_sft(model, replace(two, sft_epochs=1.0), staged) == first  # a finished run is reused
+    checkpoint = recipe.last_checkpoint(staged / "sft-trainer")
+    assert checkpoint is not None and checkpoint.endswith("checkpoint-1")
+    import shutil
+
+    shutil.rmtree(first)  # as if the run had been stopped after its checkpoint, then continued
+    resumed = recipe.train_sft(model, two, staged)
+    assert same_weights(resumed, straight) and not same_weights(resumed, tmp_path / "straight" / "sft-epoch-1")
