@@ -164,6 +164,14 @@ def load_prompt(name: str) -> str:
         raise ConfigError(f"no prompt {name!r} in {PROMPT_PACKAGE}/{PROMPT_FOLDER}") from None
 
 
+def _call_arguments(arguments: str) -> Any:
+    """A native call's arguments as JSON, or the raw string (the env explains that it is not JSON)."""
+    try:
+        return json.loads(arguments)
+    except (ValueError, RecursionError):
+        return arguments
+
+
 def load_examples(name: str | None) -> list[Message]:
     """A style's worked example turns (a JSON list of user/assistant messages), or none."""
     if name is None:
@@ -381,14 +389,14 @@ class LLMPolicy(EpisodePolicy):
         self.messages: list[Message] = [{"role": "system", "content": agent.system_prompt}, *agent.examples]
         self._first_observation = True
         self._observations: list[int] = []  # indices of observation messages, oldest first
-        self._tool_call_id: str | None = None
+        self._tool_call_ids: list[str] = []  # the last reply's native tool calls, awaiting their results
         self._usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "llm_calls": 0}
         self._elided = 0
         self._cut = 0
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         agent = self._agent
-        self._add_observation(observation)
+        self._add_observation(observation, info.get("call_observations"))
         allow_search = int(info.get("tool_calls_left", 0)) > 0 and agent.style.searches
         self._fit_context()
         grammar, regex = agent.constraint(allow_search)
@@ -430,43 +438,46 @@ class LLMPolicy(EpisodePolicy):
             return {}
         return {LOGPROBS_KEY: {"version": LOGPROBS_VERSION, "calls": list(self._logprobs)}}
 
-    def _add_observation(self, observation: str) -> None:
+    def _add_observation(self, observation: str, parts: Sequence[str] | None = None) -> None:
+        """The env's observation as the next message(s): the task prompt, one ``tool`` message per
+        native call of the last reply (each call's own part of the observation), or a user turn."""
         if self._first_observation:  # the task prompt
             self._first_observation = False
             self.messages.append({"role": "user", "content": observation})
             return
-        if self._tool_call_id is not None:
-            message: Message = {"role": "tool", "tool_call_id": self._tool_call_id, "content": observation}
-            self._tool_call_id = None
-        else:
-            text = Template(self._agent.style.observation).safe_substitute(observation=observation)
-            message = {"role": "user", "content": text}
+        if self._tool_call_ids:
+            ids, self._tool_call_ids = self._tool_call_ids, []
+            shown = list(parts or [observation]) if len(ids) > 1 else [observation]
+            shown += [shown[-1]] * (len(ids) - len(shown))  # calls the env did not take: the turn's end
+            for call_id, part in zip(ids, shown, strict=False):
+                self._observations.append(len(self.messages))
+                self.messages.append({"role": "tool", "tool_call_id": call_id, "content": part})
+            return
+        text = Template(self._agent.style.observation).safe_substitute(observation=observation)
         self._observations.append(len(self.messages))
-        self.messages.append(message)
+        self.messages.append({"role": "user", "content": text})
 
     def _record_reply(self, result: ChatResult) -> str:
-        """Append the assistant turn and return the action text for the env."""
+        """Append the assistant turn and return the action text for the env.
+
+        Several native tool calls are one turn: the env takes them in order as a JSON list (as it
+        takes the same calls written out), and each gets its own ``tool`` message back.
+        """
         if result.tool_calls:
-            call = result.tool_calls[0]  # one action per turn; later calls are dropped
-            self._tool_call_id = call.call_id
+            calls = result.tool_calls
+            self._tool_call_ids = [call.call_id for call in calls]
             self.messages.append(
                 {
                     "role": "assistant",
                     "content": result.text or None,
                     "tool_calls": [
-                        {
-                            "id": call.call_id,
-                            "type": "function",
-                            "function": {"name": call.name, "arguments": call.arguments},
-                        }
+                        {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in calls
                     ],
                 }
             )
-            try:
-                arguments: Any = json.loads(call.arguments)
-                return json.dumps({"name": call.name, "arguments": arguments}, ensure_ascii=False)
-            except (ValueError, RecursionError):  # the env explains that the arguments are not JSON
-                return json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
+            actions = [{"name": call.name, "arguments": _call_arguments(call.arguments)} for call in calls]
+            return json.dumps(actions[0] if len(actions) == 1 else actions, ensure_ascii=False)
         self.messages.append({"role": "assistant", "content": result.text})
         return result.text
 

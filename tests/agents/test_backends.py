@@ -423,6 +423,28 @@ def test_native_tool_calls_become_json_dialect_actions(serve) -> None:
     assert policy.usage()["llm_calls"] == 2 and policy.usage()["prompt_tokens"] == 22
 
 
+def test_several_native_tool_calls_are_one_turn_with_a_tool_message_each(serve) -> None:
+    def call(call_id: str, name: str, arguments: dict[str, str]) -> dict[str, Any]:
+        return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+    both = [call("c1", "search", {"query": "Gryga"}), call("c2", "search", {"query": "Teslin"})]
+    server = serve(("ok", completion("", both)), ("ok", completion("", [call("c3", "answer", {"answer": "x"})])))
+    env = gym.make("Gather-MultiHop-v0", dialect="json")
+    agent = make_agent("tools", env, base_url=server.url, model="m")
+    observation, info = env.reset(seed=0, options={"task_index": 1, "max_tool_calls": 3})
+    policy = agent.start(0)
+    action = policy.act(observation, info)
+    observation, _, _, _, info = env.step(action)
+    assert [s["query"] for s in info["searches"]] == ["Gryga", "Teslin"] and info["tool_calls_left"] == 1
+    policy.act(observation, info)
+    messages = server.requests[1]["body"]["messages"]
+    assert [c["id"] for c in messages[-3]["tool_calls"]] == ["c1", "c2"]
+    first, second = messages[-2:]
+    assert (first["role"], first["tool_call_id"], second["role"], second["tool_call_id"]) == ("tool", "c1", "tool", "c2")
+    assert "Results for search[Gryga]" in first["content"] and "Teslin" not in first["content"]
+    assert "Results for search[Teslin]" in second["content"]
+
+
 # -- hostile servers: shapes that are not completions, truncation, trickle, echoed credentials ------
 
 
