@@ -160,7 +160,7 @@ class RemoteRetriever:
                     if attempt == self.retries or time.monotonic() + wait >= deadline:
                         raise RetrieverError(
                             f"retriever {self.url}: cannot connect ({exc.__class__.__name__}: {exc or 'closed'}) "
-                            f"after {attempt + 1} attempts; is the server running?"
+                            f"after {attempt + 1} connection attempts; is the server running?"
                         ) from None
                     time.sleep(wait)
                 except (TimeoutError, OSError, http.client.HTTPException) as exc:
