@@ -195,6 +195,8 @@ class _Stub(BaseHTTPRequestHandler):
             self._send(200, b"<html>not json</html>")
         elif self.mode == "shape":
             self._send(200, b'{"result": [[{"document": {"id": "d1"}, "score": 1.0}]]}')
+        elif self.mode == "anonymous":  # Search-R1's BM25 path: documents without an id
+            self._send(200, b'{"result": [[{"document": {"contents": "\\"Far Isle\\"\\nIt is far away."}, "score": 2.5}]]}')
         elif self.mode == "slow":  # the headers at once, then a byte now and then: no deadline renewal
             self.send_response(200)
             self.send_header("Content-Length", "200")
@@ -269,6 +271,24 @@ def test_a_failed_search_voids_the_episode_and_reset_plays_again(monkeypatch) ->
             env.step("answer[x]")
         _, info = env.reset(seed=0)
         assert info["tool_calls_used"] == 0 and info["retriever"] == "http:unknown"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_documents_without_an_id_are_shown_in_the_open_scope_and_refused_in_the_world_scope() -> None:
+    server, url = stub_url("anonymous")
+    try:
+        env = gym.make(ENV_IDS[1], retriever=url, scope="open")
+        env.reset(seed=0)
+        observation, *_, info = env.step("search[far isle]")
+        assert "[Far Isle] It is far away." in observation
+        (doc_id,) = info["retrieved_doc_ids"]
+        assert doc_id.startswith(remote.ANONYMOUS_ID_PREFIX)  # an id of its contents: maps onto no corpus
+        world = gym.make(ENV_IDS[1], retriever=url)
+        world.reset(seed=0)
+        with pytest.raises(RetrieverError, match=f"returned document '{doc_id}', which split 'test'"):
+            world.step("search[far isle]")
     finally:
         server.shutdown()
         server.server_close()
