@@ -548,6 +548,12 @@ class GatherEnv(gym.Env[str, str]):
             **extra,
         )
 
+    def close(self) -> None:
+        """Close the remote retriever's connection, if any (a later search opens another)."""
+        if self._remote is not None:
+            self._remote.close()
+        super().close()
+
     def render(self) -> str | None:
         if self.render_mode == "ansi":
             return self._last_observation

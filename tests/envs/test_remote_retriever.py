@@ -24,7 +24,7 @@ import gymnasium as gym
 import pytest
 
 import gather_envs
-from gather_envs.errors import ConfigError, RecordsError, RetrieverError
+from gather_envs.errors import ConfigError, EnvStateError, RecordsError, RetrieverError
 from gather_envs.evaluation import evaluate
 from gather_envs.metrics import compare_runs, results_from_records
 from gather_envs.records import EpisodeRecord
@@ -267,7 +267,7 @@ def test_a_failed_search_voids_the_episode_and_reset_plays_again(monkeypatch) ->
         env.reset(seed=0)
         with pytest.raises(RetrieverError, match="HTTP 503"):
             env.step("search[river city born]")
-        with pytest.raises(gather_envs.errors.EnvStateError):
+        with pytest.raises(EnvStateError):
             env.step("answer[x]")
         _, info = env.reset(seed=0)
         assert info["tool_calls_used"] == 0 and info["retriever"] == "http:unknown"
