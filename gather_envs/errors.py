@@ -27,6 +27,11 @@ class BackendError(GatherError):
     """An LLM backend failed in a way that retries could not fix (an infrastructure error)."""
 
 
+class RetrieverError(BackendError):
+    """A remote retriever failed (refused, timed out, an HTTP error, a malformed answer): an
+    infrastructure error of the episode, retried and then recorded apart like a backend's."""
+
+
 class EnvStateError(GatherError, RuntimeError):
     """The env was stepped before ``reset`` or after its episode ended."""
 

@@ -28,7 +28,7 @@ from gather_envs.metrics.bootstrap import (
     validate_bootstrap_args,
 )
 from gather_envs.metrics.passk import TaskCounts, count_episodes, per_task_pass_at_k
-from gather_envs.records import EpisodeRecord
+from gather_envs.records import IN_PROCESS_RETRIEVER, EpisodeRecord
 
 
 def single(values: Iterable[str], what: str, run: str) -> str:
@@ -118,6 +118,12 @@ def coverage(
         raise RecordsError(
             f"refusing coverage of runs on different corpora (A: {corpus_a!r}, B: {corpus_b!r}); "
             "the same task id names different questions there"
+        )
+    retriever_a = single((r.retriever or IN_PROCESS_RETRIEVER for r in records_a), "retriever", "A")
+    retriever_b = single((r.retriever or IN_PROCESS_RETRIEVER for r in records_b), "retriever", "B")
+    if retriever_a != retriever_b:
+        raise RecordsError(
+            f"refusing coverage of runs searched by different retrievers (A: {retriever_a!r}, B: {retriever_b!r})"
         )
     counts_a, counts_b = count_episodes(records_a), count_episodes(records_b)
     budgets = sorted(set(counts_a) & set(counts_b))

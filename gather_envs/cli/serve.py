@@ -20,11 +20,15 @@ from gather_envs.errors import GatherError
 
 def cmd_serve_retrieval(args: argparse.Namespace) -> int:
     from gather_envs.corpus.frozen import load_directory, load_frozen
+    from gather_envs.corpus.wiki18 import WIKI18_SUFFIX, load_wiki18
     from gather_envs.serving import DEFAULT_TOPK, Retriever, make_server, server_url
 
     if args.env is None and args.corpus is not None and not args.kwarg:
         path = Path(args.corpus)
-        corpus = load_directory(path) if path.is_dir() else load_frozen(args.corpus)
+        if path.is_file() and path.suffix == WIKI18_SUFFIX:  # Search-R1's wiki-18 passages
+            corpus = load_wiki18(path)
+        else:
+            corpus = load_directory(path) if path.is_dir() else load_frozen(args.corpus)
         topk, split = DEFAULT_TOPK, args.split
         if split not in corpus.splits:
             raise GatherError(
@@ -79,7 +83,9 @@ def add_parser(sub: Any) -> None:
         formatter_class=raw,
     )
     serve.add_argument(
-        "--corpus", metavar="NAME_OR_DIR", help="a frozen corpus name or directory (default: the env's)"
+        "--corpus",
+        metavar="NAME_OR_DIR",
+        help="a frozen corpus name or directory, or a wiki-18 passages file (.jsonl) (default: the env's)",
     )
     serve.add_argument(
         "--env", metavar="ENV_ID", help=f"serve this env's corpus (default {gather_envs.ENV_IDS[0]})"

@@ -31,8 +31,10 @@ DATASET_IDS = tuple(DATASET_ENVS)
 
 SCOPE_DISTRACTOR = "distractor"
 SCOPE_WORLD = "world"
-DATASET_SCOPES = (SCOPE_DISTRACTOR, SCOPE_WORLD)
-"""The env's own scope words: each question's own paragraphs, or every paragraph of the file."""
+SCOPE_OPEN = "open"
+DATASET_SCOPES = (SCOPE_DISTRACTOR, SCOPE_WORLD, SCOPE_OPEN)
+"""The env's own scope words: each question's own paragraphs, every paragraph of the file, or a
+shared wiki-scale index behind ``retriever=`` (the open-domain, "fullwiki" setting)."""
 RENAMED_SCOPES = {"question": SCOPE_DISTRACTOR, "full": SCOPE_WORLD}
 DEFAULT_SCOPE = SCOPE_DISTRACTOR
 DEFAULT_SAMPLE_SEED = 0
@@ -59,7 +61,9 @@ def make_dataset_env(
     ``family`` defaults to the one the ``type`` filter leaves, else the format's default
     (``bridge``; ``static`` for MATH). ``scope="distractor"`` searches each question's own paragraphs
     (HotpotQA's distractor setting), ``"world"`` every paragraph of the (filtered) file: the same
-    words as the synthetic envs.
+    words as the synthetic envs. ``"open"`` with ``retriever=URL`` searches the index that server
+    holds, e.g. wiki-18 (HotpotQA's fullwiki setting): the same loader and questions, and hits
+    with the ids of the file's paragraphs are its documents (so evidence recall still counts).
     """
     # Imported here so that registering the ids (at package import) stays cheap.
     from gather_envs.corpus.datasets import FORMATS

@@ -16,11 +16,12 @@ from gather_envs.envs import prompts
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, Action, parse_calls
 from gather_envs.envs.sources import resolve_corpus
 from gather_envs.envs.spaces import MAX_ACTION_LENGTH, action_space, charset_for, fit, observation_space
-from gather_envs.errors import ConfigError, EnvStateError
+from gather_envs.errors import ConfigError, EnvStateError, RetrieverError
 from gather_envs.records.documents import Document
 from gather_envs.records.episodes import REWARD_KIND_EM
 from gather_envs.records.tasks import FAMILIES, FAMILY_STATIC, Task
 from gather_envs.retrieval import BM25Index, get_index, tokenize
+from gather_envs.retrieval.remote import RemoteHit, RemoteRetriever
 from gather_envs.scoring.checkers import CHECKER_KEY, CHECKER_SET, answer_covers, answer_f1, answer_is_correct
 
 REWARD_CORRECT = 1.0
@@ -30,7 +31,10 @@ MAX_TOOL_CALLS = 100
 """The largest budget T (env, reset option and CLI alike): the study's grid stops at 5, so more is a typo."""
 DEFAULT_TOP_K = 3
 DEFAULT_MAX_INVALID_ACTIONS = 2
-SCOPES = ("world", "distractor")  # the one scope vocabulary, synthetic and dataset envs alike
+SCOPE_WORLD = "world"
+SCOPE_DISTRACTOR = "distractor"
+SCOPE_OPEN = "open"
+SCOPES = (SCOPE_WORLD, SCOPE_DISTRACTOR, SCOPE_OPEN)  # the one scope vocabulary, synthetic and dataset envs alike
 
 REWARD_EM = REWARD_KIND_EM
 REWARD_F1 = "f1"
@@ -76,7 +80,9 @@ class GatherEnv(gym.Env[str, str]):
     ``Observation``, ``Results`` or ``Searches left``, or an ``<information>`` or
     ``<tool_response>`` tag, after the first call) are not calls: they are ignored and reported in
     ``info["ignored_calls"]``; the first call is always taken. Calls after an ``answer`` are
-    ignored and reported the same way. ``step`` never raises on any string.
+    ignored and reported the same way. ``step`` never raises on any string; only a failing remote
+    ``retriever`` raises (:class:`~gather_envs.errors.RetrieverError`, from ``step`` or ``reset``):
+    an infrastructure error that voids the episode (reset to play again).
 
     ## Observation
 
@@ -86,7 +92,8 @@ class GatherEnv(gym.Env[str, str]):
     the searches left, an invalid call's problem, the verdict of the answer. A one-call reply gets
     exactly that call's text. ``info`` always holds ``task_id``, ``family``, ``hops``,
     ``max_tool_calls``, ``tool_calls_used``, ``tool_calls_left``, ``invalid_actions``, ``turns``,
-    ``max_turns``, ``reward_kind`` and ``corpus_hash``; a step adds ``calls`` (the kind of each call taken),
+    ``max_turns``, ``reward_kind``, ``corpus_hash`` and ``retriever`` (the remote retriever's identity,
+    None for the env's own BM25); a step adds ``calls`` (the kind of each call taken),
     ``call_observations`` (each call's part of the observation, the turn's closing lines with the
     last call: what a native tool-calling path returns per call),
     ``searches`` (each search's ``query`` and ``retrieved_doc_ids``; ``query`` and
@@ -128,7 +135,8 @@ class GatherEnv(gym.Env[str, str]):
       for the static family (it must be 0 there) and 5 otherwise.
     - ``top_k`` (default ``3``): documents a search returns.
     - ``scope`` (default ``'world'``): ``world`` searches the split's whole world,
-      ``distractor`` only the task's own context documents.
+      ``distractor`` only the task's own context documents, ``open`` a foreign index behind
+      ``retriever`` (open-domain, HotpotQA's fullwiki setting).
     - ``dialect`` (default ``'react'``): the action syntax the prompts show: ``react``,
       ``tags`` or ``json`` (every dialect is accepted whatever this is).
     - ``max_invalid_actions`` (default ``2``): turns with an invalid call allowed; one more
@@ -144,6 +152,9 @@ class GatherEnv(gym.Env[str, str]):
       frozen corpus.
     - ``dataset`` (default ``None``): a dataset file to play instead (``format`` and its keys:
       see ``resolve_corpus``).
+    - ``retriever`` (default ``None``): the URL of a retrieval server in Search-R1's protocol
+      (``POST /retrieve``) that answers the searches instead of the env's own BM25; with
+      ``scope='world'`` it must serve this corpus, with ``scope='open'`` any index.
     - ``render_mode`` (default ``None``): ``ansi`` (``render`` returns the last observation)
       or ``human`` (each observation is printed).
 
@@ -173,6 +184,7 @@ class GatherEnv(gym.Env[str, str]):
         corpus: str | None = None,
         world: dict[str, Any] | None = None,
         dataset: dict[str, Any] | None = None,
+        retriever: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         if family not in FAMILIES:
@@ -184,6 +196,13 @@ class GatherEnv(gym.Env[str, str]):
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
         if scope not in SCOPES:
             raise ConfigError(f"unknown scope {scope!r}; choose one of {SCOPES}")
+        if retriever is not None and scope == SCOPE_DISTRACTOR:
+            raise ConfigError(
+                "retriever= searches the server's index, not a task's own documents: use scope='world' "
+                "(the server serves this corpus) or scope='open' (any index)"
+            )
+        if retriever is None and scope == SCOPE_OPEN:
+            raise ConfigError("scope='open' searches a foreign index: pass retriever=URL of a retrieval server")
         if dialect not in DIALECTS:
             raise ConfigError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
         if max_invalid_actions < 0:
@@ -206,6 +225,7 @@ class GatherEnv(gym.Env[str, str]):
         self.reward = reward
         self.render_mode = render_mode
         self._source = {"corpus": corpus, "world": world, "dataset": dataset}
+        self.retriever = retriever
         self._attach()
         self.action_space = action_space()
         self._reset_episode_state()
@@ -223,10 +243,16 @@ class GatherEnv(gym.Env[str, str]):
             )
         self._charset = _corpus_charset(self.corpus)
         self.observation_space = observation_space(self._charset)
+        self._remote = None if self.retriever is None else RemoteRetriever(self.retriever)
+
+    @property
+    def retriever_identity(self) -> str | None:
+        """The remote retriever's identity (``scheme:index hash``; asks its ``/health`` once), None in process."""
+        return None if self._remote is None else self._remote.identity()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space"):
+        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space", "_remote"):
             state.pop(shared, None)
         return state
 
@@ -311,7 +337,11 @@ class GatherEnv(gym.Env[str, str]):
                 problems.append(problem)
                 results.append((INVALID, problem))
             elif call.kind == SEARCH:
-                text, retrieved = self._search(call.argument)
+                try:
+                    text, retrieved = self._search(call.argument)
+                except RetrieverError:
+                    self._done = True  # the episode is void: an infrastructure error, not the agent's
+                    raise
                 searches.append({"query": call.argument, "retrieved_doc_ids": retrieved})
                 results.append((SEARCH, text))
             else:
@@ -367,9 +397,9 @@ class GatherEnv(gym.Env[str, str]):
 
     def _search(self, query: str) -> tuple[str, list[str]]:
         """Run one search: its observation text and the ids of the documents it returned."""
+        documents = self._retrieve(query)
         self.tool_calls_used += 1
         self.queries.append(query)
-        documents = self._retrieve(query)
         left = self.budget - self.tool_calls_used
         text = prompts.search_result(query, documents, left, self.show_budget)
         return text, [document.doc_id for document in documents]
@@ -432,12 +462,29 @@ class GatherEnv(gym.Env[str, str]):
     # -- helpers -----------------------------------------------------------------------------
 
     def _retrieve(self, query: str) -> list[Document]:
+        if self._remote is not None:
+            return [self._document(hit) for hit in self._remote.search(query, self.top_k)]
         hits = self._index().search(query, self.top_k)
         if self.scope == "world":
             own = self.corpus.documents_of(self.split)  # a synthetic split searches its own world
             return [own[i] for i, _ in hits]
         assert self.task is not None
         return [self.corpus.doc(self.task.context_doc_ids[i]) for i, _ in hits]
+
+    def _document(self, hit: RemoteHit) -> Document:
+        """A remote hit as the corpus's own document (same id), or, in the open scope, as sent."""
+        position = None if hit.anonymous else self.corpus.position.get(hit.doc_id)
+        start, stop = self.corpus.split_documents.get(self.split, (0, len(self.corpus.documents)))
+        if position is not None and (self.scope == SCOPE_OPEN or start <= position < stop):
+            return self.corpus.documents[position]
+        if self.scope == SCOPE_OPEN:
+            return Document.from_contents(hit.doc_id, hit.contents)
+        assert self._remote is not None
+        raise RetrieverError(
+            f"retriever {self._remote.url} returned document {hit.doc_id!r}, which split {self.split!r} of "
+            f"corpus {self.corpus.name!r} does not hold: it serves another index; serve this one, or pass "
+            "scope='open' to search a foreign index"
+        )
 
     def _index(self) -> BM25Index:
         if self.scope == "world":
@@ -481,6 +528,7 @@ class GatherEnv(gym.Env[str, str]):
             "max_turns": self.max_turns,
             "reward_kind": self.reward,
             "corpus_hash": self.corpus.content_hash,
+            "retriever": self.retriever_identity,
             **extra,
         }
 
@@ -499,6 +547,12 @@ class GatherEnv(gym.Env[str, str]):
             supporting_doc_ids=list(self.task.supporting_doc_ids),
             **extra,
         )
+
+    def close(self) -> None:
+        """Close the remote retriever's connection, if any (a later search opens another)."""
+        if self._remote is not None:
+            self._remote.close()
+        super().close()
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":

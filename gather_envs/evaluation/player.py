@@ -207,6 +207,7 @@ class Player:
             env_id=self.settings.run.env_id,
             env_kwargs=dict(self.settings.run.env_kwargs),
             corpus_hash=self.settings.run.corpus_hash,
+            retriever=self.settings.run.retriever,
             task_id=key.task_id,
             family=task.family,
             hops=task.hops,

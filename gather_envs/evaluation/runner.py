@@ -137,6 +137,7 @@ def evaluate(
             env_id=spec_id,
             env_kwargs=spec_kwargs,
             corpus_hash=unwrapped.corpus.content_hash,
+            retriever=unwrapped.retriever_identity,
             agent_id=agent_obj.agent_id,
             agent_settings=json.loads(canonical_json(agent_obj.settings())),
         )

@@ -40,7 +40,7 @@ from gather_envs.metrics.significance import (
     mcnemar_exact,
     paired_permutation_p,
 )
-from gather_envs.records import EPISODE_INDEX_UNKNOWN, EpisodeRecord
+from gather_envs.records import EPISODE_INDEX_UNKNOWN, IN_PROCESS_RETRIEVER, EpisodeRecord
 from gather_envs.runs import check_unique_cells
 
 _EXAMPLE_IDS = 5
@@ -148,6 +148,13 @@ def compare_runs(
             f"refusing to compare runs on different corpora (A: {corpus_a!r}, B: {corpus_b!r}); "
             "the same task id names different questions there. Rerun both on one corpus"
         )
+    retriever_a = _single((r.retriever or IN_PROCESS_RETRIEVER for r in records_a), "retriever", run_a)
+    retriever_b = _single((r.retriever or IN_PROCESS_RETRIEVER for r in records_b), "retriever", run_b)
+    if retriever_a != retriever_b:
+        raise RecordsError(
+            f"refusing to compare runs searched by different retrievers (A: {retriever_a!r}, B: "
+            f"{retriever_b!r}); another index returns other documents. Rerun both with one retriever"
+        )
     agent_a = _single((r.agent_id for r in records_a), "agent id", run_a)
     agent_b = _single((r.agent_id for r in records_b), "agent id", run_b)
     env_a = _single((r.env_id for r in records_a), "env id", run_a)
@@ -222,6 +229,7 @@ def compare_runs(
         families=tuple(sorted(tasks_per_family)),
         chance_floor=at_ks(floor_for_families(floor, tasks_per_family), all_ks),
         corpus_hash=corpus_a,
+        retriever=None if retriever_a == IN_PROCESS_RETRIEVER else retriever_a,
         budgets=tuple(budgets),
         per_budget=tuple(entries),
         restricted=restrict_to_common,

@@ -209,6 +209,8 @@ class Comparison:
     families: tuple[str, ...] = ()
     chance_floor: dict[int, float] = field(default_factory=dict)
     primary: tuple[int, int] | None = None
+    retriever: str | None = None
+    """The remote retriever both runs searched with; None for the env's own BM25."""
 
     def at(self, budget: int) -> BudgetComparison:
         """The comparison at budget T."""
@@ -259,6 +261,7 @@ class Comparison:
             "families": list(self.families),
             "chance_floor": {str(k): v for k, v in self.chance_floor.items()},
             "corpus_hash": self.corpus_hash,
+            **({"retriever": self.retriever} if self.retriever is not None else {}),
             "budgets": list(self.budgets),
             "restricted": self.restricted,
             "excluded_tasks": {str(t): v for t, v in self.excluded_tasks.items()},
@@ -291,6 +294,7 @@ class Comparison:
                 families=tuple(str(f) for f in data.get("families", ())),
                 chance_floor={int(k): float(v) for k, v in data.get("chance_floor", {}).items()},
                 corpus_hash=str(data["corpus_hash"]),
+                retriever=None if data.get("retriever") is None else str(data["retriever"]),
                 budgets=tuple(int(t) for t in data["budgets"]),
                 restricted=bool(data["restricted"]),
                 excluded_tasks={int(t): int(v) for t, v in data["excluded_tasks"].items()},

@@ -40,7 +40,7 @@ from gather_envs.json_files import loads_bounded
 from gather_envs.metrics.bootstrap import DEFAULT_BOOTSTRAP, DEFAULT_CONFIDENCE, DEFAULT_SEED
 from gather_envs.metrics.floor import ChanceFloor, at_ks, floor_for_families, parse_chance_floor
 from gather_envs.metrics.passk import PassRow, PassTable, count_episodes, pass_table, split_by_family
-from gather_envs.records import AGENT_SETTINGS_KEY, REWARD_KIND_EM, EpisodeRecord
+from gather_envs.records import AGENT_SETTINGS_KEY, IN_PROCESS_RETRIEVER, REWARD_KIND_EM, EpisodeRecord
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -79,6 +79,8 @@ class Results:
     chance_floor: dict[str, dict[int, float]] = field(default_factory=dict)
     reward_kind: str = REWARD_KIND_EM
     schema_version: int = RESULTS_SCHEMA_VERSION
+    retriever: str | None = None
+    """The remote retriever the run searched with; None for the env's own BM25."""
 
     @property
     def budgets(self) -> tuple[int, ...]:
@@ -114,6 +116,8 @@ class Results:
         data["families"] = {name: table.to_json() for name, table in self.families.items()}
         if self.reward_kind != REWARD_KIND_EM:
             data["reward_kind"] = self.reward_kind
+        if self.retriever is not None:
+            data["retriever"] = self.retriever
         return data
 
     @classmethod
@@ -157,6 +161,7 @@ class Results:
                     for family, per_k in data.get("chance_floor_by_family", {}).items()
                 },
                 reward_kind=str(data.get("reward_kind", REWARD_KIND_EM)),
+                retriever=None if data.get("retriever") is None else str(data["retriever"]),
                 **settings,
             )
         except KeyError as exc:
@@ -238,6 +243,7 @@ def results_from_records(
         raise RecordsError("no episode records to build results from")
     env_id = _only((r.env_id for r in records), "env id")
     corpus_hash = _only((r.corpus_hash for r in records), "corpus hash")
+    retriever = _only((r.retriever or IN_PROCESS_RETRIEVER for r in records), "retriever")
     agent_id = _only((r.agent_id for r in records), "agent id")
 
     def table(group: Sequence[EpisodeRecord]) -> PassTable:
@@ -265,6 +271,7 @@ def results_from_records(
         env_version=env_version(env_id),
         env_kwargs=_common_items(r.env_kwargs for r in records),
         corpus_hash=corpus_hash,
+        retriever=None if retriever == IN_PROCESS_RETRIEVER else retriever,
         agent_id=agent_id,
         agent_settings=_common_items(settings),
         n=max(overall.n_max.values(), default=0),

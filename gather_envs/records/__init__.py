@@ -8,6 +8,7 @@ from gather_envs.records.documents import Document
 from gather_envs.records.episodes import (
     AGENT_SETTINGS_KEY,
     EPISODE_INDEX_UNKNOWN,
+    IN_PROCESS_RETRIEVER,
     RECORD_SCHEMA_VERSION,
     REWARD_KIND_EM,
     TERMINATION_ANSWERED,
@@ -35,6 +36,7 @@ __all__ = [
     "FAMILY_COMPARISON",
     "FAMILY_SINGLE_HOP",
     "FAMILY_STATIC",
+    "IN_PROCESS_RETRIEVER",
     "RECORD_SCHEMA_VERSION",
     "REWARD_KIND_EM",
     "TASK_SCHEMA_VERSION",

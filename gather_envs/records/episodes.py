@@ -14,9 +14,12 @@ from typing import Any
 
 from gather_envs.errors import RecordsError
 
-RECORD_SCHEMA_VERSION = 3
+RECORD_SCHEMA_VERSION = 4
 """2 added ``retrieved_doc_ids`` and ``supporting_doc_ids`` (version 1 records read with them None);
-3 added ``turns`` and ``reward_kind`` (older records read with turns None and reward_kind "em")."""
+3 added ``turns`` and ``reward_kind`` (older records read with turns None and reward_kind "em");
+4 added ``retriever`` (older records read with it None: the env's own BM25 searched)."""
+IN_PROCESS_RETRIEVER = "the env's own BM25"
+"""How messages name the retriever of a record whose ``retriever`` is None."""
 
 REWARD_KIND_EM = "em"
 """The reward of every record before ``reward_kind`` existed: 1 for an exact-match answer."""
@@ -45,7 +48,10 @@ class EpisodeRecord:
     ``reward_kind`` is the env's declared training reward (``em``, ``f1``, ``cover_em``) that
     ``reward`` was paid in; ``success`` is exact match whatever it is.
     ``actions`` holds the raw reply of every step, in order (what the env parsed), so the episode
-    can be replayed; None where not recorded.
+    can be replayed; None where not recorded. ``retriever`` is the identity of the remote
+    retriever that answered the searches (``scheme:index hash``, see
+    :mod:`gather_envs.retrieval.remote`), None when the env searched with its own BM25: with
+    ``corpus_hash`` it is what was searched (:attr:`searched`), which comparisons never mix.
     """
 
     schema_version: int = RECORD_SCHEMA_VERSION
@@ -75,6 +81,7 @@ class EpisodeRecord:
     actions: tuple[str, ...] | None = None
     retrieved_doc_ids: tuple[tuple[str, ...], ...] | None = None
     supporting_doc_ids: tuple[str, ...] | None = None
+    retriever: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +96,11 @@ class EpisodeRecord:
             object.__setattr__(self, "trajectory", tuple(self.trajectory))
         if self.actions is not None and not isinstance(self.actions, tuple):
             object.__setattr__(self, "actions", tuple(self.actions))
+
+    @property
+    def searched(self) -> tuple[str, str | None]:
+        """What the searches ran over: ``(corpus_hash, retriever)``; runs that differ here are not compared."""
+        return self.corpus_hash, self.retriever
 
     @property
     def is_infra_error(self) -> bool:
@@ -127,6 +139,7 @@ class EpisodeRecord:
                 None if self.retrieved_doc_ids is None else [list(ids) for ids in self.retrieved_doc_ids]
             ),
             "supporting_doc_ids": None if self.supporting_doc_ids is None else list(self.supporting_doc_ids),
+            "retriever": self.retriever,
             "extra": dict(self.extra),
         }
 
@@ -176,6 +189,7 @@ class EpisodeRecord:
             supporting_doc_ids=None
             if supporting is None
             else tuple(_check_items(supporting, str, "supporting_doc_ids")),
+            retriever=_get(data, "retriever", str, default=None, nullable=True),
             extra=_get(data, "extra", dict, default={}),
         )
 

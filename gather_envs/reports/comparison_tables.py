@@ -296,7 +296,8 @@ def render_comparison(comparison: Comparison, fmt: str = "table", *, verdict: bo
         f"{a} vs {b}" if _columns(comparison) == (a, b) else f"A: {a}  vs  B: {b}",
         f"env {envs}"
         + (f"  family {', '.join(comparison.families)}" if comparison.families else "")
-        + f"  corpus {comparison.corpus_hash}",
+        + f"  corpus {comparison.corpus_hash}"
+        + (f"  retriever {comparison.retriever}" if comparison.retriever is not None else ""),
         f"{scope}; paired {comparison.confidence:.0%} bootstrap CI, {comparison.bootstrap} resamples, "
         f"seed {comparison.seed}",
         *(

@@ -81,7 +81,9 @@ def _results_header(results: Results) -> list[str]:
         else "no intervals (bootstrap = 0)"
     )
     return [
-        f"env {results.env_id}  corpus {results.corpus_hash}  reward {results.reward_kind} "
+        f"env {results.env_id}  corpus {results.corpus_hash}"
+        + (f"  retriever {results.retriever}" if results.retriever is not None else "")
+        + f"  reward {results.reward_kind} "
         "(the env's training reward; PASS@(k,T) counts exact-match success whatever it is)",
         f"agent {results.agent_id}" + (f" ({settings})" if settings else ""),
         f"n = {results.n} episodes per task and budget, {results.num_tasks} tasks, "

@@ -52,14 +52,14 @@ def check_unique_cells(
     def name(i: int) -> str:
         return places[i] if places is not None else f"record #{i + 1}"
 
-    # Cells of different runs (env, corpus, agent) never collide: a file mixing them is refused by
+    # Cells of different runs (env, corpus and retriever, agent) never collide: a file mixing them is refused by
     # the report and the comparison with a message that says so instead.
-    first: dict[tuple[str, str, str, Cell], int] = {}
+    first: dict[tuple[str, tuple[str, str | None], str, Cell], int] = {}
     for position, record in enumerate(records):
         if record.episode_index == EPISODE_INDEX_UNKNOWN or record.is_infra_error:
             continue
         cell = cell_of(record)
-        earlier = first.setdefault((record.env_id, record.corpus_hash, record.agent_id, cell), position)
+        earlier = first.setdefault((record.env_id, record.searched, record.agent_id, cell), position)
         if earlier == position:
             continue
         raise RecordsError(

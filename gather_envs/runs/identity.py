@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gather_envs.errors import ConfigError
-from gather_envs.records.episodes import AGENT_SETTINGS_KEY, EPISODE_INDEX_UNKNOWN, EpisodeRecord
+from gather_envs.records.episodes import (
+    AGENT_SETTINGS_KEY,
+    EPISODE_INDEX_UNKNOWN,
+    IN_PROCESS_RETRIEVER,
+    EpisodeRecord,
+)
 
 RESUME_HINT = "resume with the original settings, or pass another --out (or delete the file) to start afresh"
 
@@ -30,6 +35,8 @@ class RunIdentity:
     corpus_hash: str
     agent_id: str
     agent_settings: dict[str, Any]
+    retriever: str | None = None
+    """The remote retriever's identity, None for the env's own BM25 (see ``EpisodeRecord.retriever``)."""
 
     def check(self, record: EpisodeRecord, expected_seed: int, base_seed: int, place: str) -> None:
         """ConfigError unless ``record`` (read at ``place``, ``file:line``) belongs to this run."""
@@ -39,6 +46,11 @@ class RunIdentity:
         if record.corpus_hash != self.corpus_hash:
             raise ConfigError(
                 f"{place} holds a run on corpus {record.corpus_hash[:12]}…, not {self.corpus_hash[:12]}…; {hint}"
+            )
+        if record.retriever != self.retriever:
+            raise ConfigError(
+                f"{place} holds a run searched by {record.retriever or IN_PROCESS_RETRIEVER}, not "
+                f"{self.retriever or IN_PROCESS_RETRIEVER}; {hint}"
             )
         if canonical_json(record.env_kwargs) != canonical_json(self.env_kwargs):
             raise ConfigError(

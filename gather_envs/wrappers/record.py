@@ -45,6 +45,11 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=False, default=repr))
 
 
+def _retriever(value: Any) -> str | None:
+    """The ``retriever`` an env's info reports, as a record holds it (None: the env's own BM25)."""
+    return None if value is None else str(value)
+
+
 def env_identity(env: gym.Env) -> tuple[str, dict[str, Any]]:
     """The id and kwargs that rebuild ``env`` (from its spec), as recorded in every record.
 
@@ -241,6 +246,7 @@ class RecordPassAtKT(gym.Wrapper[str, str, str, str], gym.utils.RecordConstructo
             actions=None if episode.actions is None else tuple(episode.actions),
             retrieved_doc_ids=tuple(tuple(ids) for ids in episode.retrieved),
             supporting_doc_ids=None if supporting is None else tuple(str(d) for d in supporting),
+            retriever=_retriever(final.get("retriever", start.get("retriever"))),
             extra=extra,
         )
 
