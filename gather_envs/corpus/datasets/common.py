@@ -36,7 +36,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +46,7 @@ from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.optional import optional
 from gather_envs.records.documents import Document
 from gather_envs.records.tasks import GoldStep, Task
+from gather_envs.scoring import blank_gold_field
 
 LOADER_VERSION = 1
 """Bump when the conversion of items into documents and tasks changes: every cache is rebuilt."""
@@ -386,6 +387,10 @@ def iter_parsed(fmt: DatasetFormat, path: Path, digest: Any | None = None) -> It
         except FieldError as exc:
             yield ParsedRecord(raw, None, Problem(raw.where, item_id, exc.field, exc.problem))
             continue
+        if parsed is not None and (blank := _blank_gold(parsed)) is not None:
+            problem = "normalizes to nothing: any answer that does (answer[the]) would score 1.0"
+            yield ParsedRecord(raw, None, Problem(raw.where, parsed.item_id, blank, problem))
+            continue
         if parsed is not None:
             first = seen.setdefault(parsed.item_id, raw.where)
             if first != raw.where:
@@ -393,6 +398,12 @@ def iter_parsed(fmt: DatasetFormat, path: Path, digest: Any | None = None) -> It
                 yield ParsedRecord(raw, None, Problem(raw.where, parsed.item_id, fmt.id_field, problem))
                 continue
         yield ParsedRecord(raw, parsed, None)
+
+
+def _blank_gold(parsed: ParsedItem) -> str | None:
+    """The item's gold field that normalizes to nothing (see :func:`blank_gold_field`), or None."""
+    task = Task(parsed.item_id, parsed.question, parsed.answer, parsed.aliases, parsed.family, 0, (), ())
+    return blank_gold_field(replace(task, meta=dict(parsed.meta)))
 
 
 class DocumentPool:
