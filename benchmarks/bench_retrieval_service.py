@@ -68,7 +68,9 @@ def pss_bytes(root: int) -> int:
     total = 0
     for pid in pids:
         try:
-            match = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.MULTILINE)
+            match = re.search(
+                r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.MULTILINE
+            )
         except OSError:
             continue
         total += int(match.group(1)) * 1024 if match else 0

@@ -126,12 +126,16 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         self._follow_h11()
 
-    def eof_received(self) -> None:
-        """A client that half-closes mid-request gets its 400 now rather than at a deadline."""
+    def eof_received(self) -> bool | None:
+        """A client that half-closes mid-request gets its 400 now; one whose request is in, its answer."""
         if self.phase is Phase.BODY:
             self.refuse(HTTPStatus.BAD_REQUEST, "the connection ended before the body's Content-Length bytes")
         elif self.phase is Phase.HEADERS and self.head_bytes:
             self.refuse(HTTPStatus.BAD_REQUEST, "the connection ended inside the request's headers")
+        elif self.phase is Phase.ANSWER and self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # send the answer, then close
+            return True  # keep the transport open for writing
+        return None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

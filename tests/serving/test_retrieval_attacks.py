@@ -232,6 +232,17 @@ def exchange(server: Server, data: bytes, half_close: bool = True) -> bytes:
         return read_until_closed(sock)
 
 
+def test_a_client_that_half_closes_after_its_request_still_gets_its_answer(
+    server: Server, retriever: Retriever
+) -> None:
+    payload = {"queries": QUERIES, "topk": 5, "return_scores": True}
+    body = json.dumps(payload).encode()
+    head = f"POST {server.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    response = exchange(server, head + body)
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert response.partition(b"\r\n\r\n")[2] == retriever.retrieve(payload).text.encode("utf-8")
+
+
 def test_a_5000_digit_content_length_is_a_4xx(server: Server) -> None:
     response = exchange(
         server, f"POST {server.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {'9' * 5000}\r\n\r\n".encode()
