@@ -93,6 +93,7 @@ def add_parser(sub: Any) -> None:
         DEFAULT_BODY_TIMEOUT_S,
         DEFAULT_HEADER_TIMEOUT_S,
         DEFAULT_MAX_CONNECTIONS,
+        MAX_WORKERS,
     )
     from gather_envs.serving.retrieval_server import MAX_TOPK
 
@@ -131,7 +132,7 @@ def add_parser(sub: Any) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=int_type(1, 64),
+        type=int_type(1, MAX_WORKERS),
         default=1,
         metavar="N",
         help="server processes sharing the index, forked after it is built (default %(default)s)",

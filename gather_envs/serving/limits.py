@@ -30,6 +30,8 @@ DEFAULT_MAX_INFLIGHT_BYTES = 256 << 20
 flight; a request that would pass it is refused with a 503 (retry later)."""
 DEFAULT_SEARCH_THREADS = 4
 """Threads per worker that run searches, off the event loop; the index keeps scratch per thread."""
+MAX_WORKERS = 64
+"""Most worker processes one service forks."""
 SWEEP_INTERVAL_S = 0.25
 """How often a worker checks its connections' deadlines (so a deadline is late by at most this)."""
 

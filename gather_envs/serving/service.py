@@ -29,14 +29,13 @@ import uvicorn
 
 from gather_envs.serving.asgi_app import RetrievalApp
 from gather_envs.serving.connection_guard import ConnectionGuard, GuardedH11Protocol
-from gather_envs.serving.limits import ServiceLimits
+from gather_envs.serving.limits import MAX_WORKERS, ServiceLimits
 from gather_envs.serving.retrieval_server import RETRIEVE_PATH, Retriever
 
 LISTEN_BACKLOG = 4096
 """Connections the kernel queues before a worker accepts them."""
 PR_SET_PDEATHSIG = 1
 """Linux ``prctl`` option: the signal a process gets when its parent dies."""
-MAX_WORKERS = 64
 RESPAWN_DELAY_S = 0.5
 """Pause before replacing a worker that died, so a worker failing at start does not spin."""
 
@@ -86,7 +85,7 @@ def _serve_worker(retriever: Retriever, sock: socket.socket, limits: ServiceLimi
         http=GuardedH11Protocol.bound_to(guard),
         loop="asyncio",
         lifespan="off",
-        timeout_keep_alive=int(limits.keep_alive_s),
+        timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]  (used as call_later's delay)
         backlog=LISTEN_BACKLOG,
         access_log=False,
         log_level="warning",

@@ -39,6 +39,8 @@ class Server:
         self.url = match.group(1)
         parts = urlsplit(self.url)
         self.host, self.port, self.path = str(parts.hostname), int(parts.port or 0), parts.path
+        self.idle_rss = 0
+        """The server's RSS once it is up and idle, for a test to compare with (set by that test)."""
 
     def request(
         self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None

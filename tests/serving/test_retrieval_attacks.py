@@ -84,7 +84,7 @@ def server(corpus_dir: Path) -> Iterator[Server]:
         str(BODY_TIMEOUT_S),
     )
     wait_until_serving(running)
-    running.idle_rss = running.rss_bytes()  # type: ignore[attr-defined]
+    running.idle_rss = running.rss_bytes()
     yield running
     running.stop()
 
@@ -104,7 +104,7 @@ def wait_until_serving(server: Server) -> None:
 
 
 def assert_memory_bounded(server: Server) -> None:
-    assert server.rss_bytes() <= server.idle_rss + MEMORY_SLACK_BYTES  # type: ignore[attr-defined]
+    assert server.rss_bytes() <= server.idle_rss + MEMORY_SLACK_BYTES
 
 
 def assert_served_like_the_retriever(server: Server, retriever: Retriever) -> None:

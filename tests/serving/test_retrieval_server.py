@@ -282,6 +282,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     [
         (("--port", "70000"), "--port"),
         (("--topk", "0"), "--topk"),
+        (("--workers", "0"), "--workers"),
+        (("--header-timeout", "0"), "--header-timeout"),
+        (("--body-timeout", "nan"), "--body-timeout"),
+        (("--max-connections", "0"), "--max-connections"),
         (("--corpus", "no-such-corpus"), "no frozen corpus 'no-such-corpus'"),
         (("--env", "Gather-Nope-v0"), "unknown env id"),
         (("--kwarg", "scope=distractor"), "scope=world"),
