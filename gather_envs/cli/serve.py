@@ -41,6 +41,7 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
     limits = ServiceLimits(
         header_timeout_s=args.header_timeout,
         body_timeout_s=args.body_timeout,
+        send_timeout_s=args.send_timeout,
         max_connections=args.max_connections,
     )
     if args.env is None and args.corpus is not None and not args.kwarg:
@@ -93,6 +94,7 @@ def add_parser(sub: Any) -> None:
         DEFAULT_BODY_TIMEOUT_S,
         DEFAULT_HEADER_TIMEOUT_S,
         DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_SEND_TIMEOUT_S,
         MAX_WORKERS,
     )
     from gather_envs.serving.retrieval_server import MAX_TOPK
@@ -150,6 +152,14 @@ def add_parser(sub: Any) -> None:
         default=DEFAULT_BODY_TIMEOUT_S,
         metavar="S",
         help="seconds a client has to send a body once its headers are in (default %(default)g)",
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=positive_seconds,
+        default=DEFAULT_SEND_TIMEOUT_S,
+        metavar="S",
+        help="seconds a client has to read an answer once it starts; then the connection is dropped "
+        "(default %(default)g)",
     )
     serve.add_argument(
         "--max-connections",

@@ -42,6 +42,9 @@ MAX_HEAD_BYTES = 16 << 10
 read of the socket can bring a whole head of up to 256 KiB."""
 MAX_CONTENT_LENGTH_DIGITS = 19
 """Longest ``Content-Length`` converted to an int (h11 already refuses non-digits)."""
+SEND_CHUNK_BYTES = 1 << 16
+"""An answer is sent in pieces of this size: uvicorn waits for its buffer to drain before each
+piece, so the answer's budget is held until all but the last piece reached the kernel."""
 RETRY_AFTER_S = 1
 """``Retry-After`` of a 503 (the worker's byte budget is spent for now)."""
 JSON_TYPE = (b"content-type", b"application/json; charset=utf-8")
@@ -114,7 +117,16 @@ class RetrievalApp:
                     "headers": [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers],
                 }
             )
-            await send({"type": "http.response.body", "body": body})
+            view = memoryview(body)
+            for start in range(0, max(1, len(body)), SEND_CHUNK_BYTES):
+                end = start + SEND_CHUNK_BYTES
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": bytes(view[start:end]),
+                        "more_body": end < len(body),
+                    }
+                )
         finally:
             self.budget.give(held[0])
 

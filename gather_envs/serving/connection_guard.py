@@ -12,8 +12,9 @@ uvicorn's own h11 protocol with each connection's phase tracked from h11's state
   that sent part of a request gets a 408.
 * body: from the end of the headers the whole body must arrive within ``body_timeout_s`` (408).
   A client that half-closes mid-body (a Content-Length longer than what it sent) gets a 400 at once.
-* answer: from its first byte an answer must be handed to the kernel within ``send_timeout_s``,
-  or the connection is aborted (a client that reads nothing holds the answer's memory that long).
+* answer: bytes of an answer waiting in the server's buffer must all reach the kernel within
+  ``send_timeout_s``, or the connection is aborted (a client that reads nothing holds the answer's
+  memory that long); the next request's header clock starts once the answer is out.
 * cap: at ``max_connections`` a new connection evicts the one that has waited longest for its
   headers (an idle or slow client); only if every held connection is mid-request is it refused
   with a 503.
@@ -100,7 +101,7 @@ class GuardedH11Protocol(H11Protocol):
         self.phase = Phase.HEADERS
         self.phase_since = self.loop.time()
         self.head_bytes = 0  # bytes of the current request received while in Phase.HEADERS
-        self.sending_since: float | None = None
+        self.sending_since: float | None = None  # when the sweep first saw bytes waiting to be sent
 
     @classmethod
     def bound_to(cls, guard: ConnectionGuard) -> type[GuardedH11Protocol]:
@@ -159,14 +160,23 @@ class GuardedH11Protocol(H11Protocol):
             self._enter(phase)
 
     def _enter(self, phase: Phase) -> None:
-        self.phase, self.phase_since = phase, self.loop.time()
-        self.head_bytes, self.sending_since = 0, None
+        self.phase, self.phase_since, self.head_bytes = phase, self.loop.time(), 0
 
     def check_deadlines(self, now: float) -> None:
         """Act on this connection's deadline if it has passed (called by the guard's sweep)."""
         if self.transport.is_closing():
             return
         limits = self.guard.limits
+        if self.transport.get_write_buffer_size():  # an answer is on its way out
+            if self.sending_since is None:
+                self.sending_since = now
+            elif now - self.sending_since > limits.send_timeout_s:
+                self.transport.abort()  # the client does not read its answer
+                return
+            if self.phase is Phase.HEADERS:
+                self.phase_since = now  # the next request's clock starts once this answer is out
+            return
+        self.sending_since = None
         elapsed = now - self.phase_since
         if self.phase is Phase.HEADERS and elapsed > limits.header_timeout_s:
             self.expire_headers(f"the request's headers did not arrive within {limits.header_timeout_s:g} s")
@@ -174,11 +184,6 @@ class GuardedH11Protocol(H11Protocol):
             self.refuse(
                 HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {limits.body_timeout_s:g} s"
             )
-        elif self.phase is Phase.ANSWER and self.cycle is not None and self.cycle.response_started:
-            if self.sending_since is None:
-                self.sending_since = now
-            elif now - self.sending_since > limits.send_timeout_s:
-                self.transport.abort()  # the client does not read its answer
 
     def expire_headers(self, reason: str) -> None:
         """Close a connection waiting for headers: silently when idle, with a 408 when mid-head."""

@@ -335,6 +335,57 @@ def test_at_a_cap_of_connections_all_mid_request_a_new_one_gets_a_503(capped: Se
     wait_until_serving(capped)
 
 
+PADDED_DOCUMENTS = 100
+PAD_WORD = "zzpad"
+
+
+@pytest.fixture(scope="module")
+def padded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose world has 100 documents of 20 kB that only the word ``zzpad`` finds, and a
+    short deadline for reading an answer."""
+    config = WorldConfig.from_json(
+        {"seed": 6, "num_entities": 300, "tasks_per_family": 4, "train_tasks_per_family": 2}
+    )
+    corpus, stats = generate_corpus(config, "tiny-padded")
+    start, _ = corpus.split_documents["test"]
+    documents = list(corpus.documents)
+    pad = f" {PAD_WORD}" * (BIG_DOCUMENT_CHARS // (len(PAD_WORD) + 1))
+    for i in range(start, start + PADDED_DOCUMENTS):
+        documents[i] = Document(documents[i].doc_id, documents[i].title, documents[i].text + pad)
+    big = Corpus(corpus.name, documents, corpus.splits, corpus.knobs, split_documents=corpus.split_documents)
+    directory = tmp_path_factory.mktemp("padded") / "tiny-padded"
+    write_frozen(big, stats, directory)
+    running = Server("--corpus", str(directory), "--send-timeout", "2")
+    wait_until_serving(running)
+    running.idle_rss = running.rss_bytes()
+    yield running
+    running.stop()
+
+
+def test_a_client_that_does_not_read_its_answer_is_dropped_at_the_send_deadline(padded: Server) -> None:
+    status, refusal = padded.retrieve({"queries": [PAD_WORD] * 96, "topk": 100})
+    fitting = int(refusal["error"].rsplit("send at most ", 1)[1].split()[0])  # the largest answer allowed
+    body = json.dumps({"queries": [PAD_WORD] * fitting, "topk": 100}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # the kernel holds little of the answer
+    sock.settimeout(WAIT_S)
+    sock.connect((padded.host, padded.port))
+    with sock:
+        sock.sendall(
+            f"POST {padded.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1024)
+        length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+        assert status == 400 and length > fitting * 100 * BIG_DOCUMENT_CHARS * 0.9  # a full answer began
+        time.sleep(6)  # over the 2 s deadline without reading, then read what is left
+        received = len(head.partition(b"\r\n\r\n")[2]) + len(read_until_closed(sock))
+    assert received < length  # the server dropped the connection mid-answer
+    assert_memory_bounded(padded)
+    assert padded.retrieve({"queries": [PAD_WORD], "topk": 3})[0] == 200
+
+
 def test_workers_end_with_the_server_on_sigterm_and_on_sigkill(corpus_dir: Path) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         running = Server("--corpus", str(corpus_dir), "--workers", "2")
