@@ -326,7 +326,7 @@ def test_at_a_cap_of_connections_all_mid_request_a_new_one_gets_a_503(capped: Se
             sock = capped.connect()
             sock.sendall(f"POST {capped.path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n".encode())
             busy.append(sock)
-        time.sleep(1.0)  # every head read
+        time.sleep(2.0)  # every head read
         with capped.connect() as extra:
             assert "40 connections" in json_error(read_until_closed(extra), 503)
     finally:
