@@ -7,7 +7,7 @@ Usage::
 
 The corpus and queries are bench_bm25's (seeded Zipfian documents of 40 to 80 tokens, queries of
 2 to 5 tokens from one document). The server runs in its own process (this script with --serve),
-on loopback, with the package's Retriever and HTTP server. One client sends every query in
+on loopback, with the package's Retriever and service (uvicorn, one worker). One client sends every query in
 batches of 1, 64 and 512 on one keep-alive connection, as Search-R1's client does
 (``return_scores: true``, ``topk`` 3). "BM25" is the search time the server reports for each
 request in its ``Server-Timing`` header; the rest of the wall time (JSON both ways, HTTP, the
@@ -31,7 +31,9 @@ from bench_bm25 import make_corpus, make_queries
 
 from gather_envs.corpus.corpus import Corpus
 from gather_envs.records.documents import Document
-from gather_envs.serving import Retriever, make_server, server_url
+from gather_envs.serving import Retriever
+from gather_envs.serving.service import bind_socket, server_url
+from gather_envs.serving.service import serve as serve_on
 
 DEFAULT_DOCS = 100_000
 DEFAULT_QUERIES = 2048
@@ -50,9 +52,10 @@ def build_retriever(tokens: list[list[str]]) -> Retriever:
 
 def serve(n_docs: int, seed: int) -> None:
     """The server process: build the index, print the URL, serve until killed."""
-    server = make_server(build_retriever(make_corpus(n_docs, seed)), port=0)
-    print(server_url(server), flush=True)
-    server.serve_forever()
+    retriever = build_retriever(make_corpus(n_docs, seed))
+    sock = bind_socket("127.0.0.1", 0)
+    print(server_url(sock), flush=True)
+    serve_on(retriever, sock)
 
 
 def timed_requests(url: str, queries: list[str], batch: int) -> tuple[float, float]:

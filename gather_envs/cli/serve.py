@@ -16,13 +16,35 @@ from gather_envs.cli.common import (
     unwrap,
 )
 from gather_envs.errors import GatherError
+from gather_envs.optional import require
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds in (0, 1e6)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
+    if not 0 < value < 1e6:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, 1e6), got {text}")
+    return value
 
 
 def cmd_serve_retrieval(args: argparse.Namespace) -> int:
     from gather_envs.corpus.frozen import load_directory, load_frozen
     from gather_envs.corpus.wiki18 import WIKI18_SUFFIX, load_wiki18
-    from gather_envs.serving import DEFAULT_TOPK, Retriever, make_server, server_url
 
+    require("uvicorn", "serve", "gather-envs serve-retrieval")
+    from gather_envs.serving import DEFAULT_TOPK, Retriever
+    from gather_envs.serving.limits import ServiceLimits
+    from gather_envs.serving.service import bind_socket, serve, server_url
+
+    limits = ServiceLimits(
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        send_timeout_s=args.send_timeout,
+        max_connections=args.max_connections,
+    )
     if args.env is None and args.corpus is not None and not args.kwarg:
         path = Path(args.corpus)
         if path.is_file() and path.suffix == WIKI18_SUFFIX:  # Search-R1's wiki-18 passages
@@ -49,7 +71,7 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
         corpus, topk, split = env.corpus, env.top_k, env.split
     retriever = Retriever(corpus, args.topk or topk, split=split)
     try:
-        server = make_server(retriever, args.host, args.port)
+        sock = bind_socket(args.host, args.port)
     except OSError as exc:
         raise GatherError(
             f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
@@ -57,13 +79,14 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
         ) from None
     # The first line says the server is ready and where: scripts (and the tests) read it.
     print(
-        f"serving {server_url(server)}  corpus={corpus.name} split={split} documents={len(retriever.documents)}",
+        f"serving {server_url(sock)}  corpus={corpus.name} split={split} "
+        f"documents={len(retriever.documents)} workers={args.workers}",
         flush=True,
     )
     try:
-        server.serve_forever()
+        serve(retriever, sock, args.workers, limits)
     finally:
-        server.server_close()
+        sock.close()
     return 0
 
 
@@ -71,14 +94,21 @@ def add_parser(sub: Any) -> None:
     """Declare ``serve-retrieval``."""
     raw = argparse.RawDescriptionHelpFormatter
     from gather_envs.serving import DEFAULT_HOST, DEFAULT_PORT
+    from gather_envs.serving.limits import (
+        DEFAULT_BODY_TIMEOUT_S,
+        DEFAULT_HEADER_TIMEOUT_S,
+        DEFAULT_MAX_CONNECTIONS,
+        DEFAULT_SEND_TIMEOUT_S,
+        MAX_WORKERS,
+    )
     from gather_envs.serving.retrieval_server import MAX_TOPK
 
     serve = sub.add_parser(
         "serve-retrieval",
         help="serve a corpus's BM25 search over HTTP in Search-R1's protocol (POST /retrieve)",
         description='Answer POST /retrieve {"queries": [...], "topk": K, "return_scores": B} as\n'
-        "Search-R1's retrieval server does, with the env's exact BM25 hits. Prints its URL, then serves\n"
-        "until interrupted.",
+        "Search-R1's retrieval server does, with the env's exact BM25 hits, on uvicorn with deadlines and\n"
+        "caps against slow or hostile clients. Prints its URL, then serves until interrupted.",
         epilog=kwargs_epilog(),
         formatter_class=raw,
     )
@@ -107,6 +137,43 @@ def add_parser(sub: Any) -> None:
         "--split",
         default="test",
         help="the split whose world is searched, as an env of that split searches it (default %(default)s)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int_type(1, MAX_WORKERS),
+        default=1,
+        metavar="N",
+        help="server processes sharing the index, forked after it is built (default %(default)s)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=positive_seconds,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        metavar="S",
+        help="seconds a client has to send a request's headers, from connect or its last answer (default %(default)g)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=positive_seconds,
+        default=DEFAULT_BODY_TIMEOUT_S,
+        metavar="S",
+        help="seconds a client has to send a body once its headers are in (default %(default)g)",
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=positive_seconds,
+        default=DEFAULT_SEND_TIMEOUT_S,
+        metavar="S",
+        help="seconds a client has to read an answer once it starts; then the connection is dropped "
+        "(default %(default)g)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int_type(1),
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections per worker; at the cap the longest-waiting idle or slow one is dropped "
+        "(default %(default)s)",
     )
     add_kwarg_option(serve)
     serve.set_defaults(func=cmd_serve_retrieval)

@@ -1,4 +1,8 @@
-"""Serving: a corpus's BM25 search over HTTP, in the protocol RL stacks for search agents speak."""
+"""Serving: a corpus's BM25 search over HTTP, in the protocol RL stacks for search agents speak.
+
+:mod:`~gather_envs.serving.retrieval_server` is the protocol (no server dependency);
+:mod:`~gather_envs.serving.service` runs it on uvicorn (the ``serve`` extra).
+"""
 
 from gather_envs.serving.retrieval_server import (
     DEFAULT_HOST,
@@ -7,8 +11,6 @@ from gather_envs.serving.retrieval_server import (
     Retrieval,
     RetrievalRequestError,
     Retriever,
-    make_server,
-    server_url,
 )
 
 __all__ = [
@@ -18,6 +20,4 @@ __all__ = [
     "Retrieval",
     "RetrievalRequestError",
     "Retriever",
-    "make_server",
-    "server_url",
 ]

@@ -13,25 +13,21 @@ and reads the same answer, so that is accepted too.
 The hits are the corpus's own world-scope BM25 index (:meth:`Corpus.index`), the one the env
 searches, so ids, order and float64 scores equal the env's; JSON carries the floats exactly. A
 query with no searchable words gets no hits (the env refuses such a search). Unlike Search-R1,
-a malformed request is an HTTP 400 whose JSON body says what to fix (``{"error": ...}``), a body
-over :data:`MAX_BODY_BYTES` is a 413, and no request can crash the server. Each answer's
-``Server-Timing`` header says how long its BM25 searches took, which separates search time
-from HTTP time on the client side.
+a malformed request is refused with a JSON body that says what to fix (``{"error": ...}``), before
+any search: its fields are checked one by one, integers are range-checked before Python converts
+them, and the answer's largest possible size (queries x ``topk`` x the longest encoded document)
+must fit :data:`MAX_ANSWER_BYTES`. This module is the protocol; the HTTP layer is
+:mod:`gather_envs.serving.asgi_app` on the server :mod:`gather_envs.serving.service` runs.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import sys
-import threading
 import time
-from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 
-from gather_envs.corpus.corpus import Corpus
+from gather_envs.corpus.corpus import Corpus, documents_hash
 from gather_envs.errors import ConfigError, GatherError
 from gather_envs.records.documents import Document
 from gather_envs.retrieval import BM25Index, tokenize
@@ -46,26 +42,25 @@ RETRIEVE_PATH = "/retrieve"
 HEALTH_PATH = "/health"
 MAX_BODY_BYTES = 1 << 20
 """Largest request body read; 512 queries of 200 characters take about 110 KB."""
-MAX_DRAINED_BYTES = 16 << 20
-"""A body over :data:`MAX_BODY_BYTES` but under this is read and dropped before the 413 is sent."""
-DRAIN_CHUNK_BYTES = 1 << 16
 MAX_QUERIES = 1024
 """Most queries in one request."""
 MAX_QUERY_CHARS = 4096
 """Longest query, in characters."""
 MAX_TOPK = 100
-"""Largest ``topk``; with :data:`MAX_QUERIES` this bounds the work and the size of one answer."""
-MAX_CONNECTIONS = 256
-"""Connections served at once (one thread each); a connection past this is closed at once.
+"""Largest ``topk``."""
+MAX_ANSWER_BYTES = 16 << 20
+"""Largest answer a request may ask for, counted as queries x ``topk`` x the longest encoded document.
 
-Searches run on the connection's own thread, and the index keeps 9 bytes of scratch per document
-per searching thread, so this also bounds that memory (256 x 9 B x 100k documents = 230 MB). A
-pool of a few search threads would bound it lower but doubled a one-query request's latency
-(0.7 -> 1.4 ms at 10k documents on the loaded 2-core machine)."""
+Search-R1's usual batch (512 queries, ``topk`` 3, wiki-18 passages of about 1.3 kB encoded) asks
+for 2 MB; 96 queries at ``topk`` 100 over 20 kB documents would ask for 384 MB and are refused."""
+HIT_OVERHEAD_BYTES = 64
+"""A hit's bytes beyond its document's (``{"document": ..., "score": ...}`` and separators)."""
+MAX_INTEGER_DIGITS = 19
+"""Longest integer literal decoded from a body; a longer one is refused before ``int()`` sees it."""
 SERVER_TIMING_NAME = "bm25"
 """A ``/retrieve`` answer's ``Server-Timing: bm25;dur=MS`` header: its searches' time, in ms."""
-SOCKET_TIMEOUT_S = 30.0
-"""A connection that sends nothing for this long is closed, so a stalled client holds no thread."""
+INDEX_KIND = "bm25-memory"
+"""``/health``'s name for the in-process index :meth:`Corpus.index` builds."""
 
 
 class RetrievalRequestError(GatherError, ValueError):
@@ -113,6 +108,20 @@ class Retriever:
         # Each document's JSON is encoded once: re-encoding the hits on every request cost a third
         # of a 512-query request (10k documents: 8.9k queries/s before, 14.6k after).
         self._encoded = [json.dumps(document_json(d), ensure_ascii=False) for d in self.documents]
+        self.max_hit_bytes = HIT_OVERHEAD_BYTES + max(
+            (len(e.encode("utf-8")) for e in self._encoded), default=0
+        )
+        """The longest encoded hit, in UTF-8 bytes: the unit of :data:`MAX_ANSWER_BYTES`."""
+        self.identity = {
+            "kind": INDEX_KIND,
+            "hash": documents_hash(self.documents),
+            "documents": len(self.documents),
+            "k1": self.index.k1,
+            "b": self.index.b,
+            "epsilon": self.index.epsilon,
+        }
+        """What ``/health`` says of the index: its kind, the sha256 of the documents it searches and
+        its BM25 parameters, so a client can tell two retrievers apart."""
 
     def search(self, query: str, topk: int) -> list[tuple[int, float]]:
         """The env's BM25 hits for ``query`` as ``(document position, score)``; none without words."""
@@ -120,12 +129,17 @@ class Retriever:
         return self.index.top_k(tokens, topk) if tokens else []
 
     def retrieve(self, payload: Any) -> Retrieval:
-        """The JSON text answering one decoded request body; :class:`RetrievalRequestError` if malformed.
+        """The JSON text answering one decoded request body; :class:`RetrievalRequestError` if malformed."""
+        queries, topk, return_scores = parse_request(payload, self.default_topk)
+        self.check_answer_size(len(queries), topk)
+        return self.answer(queries, topk, return_scores)
+
+    def answer(self, queries: list[str], topk: int, return_scores: bool) -> Retrieval:
+        """The JSON text answering checked fields (see :func:`parse_request`).
 
         The text is what ``json.dumps`` of the response object gives (floats as ``repr``, which
         round-trips exactly), assembled from the pre-encoded documents.
         """
-        queries, topk, return_scores = parse_request(payload, self.default_topk)
         start = time.perf_counter()
         all_hits = [self.search(query, topk) for query in queries]
         bm25_seconds = time.perf_counter() - start
@@ -139,8 +153,20 @@ class Retriever:
             lists.append(f"[{', '.join(items)}]")
         return Retrieval(f'{{"result": [{", ".join(lists)}]}}', bm25_seconds)
 
+    def check_answer_size(self, queries: int, topk: int) -> int:
+        """The largest answer ``queries`` x ``topk`` could make, in bytes; refused over :data:`MAX_ANSWER_BYTES`."""
+        worst = queries * topk * self.max_hit_bytes
+        if worst > MAX_ANSWER_BYTES:
+            fitting = MAX_ANSWER_BYTES // (topk * self.max_hit_bytes)
+            raise RetrievalRequestError(
+                f"{queries} queries x topk {topk} x hits of up to {self.max_hit_bytes} bytes "
+                f"could answer {worst} bytes, over the {MAX_ANSWER_BYTES}; send at most {fitting} "
+                f"queries per request at this topk"
+            )
+        return worst
+
     def health(self) -> dict[str, Any]:
-        """What ``GET /health`` answers: the corpus served and the default ``topk``."""
+        """What ``GET /health`` answers: the corpus and index served and the default ``topk``."""
         return {
             "status": "ok",
             "corpus": self.corpus.name,
@@ -148,6 +174,7 @@ class Retriever:
             "split": self.split,
             "documents": len(self.documents),
             "default_topk": self.default_topk,
+            "index": self.identity,
         }
 
 
@@ -198,7 +225,7 @@ def _kind(value: Any) -> str:
 def decode_body(body: bytes) -> Any:
     """The JSON value of a request body; :class:`RetrievalRequestError` if it is not UTF-8 JSON."""
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), parse_int=_bounded_int)
     except UnicodeDecodeError as exc:
         raise RetrievalRequestError(f"the body is not UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
     except json.JSONDecodeError as exc:
@@ -209,177 +236,14 @@ def decode_body(body: bytes) -> Any:
         raise RetrievalRequestError("the body nests too deeply to decode; send a flat JSON object") from None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One connection: POST /retrieve and GET /health; every answer, error or not, is JSON."""
+def _bounded_int(literal: str) -> int:
+    """A JSON integer literal as an int, refused when longer than :data:`MAX_INTEGER_DIGITS` digits.
 
-    protocol_version = "HTTP/1.1"  # keep-alive, so a client's batch-of-1 loop reuses its connection
-    default_request_version = "HTTP/1.0"  # so a garbled request line still gets a status and headers
-    disable_nagle_algorithm = True  # headers and body are two writes: Nagle + delayed ACK cost 40 ms
-    timeout = SOCKET_TIMEOUT_S
-    _server_timing = ""  # this request's Server-Timing header value, set once its searches ran
-    server: _RetrievalHTTPServer
-
-    def do_POST(self) -> None:
-        self._server_timing = ""
-        self._answer(self._post)
-
-    def do_GET(self) -> None:
-        self._server_timing = ""
-        self._answer(self._get)
-
-    def _post(self) -> str:
-        path = self.path.split("?", 1)[0]
-        if path != RETRIEVE_PATH:
-            raise RetrievalRequestError(
-                f"no such path {path!r}; POST to {RETRIEVE_PATH}", HTTPStatus.NOT_FOUND
-            )
-        answer = self.server.retriever.retrieve(decode_body(self._body()))
-        self._server_timing = f"{SERVER_TIMING_NAME};dur={1e3 * answer.bm25_seconds:.3f}"
-        return answer.text
-
-    def _get(self) -> str:
-        path = self.path.split("?", 1)[0]
-        if path == HEALTH_PATH:
-            return json.dumps(self.server.retriever.health(), ensure_ascii=False)
-        if path == RETRIEVE_PATH:
-            raise RetrievalRequestError(
-                f"{RETRIEVE_PATH} takes POST with a JSON body", HTTPStatus.METHOD_NOT_ALLOWED
-            )
+    Python refuses to convert over 4,300 digits with a ValueError, and converting fewer still costs
+    quadratic time; checking the length first makes either a 400 that says so.
+    """
+    if len(literal.lstrip("-")) > MAX_INTEGER_DIGITS:
         raise RetrievalRequestError(
-            f"no such path {path!r}; POST to {RETRIEVE_PATH} or GET {HEALTH_PATH}", HTTPStatus.NOT_FOUND
+            f"an integer in the body has {len(literal.lstrip('-'))} digits; the most is {MAX_INTEGER_DIGITS}"
         )
-
-    def _body(self) -> bytes:
-        """The request body, read only when its declared length is within bounds."""
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise RetrievalRequestError(
-                "chunked bodies are not accepted; send a Content-Length header", HTTPStatus.LENGTH_REQUIRED
-            )
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self.close_connection = True
-            raise RetrievalRequestError("send a Content-Length header", HTTPStatus.LENGTH_REQUIRED)
-        try:
-            length = int(length_text)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise RetrievalRequestError(
-                f"bad Content-Length {length_text[:40]!r}; send the body's size in bytes"
-            )
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True  # the unread body must not be parsed as the next request
-            if length <= MAX_DRAINED_BYTES:  # a client still sending then reads the 413, not EPIPE
-                self._discard(length)
-            raise RetrievalRequestError(
-                f"the body has {length} bytes; the most is {MAX_BODY_BYTES} (split the queries into batches)",
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            )
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            raise RetrievalRequestError(f"the body ended after {len(body)} of {length} bytes")
-        return body
-
-    def _discard(self, length: int) -> None:
-        """Read and drop ``length`` body bytes, a chunk at a time, stopping early at end of stream."""
-        while length > 0:
-            chunk = self.rfile.read(min(length, DRAIN_CHUNK_BYTES))
-            if not chunk:
-                return
-            length -= len(chunk)
-
-    def _answer(self, handle: Callable[[], str]) -> None:
-        """Run ``handle`` and send the JSON text it returns; a refusal is its status, anything else a 500."""
-        try:
-            status, text = HTTPStatus.OK, handle()
-        except RetrievalRequestError as exc:
-            status, text = exc.status, json.dumps({"error": str(exc)}, ensure_ascii=False)
-        except Exception as exc:  # a bug must cost one request, not the server
-            print(f"gather-envs serve-retrieval: internal error: {exc!r}", file=sys.stderr, flush=True)
-            status, text = HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": "internal server error"})
-        self._send_json(status, text)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors the base class finds (bad request line, long headers, unknown method) as JSON too."""
-        self.close_connection = True
-        self._server_timing = ""
-        status = HTTPStatus(code)
-        error = f"{message or status.phrase}; {explain or status.description}".rstrip("; ")
-        self._send_json(status, json.dumps({"error": error}, ensure_ascii=False))
-
-    def _send_json(self, status: HTTPStatus, text: str) -> None:
-        """One JSON response; a client that hung up first just loses its answer."""
-        body = text.encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            if self._server_timing:
-                self.send_header("Server-Timing", self._server_timing)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
-        """No line per request: at thousands of queries a second the log would cost more than BM25."""
-
-
-class _RetrievalHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server that holds its :class:`Retriever`."""
-
-    daemon_threads = True
-    request_queue_size = 128  # connections waiting to be accepted (socketserver's default is 5)
-    retriever: Retriever
-    slots: threading.BoundedSemaphore
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """Serve the connection in a thread when one of :data:`MAX_CONNECTIONS` is free, else close it."""
-        if not self.slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """One line on stderr instead of socketserver's traceback; the server goes on."""
-        error = sys.exc_info()[1]
-        print(f"gather-envs serve-retrieval: connection from {client_address[0]}: {error!r}", file=sys.stderr)
-
-
-class _RetrievalHTTPServer6(_RetrievalHTTPServer):
-    """The same server on an IPv6 address."""
-
-    address_family = socket.AF_INET6
-
-
-def make_server(
-    retriever: Retriever, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
-) -> ThreadingHTTPServer:
-    """A bound (not yet serving) HTTP server for ``retriever``; port 0 picks a free port."""
-    server_class = _RetrievalHTTPServer6 if ":" in host else _RetrievalHTTPServer
-    server = server_class((host, port), _Handler)
-    server.retriever = retriever
-    server.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-    return server
-
-
-def server_url(server: ThreadingHTTPServer) -> str:
-    """The ``/retrieve`` URL of a bound server, with the port it actually got."""
-    host, port = server.server_address[:2]
-    host = f"[{host}]" if ":" in str(host) else str(host)
-    return f"http://{host}:{port}{RETRIEVE_PATH}"
+    return int(literal)

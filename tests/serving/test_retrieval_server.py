@@ -5,28 +5,25 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import gymnasium as gym
 import pytest
+from _support.retrieval_service import PACKAGE_ROOT, Server
 
 import gather_envs
 from gather_envs.corpus.frozen import load_directory, write_frozen
 from gather_envs.corpus.synthetic import generate_corpus
-from gather_envs.serving.retrieval_server import MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_QUERIES, MAX_TOPK
+from gather_envs.serving.retrieval_server import MAX_BODY_BYTES, MAX_QUERIES, MAX_TOPK
 from gather_envs.world.generator import WorldConfig
 
-PACKAGE_ROOT = Path(gather_envs.__file__).resolve().parent.parent  # the checkout, or the installed wheel
 ENV_ID = next(i for i in gather_envs.ENV_IDS if gym.make(i).unwrapped.max_tool_calls > 0)  # type: ignore[attr-defined]
 """The first registered id whose agent may search."""
-READY_PATTERN = re.compile(r"^serving (http://\S+)")
 START_TIMEOUT_S = 120
 QUERIES = [
     "who founded the company",
@@ -35,47 +32,6 @@ QUERIES = [
     "zzzz-not-a-word qqqq",  # no word in the vocabulary: the env's BM25 still answers (all 0.0)
     "Ada Lovelace's 1st note (1843)",
 ]
-
-
-class Server:
-    """A `gather-envs serve-retrieval` child process and a keep-alive HTTP client to it."""
-
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}
-        command = [sys.executable, "-m", "gather_envs.cli", "serve-retrieval", "--port", "0", *args]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # the server prints its URL once it is ready
-        match = READY_PATTERN.match(line)
-        if match is None:
-            self.process.kill()
-            raise AssertionError(f"no ready line: {line!r}; stderr: {self.process.communicate()[1]}")
-        self.url = match.group(1)
-        parts = urlsplit(self.url)
-        self.host, self.port, self.path = str(parts.hostname), int(parts.port or 0), parts.path
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        """Status and decoded JSON body of one request on a fresh connection."""
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            connection.close()
-
-    def retrieve(self, payload: Any) -> tuple[int, Any]:
-        return self.request(
-            "POST", self.path, json.dumps(payload).encode(), {"Content-Type": "application/json"}
-        )
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.communicate(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -271,31 +227,6 @@ def test_missing_short_or_huge_content_length_never_hangs_or_crashes(server: Ser
     assert server.process.poll() is None
 
 
-def test_connections_past_the_bound_are_closed_and_the_server_recovers(server: Server) -> None:
-    idle = [socket.create_connection((server.host, server.port), timeout=60) for _ in range(MAX_CONNECTIONS)]
-    try:
-        for connection in idle:  # once answered, each holds its slot (keep-alive) until it hangs up
-            connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert connection.recv(65536).startswith(b"HTTP/1.1 200 ")
-        with socket.create_connection((server.host, server.port), timeout=60) as extra:
-            extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert extra.recv(1024) == b""
-    finally:
-        for connection in idle:
-            connection.close()
-    # Each held thread sees its client hang up and frees its slot; until then a request may be
-    # closed unanswered, so this asks until one is answered (the bound is MAX_CONNECTIONS tries).
-    for _ in range(MAX_CONNECTIONS):
-        try:
-            status, answer = server.request("GET", "/health")
-        except (ConnectionError, http.client.RemoteDisconnected):
-            continue
-        assert status == 200 and answer["status"] == "ok"
-        break
-    else:
-        raise AssertionError("the server did not recover after its clients hung up")
-
-
 def test_each_answer_says_its_search_time_in_server_timing(server: Server) -> None:
     connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
     try:
@@ -351,6 +282,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     [
         (("--port", "70000"), "--port"),
         (("--topk", "0"), "--topk"),
+        (("--workers", "0"), "--workers"),
+        (("--header-timeout", "0"), "--header-timeout"),
+        (("--body-timeout", "nan"), "--body-timeout"),
+        (("--max-connections", "0"), "--max-connections"),
         (("--corpus", "no-such-corpus"), "no frozen corpus 'no-such-corpus'"),
         (("--env", "Gather-Nope-v0"), "unknown env id"),
         (("--kwarg", "scope=distractor"), "scope=world"),
