@@ -116,15 +116,18 @@ def test_remote_retriever_plays_the_same_episodes_as_in_process(runs, env_id: st
 
 def test_identity_of_the_retriever_is_in_every_record(server, runs) -> None:
     process, url = server
-    corpus = gym.make(ENV_IDS[0]).unwrapped.corpus  # type: ignore[attr-defined]
+    import urllib.request
+
+    with urllib.request.urlopen(url.rsplit("/", 1)[0] + "/health", timeout=10) as answer:
+        served = json.loads(answer.read())["index"]["hash"]  # the served index's own hash
     for local, remote_records in runs.values():
         assert {r.retriever for r in local} == {None}
-        assert {r.retriever for r in remote_records} == {f"http:{corpus.content_hash}@test"}
+        assert {r.retriever for r in remote_records} == {f"http:{served}@test"}
         assert {r.env_kwargs["retriever"] for r in remote_records} == {url}
     env = gym.make(ENV_IDS[0], retriever=url)
     _, info = env.reset(seed=0)
-    assert info["retriever"] == f"http:{corpus.content_hash}@test"
-    assert info["corpus_hash"] == corpus.content_hash
+    assert info["retriever"] == f"http:{served}@test"
+    assert info["corpus_hash"] == env.unwrapped.corpus.content_hash  # type: ignore[attr-defined]
 
 
 def test_remote_records_round_trip_their_retriever(runs) -> None:
@@ -318,8 +321,12 @@ def test_bad_retriever_settings_are_config_errors(kwargs: dict[str, Any], messag
 
 
 def test_answers_over_the_size_cap_are_refused_before_they_are_read(server, monkeypatch) -> None:
-    monkeypatch.setattr(remote, "MAX_ANSWER_BYTES", 300)  # /health fits, three documents do not
+    import urllib.request
+
+    with urllib.request.urlopen(server[1].rsplit("/", 1)[0] + "/health", timeout=10) as answer:
+        cap = len(answer.read())  # /health fits, three documents do not
+    monkeypatch.setattr(remote, "MAX_ANSWER_BYTES", cap)
     env = gym.make(ENV_IDS[1], retriever=server[1])
     env.reset(seed=0)
-    with pytest.raises(RetrieverError, match=r"the answer has \d+ bytes; the most read is 300$"):
+    with pytest.raises(RetrieverError, match=rf"the answer has \d+ bytes; the most read is {cap}$"):
         env.step("search[river city born]")
