@@ -335,7 +335,9 @@ class BM25Index(PostingsSearch):
         return int(self._term_offsets[term + 1] - self._term_offsets[term])
 
 
-def _pair_weights(pairs: Pairs, idf: FloatArray, doc_len: IntArray, avgdl: float, k1: float, b: float) -> FloatArray:
+def _pair_weights(
+    pairs: Pairs, idf: FloatArray, doc_len: IntArray, avgdl: float, k1: float, b: float
+) -> FloatArray:
     """Each posting's weight (:func:`~gather_envs.retrieval.postings.weights_of`), a chunk at a time."""
     weights = np.empty(len(pairs.docs))
     if len(weights) == 0:

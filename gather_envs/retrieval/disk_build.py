@@ -120,7 +120,12 @@ class _NpyWriter:
         self._handle.write(_npy_header(self.dtype, self.length))
         self._handle.close()
         size = self.path.stat().st_size
-        return {"sha256": file_sha256(self.path), "bytes": size, "dtype": str(self.dtype), "shape": [self.length]}
+        return {
+            "sha256": file_sha256(self.path),
+            "bytes": size,
+            "dtype": str(self.dtype),
+            "shape": [self.length],
+        }
 
 
 def _npy_header(dtype: np.dtype[Any], length: int) -> bytes:
@@ -316,9 +321,13 @@ class _Builder:
             ids.append(chunk)
         return {writer.path.name: writer.close() for writer in (blob, offsets, ids)}
 
-    def _merge(self, idf: npt.NDArray[np.float64], avgdl: float, k1: float, b: float) -> dict[str, dict[str, Any]]:
+    def _merge(
+        self, idf: npt.NDArray[np.float64], avgdl: float, k1: float, b: float
+    ) -> dict[str, dict[str, Any]]:
         """k-way merge of the runs into the term-major postings; also each term's largest weight."""
-        tf_dtype = next(dtype for dtype in (np.uint8, np.uint16, np.uint32) if self.max_tf <= np.iinfo(dtype).max)
+        tf_dtype = next(
+            dtype for dtype in (np.uint8, np.uint16, np.uint32) if self.max_tf <= np.iinfo(dtype).max
+        )
         docs_out = _NpyWriter(self.staging / array_file("postings_docs"), np.uint32)
         tf_out = _NpyWriter(self.staging / array_file("postings_tf"), tf_dtype)
         doc_len = np.load(self.staging / array_file("doc_lengths"), mmap_mode="r")
@@ -378,7 +387,11 @@ def build_disk_index(
     in the manifest; the sha256 of the documents' canonical JSON lines is added to it.
     """
     check_parameters(k1, b, epsilon)
-    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < MIN_MEMORY_BUDGET:
+    if (
+        isinstance(memory_budget, bool)
+        or not isinstance(memory_budget, int)
+        or memory_budget < MIN_MEMORY_BUDGET
+    ):
         raise ConfigError(f"memory_budget must be an int >= {MIN_MEMORY_BUDGET} bytes, got {memory_budget!r}")
     out = Path(out)
     with atomic_directory(out, replaceable=_is_index_file) as staging:
@@ -398,7 +411,9 @@ def build_disk_index(
             "build": {"memory_budget": memory_budget, "runs": counts["runs"], "tokenizer": "lowercase \\w+"},
             "files": {array_file(name): counts["files"][array_file(name)] for name in ARRAYS},
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        (staging / MANIFEST).write_text(
+            json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        )
     return manifest
 
 

@@ -98,7 +98,9 @@ class DiskIndex(PostingsSearch):
     ``get_scores``, ``len``); :meth:`document` returns a stored document.
     """
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+    def __init__(
+        self, directory: Path, manifest: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]
+    ) -> None:
         self.directory = directory
         self.manifest = manifest
         self._k1, self._b, self._epsilon = (float(manifest[name]) for name in ("k1", "b", "epsilon"))
@@ -225,7 +227,9 @@ def read_index_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not path.is_file():
         what = "is not a directory" if not directory.is_dir() else f"has no {MANIFEST}"
-        raise IndexFileError(f"{directory} {what}: not a BM25 index (build one with `gather-envs index build`)")
+        raise IndexFileError(
+            f"{directory} {what}: not a BM25 index (build one with `gather-envs index build`)"
+        )
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_MANIFEST_BYTES + 1)
@@ -297,7 +301,9 @@ def _check_structure(directory: Path, manifest: dict[str, Any], arrays: dict[str
                 f"need {length}; rebuild the index"
             )
     if int(arrays["term_offsets"][-1]) != n_postings:
-        raise IndexFileError(f"{directory / array_file('term_offsets')}: does not end at {n_postings}; rebuild the index")
+        raise IndexFileError(
+            f"{directory / array_file('term_offsets')}: does not end at {n_postings}; rebuild the index"
+        )
 
 
 def file_sha256(path: Path) -> str:

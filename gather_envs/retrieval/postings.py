@@ -46,7 +46,9 @@ def doc_norm(doc_len: npt.NDArray[np.integer], avgdl: float, k1: float, b: float
     return k1 * ((1 - b) + (b * doc_len) / avgdl)
 
 
-def weights_of(tf: npt.NDArray[np.integer], norm: FloatArray, idf: FloatArray | float, k1: float) -> FloatArray:
+def weights_of(
+    tf: npt.NDArray[np.integer], norm: FloatArray, idf: FloatArray | float, k1: float
+) -> FloatArray:
     """Postings' weights from their tf, their documents' :func:`doc_norm` and their terms' idf."""
     freq = tf.astype(np.float64)
     denominator = norm + freq
@@ -128,7 +130,9 @@ def pairs_from_keys(keys: IntArray, n_docs: int, n_terms: int) -> Pairs:
     return Pairs(docs, terms, tf, df)
 
 
-def term_idf(df: IntArray, n_docs: int, epsilon: float, first_seen: IntArray | None) -> tuple[FloatArray, float]:
+def term_idf(
+    df: IntArray, n_docs: int, epsilon: float, first_seen: IntArray | None
+) -> tuple[FloatArray, float]:
     """Per-term idf with rank_bm25's floor, and the raw average idf.
 
     ``first_seen`` orders the terms for the sum (None: id order), as rank_bm25 adds them in the

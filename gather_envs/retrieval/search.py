@@ -326,8 +326,6 @@ class PostingsSearch:
         return _rank_with_zeros(touched, np.concatenate(score_parts), k, len(self))
 
 
-
-
 class _Buffers:
     """One thread's scratch arrays for one index: a score per document, and a mark per document."""
 
@@ -349,8 +347,6 @@ class _Buffers:
         """Zero everything, so an interrupted query cannot leak into the next."""
         self.scores.fill(0.0)
         self.marks.fill(False)
-
-
 
 
 def _kth_largest(values: FloatArray, k: int) -> float:
