@@ -40,6 +40,7 @@ from gather_envs.retrieval.disk_index import (
     FORMAT_VERSION,
     MANIFEST,
     SURROGATES,
+    VERIFY_CHUNK,
     array_file,
     file_sha256,
 )
@@ -55,23 +56,25 @@ from gather_envs.retrieval.tokenize import tokenize
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
 """Bytes for the build's buffers when none is given (2 GiB)."""
-MIN_MEMORY_BUDGET = 1 << 20
-"""The smallest budget accepted (1 MiB): below it runs get too small to be worth a file."""
-BYTES_PER_BUFFERED_TOKEN = 32
-"""A buffered token's cost while its run is sorted: its id (4), its key (8), its posting (12) and headroom."""
+MIN_MEMORY_BUDGET = 4 << 20
+"""The smallest budget accepted (4 MiB): below it runs get too small to be worth a file."""
+BYTES_PER_BUFFERED_TOKEN = 64
+"""A buffered token's cost while its run is sorted: its id (4), its key (8), its posting (12), the counting's temporaries (~40)."""
 BYTES_PER_MERGE_ROW = 64
 """A merged row's cost: its key and tf read (12), the sort's order (8), docs, terms, weights and headroom."""
 MIN_MERGE_ROWS = 256
 """Rows read from each run at a time however many runs share the budget."""
-RUN_WRITE_ROWS = 1 << 16
+RUN_WRITE_ROWS = 1 << 13
 """Postings converted to run-file rows at a time while spilling."""
-OFFSET_FLUSH = 1 << 16
-"""Offsets buffered before they are appended to their file."""
+OFFSET_FLUSH = 1 << 13
+"""Offsets (and document lengths) buffered before they are appended to their file."""
 NPY_HEADER_BYTES = 128
 """Each .npy header is padded to this size, so it can be rewritten with the final length in place."""
 RUNS_DIR = "runs.tmp"
-BUFFER_BYTES = 1 << 20
-"""Write buffer of each output file."""
+BUFFER_BYTES = 1 << 16
+"""Write buffer of each output file (at most 7 are open at once)."""
+FIXED_BYTES = 7 * BUFFER_BYTES + 4 * OFFSET_FLUSH * 8 + VERIFY_CHUNK
+"""The part of the budget taken by open files, pending offsets and checksumming; the rest sizes the buffers."""
 DOC_BITS = 32
 """A run row's key is ``term << 32 | doc``: document ids are uint32."""
 MAX_DOCS = (1 << DOC_BITS) - 1
@@ -203,10 +206,10 @@ class _Builder:
         self.staging = staging
         self.runs_dir = staging / RUNS_DIR
         self.runs_dir.mkdir()
-        self.budget = memory_budget
         self.index_text = index_text
         self.vocab: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-        self.buffer = np.empty(memory_budget // BYTES_PER_BUFFERED_TOKEN, dtype=np.int32)
+        self.work_bytes = memory_budget - FIXED_BYTES
+        self.buffer = np.empty(self.work_bytes // BYTES_PER_BUFFERED_TOKEN, dtype=np.int32)
         self.fill = 0
         self.run_offsets = array("q", [0])
         self.doc_base = 0
@@ -332,7 +335,7 @@ class _Builder:
         tf_out = _NpyWriter(self.staging / array_file("postings_tf"), tf_dtype)
         doc_len = np.load(self.staging / array_file("doc_lengths"), mmap_mode="r")
         max_weight = np.full(len(self.df), -np.inf)
-        rows = max(MIN_MERGE_ROWS, self.budget // (max(1, len(self.runs)) * BYTES_PER_MERGE_ROW))
+        rows = max(MIN_MERGE_ROWS, self.work_bytes // (max(1, len(self.runs)) * BYTES_PER_MERGE_ROW))
         runs = list(self.runs)
         done = np.uint64((1 << 64) - 1)
         while runs:

@@ -66,8 +66,8 @@ ARRAYS = (
 )
 """Every array file of an index, without its ``.npy`` suffix."""
 MAX_MANIFEST_BYTES = 1 << 20
-VERIFY_CHUNK = 1 << 24
-"""Bytes hashed at a time by :meth:`DiskIndex.verify`."""
+VERIFY_CHUNK = 1 << 18
+"""Bytes hashed at a time (one reused buffer)."""
 SURROGATES = "surrogatepass"
 """Terms are stored as UTF-8 with lone surrogates kept, so any Python string round-trips."""
 
@@ -309,7 +309,9 @@ def _check_structure(directory: Path, manifest: dict[str, Any], arrays: dict[str
 def file_sha256(path: Path) -> str:
     """sha256 of a file, read a chunk at a time."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(VERIFY_CHUNK):
-            digest.update(chunk)
+    buffer = bytearray(VERIFY_CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
     return digest.hexdigest()
