@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gather_envs
 from gather_envs.cli.common import (
@@ -17,10 +17,47 @@ from gather_envs.cli.common import (
 )
 from gather_envs.errors import GatherError
 
+if TYPE_CHECKING:
+    from gather_envs.serving import Retriever
+
 
 def cmd_serve_retrieval(args: argparse.Namespace) -> int:
+    from gather_envs.serving import make_server, server_url
+
+    retriever, label = _index_retriever(args) if args.index is not None else _corpus_retriever(args)
+    try:
+        server = make_server(retriever, args.host, args.port)
+    except OSError as exc:
+        raise GatherError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+            "pick another --port (0 picks a free one) or --host"
+        ) from None
+    # The first line says the server is ready and where: scripts (and the tests) read it.
+    print(
+        f"serving {server_url(server)}  {label} documents={len(retriever.documents)}",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def _index_retriever(args: argparse.Namespace) -> tuple[Retriever, str]:
+    """A retriever over an on-disk index and its own documents."""
+    from gather_envs.retrieval import DiskIndex
+    from gather_envs.serving import DEFAULT_TOPK, Retriever
+
+    if args.env is not None or args.corpus is not None or args.kwarg:
+        raise GatherError("--index serves the index's own documents; drop --env, --corpus and --kwarg")
+    return Retriever(None, args.topk or DEFAULT_TOPK, index=DiskIndex.open(args.index)), f"index={args.index}"
+
+
+def _corpus_retriever(args: argparse.Namespace) -> tuple[Retriever, str]:
+    """A retriever over a corpus's (or an env's) world-scope index."""
     from gather_envs.corpus.frozen import load_directory, load_frozen
-    from gather_envs.serving import DEFAULT_TOPK, Retriever, make_server, server_url
+    from gather_envs.serving import DEFAULT_TOPK, Retriever
 
     if args.env is None and args.corpus is not None and not args.kwarg:
         path = Path(args.corpus)
@@ -43,24 +80,7 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
                 "drop the scope kwarg"
             )
         corpus, topk, split = env.corpus, env.top_k, env.split
-    retriever = Retriever(corpus, args.topk or topk, split=split)
-    try:
-        server = make_server(retriever, args.host, args.port)
-    except OSError as exc:
-        raise GatherError(
-            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
-            "pick another --port (0 picks a free one) or --host"
-        ) from None
-    # The first line says the server is ready and where: scripts (and the tests) read it.
-    print(
-        f"serving {server_url(server)}  corpus={corpus.name} split={split} documents={len(retriever.documents)}",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
+    return Retriever(corpus, args.topk or topk, split=split), f"corpus={corpus.name} split={split}"
 
 
 def add_parser(sub: Any) -> None:
@@ -80,6 +100,11 @@ def add_parser(sub: Any) -> None:
     )
     serve.add_argument(
         "--corpus", metavar="NAME_OR_DIR", help="a frozen corpus name or directory (default: the env's)"
+    )
+    serve.add_argument(
+        "--index",
+        metavar="DIR",
+        help="an on-disk index (gather-envs index build) to serve with its own documents",
     )
     serve.add_argument(
         "--env", metavar="ENV_ID", help=f"serve this env's corpus (default {gather_envs.ENV_IDS[0]})"

@@ -14,7 +14,7 @@ import gymnasium as gym
 from gather_envs.corpus.corpus import Corpus, index_text
 from gather_envs.envs import prompts
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, Action, parse_calls
-from gather_envs.envs.sources import resolve_corpus
+from gather_envs.envs.sources import resolve_corpus, resolve_index
 from gather_envs.envs.spaces import MAX_ACTION_LENGTH, action_space, charset_for, fit, observation_space
 from gather_envs.errors import ConfigError, EnvStateError
 from gather_envs.records.documents import Document
@@ -144,6 +144,9 @@ class GatherEnv(gym.Env[str, str]):
       frozen corpus.
     - ``dataset`` (default ``None``): a dataset file to play instead (``format`` and its keys:
       see ``resolve_corpus``).
+    - ``index`` (default ``None``): an on-disk BM25 index directory (``gather-envs index build``)
+      that ``scope="world"`` searches instead of the corpus's in-memory index; hits are its own
+      documents. Built from this corpus's split, it plays the same episodes.
     - ``render_mode`` (default ``None``): ``ansi`` (``render`` returns the last observation)
       or ``human`` (each observation is printed).
 
@@ -173,6 +176,7 @@ class GatherEnv(gym.Env[str, str]):
         corpus: str | None = None,
         world: dict[str, Any] | None = None,
         dataset: dict[str, Any] | None = None,
+        index: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         if family not in FAMILIES:
@@ -190,6 +194,8 @@ class GatherEnv(gym.Env[str, str]):
             raise ConfigError(f"max_invalid_actions must be >= 0, got {max_invalid_actions}")
         if max_turns is not None and (isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1):
             raise ConfigError(f"max_turns must be an int >= 1 or None (no limit), got {max_turns!r}")
+        if index is not None and scope != "world":
+            raise ConfigError(f"index= is searched with scope='world', not scope={scope!r}")
         if reward not in REWARD_KINDS:
             raise ConfigError(f"unknown reward {reward!r}; choose one of {REWARD_KINDS}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -206,6 +212,7 @@ class GatherEnv(gym.Env[str, str]):
         self.reward = reward
         self.render_mode = render_mode
         self._source = {"corpus": corpus, "world": world, "dataset": dataset}
+        self._index_dir = index
         self._attach()
         self.action_space = action_space()
         self._reset_episode_state()
@@ -221,12 +228,13 @@ class GatherEnv(gym.Env[str, str]):
             raise ConfigError(
                 f"corpus {self.corpus.name!r} has no {self.family!r} tasks in split {self.split!r}"
             )
+        self._disk = None if self._index_dir is None else resolve_index(self._index_dir, self.corpus, self.split)
         self._charset = _corpus_charset(self.corpus)
         self.observation_space = observation_space(self._charset)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space"):
+        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space", "_disk"):
             state.pop(shared, None)
         return state
 
@@ -432,6 +440,8 @@ class GatherEnv(gym.Env[str, str]):
     # -- helpers -----------------------------------------------------------------------------
 
     def _retrieve(self, query: str) -> list[Document]:
+        if self._disk is not None:
+            return [self._disk.document(i) for i, _ in self._disk.search(query, self.top_k)]
         hits = self._index().search(query, self.top_k)
         if self.scope == "world":
             own = self.corpus.documents_of(self.split)  # a synthetic split searches its own world

@@ -33,7 +33,7 @@ import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -182,6 +182,11 @@ class DiskIndex(PostingsSearch):
         """sha256 of the manifest file: it names every array by its sha256, so it names the index."""
         return hashlib.sha256((self.directory / MANIFEST).read_bytes()).hexdigest()
 
+    @property
+    def documents(self) -> Sequence[Document]:
+        """The stored documents as a read-only sequence (each read from the map when indexed)."""
+        return _Documents(self)
+
     def document(self, position: int) -> Document:
         """The stored document at ``position`` (a hit's index)."""
         if not 0 <= position < self._n_docs:
@@ -220,6 +225,25 @@ class DiskIndex(PostingsSearch):
             idf = self._epsilon * self._average_idf
         norm = doc_norm(self._doc_len[docs], self._avgdl, self._k1, self._b)
         return weights_of(tf, norm, idf, self._k1)
+
+
+class _Documents(Sequence[Document]):
+    """A DiskIndex's documents, by position."""
+
+    def __init__(self, index: DiskIndex) -> None:
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @overload
+    def __getitem__(self, position: int) -> Document: ...
+    @overload
+    def __getitem__(self, position: slice) -> Sequence[Document]: ...
+    def __getitem__(self, position: int | slice) -> Document | Sequence[Document]:
+        if isinstance(position, slice):
+            return [self._index.document(i) for i in range(*position.indices(len(self)))]
+        return self._index.document(position)
 
 
 def read_index_manifest(directory: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from gather_envs.corpus.corpus import Corpus
 from gather_envs.errors import ConfigError, GatherError
 from gather_envs.records.documents import Document
-from gather_envs.retrieval import BM25Index, tokenize
+from gather_envs.retrieval import BM25Index, DiskIndex, tokenize
 
 DEFAULT_HOST = "127.0.0.1"
 """Loopback: the server answers only this machine unless told otherwise."""
@@ -97,10 +97,17 @@ class Retriever:
     """Answers ``/retrieve`` payloads from a corpus's world-scope BM25 index (thread-safe).
 
     ``split`` picks the documents an env of that split searches (a synthetic corpus keeps one
-    world per split); None serves every document.
+    world per split); None serves every document. With ``index`` (an on-disk index), that index
+    and its own documents are served instead, and ``corpus`` may be None.
     """
 
-    def __init__(self, corpus: Corpus, default_topk: int = DEFAULT_TOPK, split: str | None = None) -> None:
+    def __init__(
+        self,
+        corpus: Corpus | None,
+        default_topk: int = DEFAULT_TOPK,
+        split: str | None = None,
+        index: DiskIndex | None = None,
+    ) -> None:
         if isinstance(default_topk, bool) or not isinstance(default_topk, int):
             raise ConfigError(f"default_topk must be an int, got {default_topk!r}")
         if not 1 <= default_topk <= MAX_TOPK:
@@ -108,11 +115,19 @@ class Retriever:
         self.corpus = corpus
         self.split = split
         self.default_topk = default_topk
-        self.documents = corpus.documents_of(split)
-        self.index: BM25Index = corpus.index(split)
-        # Each document's JSON is encoded once: re-encoding the hits on every request cost a third
-        # of a 512-query request (10k documents: 8.9k queries/s before, 14.6k after).
-        self._encoded = [json.dumps(document_json(d), ensure_ascii=False) for d in self.documents]
+        self.index: BM25Index | DiskIndex
+        self._encoded: Sequence[str]
+        if index is not None:
+            self.index, self.documents = index, index.documents
+            self._encoded = _EncodedOnDemand(index.documents)  # a wiki's JSON would not fit in memory
+        elif corpus is not None:
+            self.documents = corpus.documents_of(split)
+            self.index = corpus.index(split)
+            # Each document's JSON is encoded once: re-encoding the hits on every request cost a third
+            # of a 512-query request (10k documents: 8.9k queries/s before, 14.6k after).
+            self._encoded = [json.dumps(document_json(d), ensure_ascii=False) for d in self.documents]
+        else:
+            raise ConfigError("a Retriever serves a corpus or an index; pass one")
 
     def search(self, query: str, topk: int) -> list[tuple[int, float]]:
         """The env's BM25 hits for ``query`` as ``(document position, score)``; none without words."""
@@ -141,14 +156,27 @@ class Retriever:
 
     def health(self) -> dict[str, Any]:
         """What ``GET /health`` answers: the corpus served and the default ``topk``."""
-        return {
+        answer = {
             "status": "ok",
-            "corpus": self.corpus.name,
-            "corpus_hash": self.corpus.content_hash,
+            "corpus": None if self.corpus is None else self.corpus.name,
+            "corpus_hash": None if self.corpus is None else self.corpus.content_hash,
             "split": self.split,
             "documents": len(self.documents),
             "default_topk": self.default_topk,
         }
+        if isinstance(self.index, DiskIndex):
+            answer["index"] = self.index.identity
+        return answer
+
+
+class _EncodedOnDemand:
+    """Each document's Search-R1 JSON, encoded when a hit asks for it."""
+
+    def __init__(self, documents: Sequence[Document]) -> None:
+        self._documents = documents
+
+    def __getitem__(self, position: int) -> str:
+        return json.dumps(document_json(self._documents[position]), ensure_ascii=False)
 
 
 def parse_request(payload: Any, default_topk: int) -> tuple[list[str], int, bool]:

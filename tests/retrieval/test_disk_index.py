@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +22,14 @@ from hypothesis import strategies as st
 from gather_envs.corpus.corpus import documents_hash, index_text
 from gather_envs.corpus.frozen import load_frozen
 from gather_envs.corpus.passages import corpus_documents, iter_passages
+from gather_envs.envs.gather_env import GatherEnv
 from gather_envs.errors import ConfigError, IndexFileError
 from gather_envs.records.documents import Document
 from gather_envs.retrieval import BM25Index
 from gather_envs.retrieval import search as search_module
 from gather_envs.retrieval.disk_build import MIN_MEMORY_BUDGET, build_disk_index, parse_size
 from gather_envs.retrieval.disk_index import ARRAYS, MANIFEST, DiskIndex, array_file
-from gather_envs.serving.retrieval_server import document_json
+from gather_envs.serving.retrieval_server import Retriever, document_json
 
 REPO = Path(__file__).resolve().parents[2]
 Corpus = list[list[str]]
@@ -350,3 +354,95 @@ def test_cli_refuses_a_foreign_index_and_a_bad_row_in_one_line(tmp_path: Path) -
     built = run_cli("index", "build", str(bad), "--out", str(tmp_path / "index"))
     assert built.returncode == 2 and built.stderr.count("\n") == 1 and "bad.jsonl:2" in built.stderr
     assert not (tmp_path / "index").exists()  # nothing half-built is left
+
+
+# --- index=DIR in the env and the server --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def test_split_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default corpus's test world, built as `gather-envs index build default --split test` does."""
+    directory = tmp_path_factory.mktemp("split") / "index"
+    documents, identity = corpus_documents("default", "test")
+    build_disk_index(documents, directory, index_text, corpus=identity, memory_budget=MIN_MEMORY_BUDGET)
+    return directory
+
+
+def play(env: GatherEnv, actions: list[str]) -> list[tuple[str, float, bool, bool]]:
+    observation, _ = env.reset(seed=7)
+    steps = [(observation, 0.0, False, False)]
+    for action in actions:
+        observation, reward, terminated, truncated, _ = env.step(action)
+        steps.append((observation, float(reward), terminated, truncated))
+        if terminated or truncated:
+            break
+    return steps
+
+
+def test_the_env_on_an_index_plays_the_same_episodes_as_in_memory(test_split_index: Path) -> None:
+    memory = GatherEnv(family="bridge")
+    disk = GatherEnv(family="bridge", index=str(test_split_index))
+    for task in memory.tasks[:20]:
+        assert disk._retrieve(task.question) == memory._retrieve(task.question)
+    actions = ["search[who founded the company]", "search[born in the river city]", "finish[nobody]"]
+    assert play(disk, actions) == play(memory, actions)
+    restored = pickle.loads(pickle.dumps(disk))
+    assert play(restored, actions) == play(memory, actions)
+
+
+def test_the_env_refuses_an_index_of_other_documents_of_its_corpus(tmp_path: Path) -> None:
+    documents, identity = corpus_documents("default", None)  # both worlds: a test env searches one
+    build_disk_index(
+        documents, tmp_path / "all", index_text, corpus=identity, memory_budget=MIN_MEMORY_BUDGET
+    )
+    with pytest.raises(ConfigError, match="--split test"):
+        GatherEnv(index=str(tmp_path / "all"))
+    with pytest.raises(ConfigError, match="scope='world'"):
+        GatherEnv(index=str(tmp_path / "all"), scope="distractor")
+    with pytest.raises(IndexFileError):
+        GatherEnv(index=str(tmp_path / "nowhere"))
+
+
+def test_the_retriever_on_an_index_answers_as_on_the_corpus(test_split_index: Path) -> None:
+    on_disk = Retriever(None, index=DiskIndex.open(test_split_index))
+    in_memory = Retriever(load_frozen(), split="test")
+    payload = {
+        "queries": ["who founded the company", "river city", "capital of", "zz"],
+        "topk": 7,
+        "return_scores": True,
+    }
+    assert on_disk.retrieve(payload).text == in_memory.retrieve(payload).text
+    health = on_disk.health()
+    assert health["documents"] == len(in_memory.documents)
+    assert health["index"]["index_hash"] == DiskIndex.open(test_split_index).manifest_hash
+
+
+def test_serve_retrieval_index_serves_it_over_http(test_split_index: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable,
+        "-m",
+        "gather_envs.cli",
+        "serve-retrieval",
+        "--index",
+        str(test_split_index),
+        "--port",
+        "0",
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        url = re.search(r"http://\S+", line)
+        assert url is not None, line + (server.stderr.read() if server.stderr else "")
+        body = json.dumps({"queries": ["who founded the company"], "topk": 5, "return_scores": True}).encode()
+        request = urllib.request.Request(
+            url.group(0), data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        expected = json.loads(Retriever(load_frozen(), split="test").retrieve(json.loads(body)).text)
+        assert answer == expected
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
