@@ -190,34 +190,9 @@ class BM25Index(PostingsSearch):
         )
 
     @property
-    def k1(self) -> float:
-        """Term-frequency saturation parameter."""
-        return self._k1
-
-    @property
-    def b(self) -> float:
-        """Document-length normalization parameter."""
-        return self._b
-
-    @property
-    def epsilon(self) -> float:
-        """Floor factor for negative idf values."""
-        return self._epsilon
-
-    @property
     def num_terms(self) -> int:
         """Size of the vocabulary."""
         return len(self._idf)
-
-    @property
-    def average_idf(self) -> float:
-        """Mean raw idf over the vocabulary (0.0 when it is empty), as rank_bm25 computes it."""
-        return self._average_idf
-
-    @property
-    def avgdl(self) -> float:
-        """Mean document length in tokens."""
-        return self._avgdl
 
     @property
     def nbytes(self) -> int:

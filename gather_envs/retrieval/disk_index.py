@@ -162,16 +162,6 @@ class DiskIndex(PostingsSearch):
         return len(self._vocab_ids)
 
     @property
-    def average_idf(self) -> float:
-        """Mean raw idf over the vocabulary, as rank_bm25 computes it."""
-        return self._average_idf
-
-    @property
-    def avgdl(self) -> float:
-        """Mean document length in tokens."""
-        return self._avgdl
-
-    @property
     def identity(self) -> dict[str, Any]:
         """What names this index: its hash (sha256 of the manifest), size, parameters and corpus."""
         keys = ("k1", "b", "epsilon", "n_docs", "n_terms", "n_postings", "corpus")

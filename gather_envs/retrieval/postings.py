@@ -43,7 +43,7 @@ def raw_idf(df: int, n_docs: int) -> float:
 
 def doc_norm(doc_len: npt.NDArray[np.integer], avgdl: float, k1: float, b: float) -> FloatArray:
     """``k1 * ((1 - b) + (b * dl) / avgdl)`` per document: the length part of the denominator."""
-    return k1 * ((1 - b) + (b * doc_len) / avgdl)
+    return (k1 * ((1 - b) + (b * doc_len) / avgdl)).astype(np.float64, copy=False)
 
 
 def weights_of(

@@ -66,15 +66,45 @@ Select = npt.NDArray[Any] | None
 class PostingsSearch:
     """Exact BM25 search over a term-major inverted index; subclasses supply the postings.
 
-    A subclass sets ``_max_weight`` (each term's largest weight), ``_dense_slot`` and
-    ``_dense_rows`` (full-length weight rows of the commonest terms, possibly none) and
-    ``_local`` (a ``threading.local``), and implements the hooks below.
+    A subclass sets the parameters and statistics below, ``_max_weight`` (each term's largest
+    weight), ``_dense_slot`` and ``_dense_rows`` (full-length weight rows of the commonest
+    terms, possibly none) and ``_local`` (a ``threading.local``), and implements the hooks.
     """
 
+    _k1: float
+    _b: float
+    _epsilon: float
+    _avgdl: float
+    _average_idf: float
     _max_weight: FloatArray
     _dense_slot: dict[int, int]
     _dense_rows: FloatArray
     _local: threading.local
+
+    @property
+    def k1(self) -> float:
+        """Term-frequency saturation parameter."""
+        return self._k1
+
+    @property
+    def b(self) -> float:
+        """Document-length normalization parameter."""
+        return self._b
+
+    @property
+    def epsilon(self) -> float:
+        """Floor factor for negative idf values."""
+        return self._epsilon
+
+    @property
+    def average_idf(self) -> float:
+        """Mean raw idf over the vocabulary (0.0 when it is empty), as rank_bm25 computes it."""
+        return self._average_idf
+
+    @property
+    def avgdl(self) -> float:
+        """Mean document length in tokens."""
+        return self._avgdl
 
     def __len__(self) -> int:
         """Number of documents."""
