@@ -15,6 +15,10 @@ class CorpusError(GatherError):
     """A frozen corpus is missing, corrupted, or does not match its manifest."""
 
 
+class IndexFileError(GatherError):
+    """An on-disk BM25 index is missing, truncated, corrupted, foreign or of another format version."""
+
+
 class DataFileError(GatherError):
     """A user-supplied data file (HotpotQA, MuSiQue, ...) is missing or malformed."""
 

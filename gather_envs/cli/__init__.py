@@ -26,6 +26,7 @@ from gather_envs.cli import (
     evaluate,
     generate,
     import_corpus,
+    index,
     leaderboard,
     list_ids,
     play,
@@ -39,8 +40,8 @@ from gather_envs.cli.docs import doc_topics
 from gather_envs.errors import GatherError
 
 COMMANDS = (
-    list_ids, docs, show, play, generate, evaluate, report, compare, sample, import_corpus, leaderboard, serve,
-    analyze,
+    list_ids, docs, show, play, generate, evaluate, report, compare, sample, import_corpus, index, leaderboard,
+    serve, analyze,
 )  # fmt: skip
 """The command modules, in the order ``--help`` lists them; each declares itself in ``add_parser``."""
 DESCRIPTION = """\

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gather_envs
 from gather_envs.cli.common import (
@@ -29,13 +29,12 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected seconds in (0, 1e6), got {text}")
     return value
 
+if TYPE_CHECKING:
+    from gather_envs.serving import Retriever
+
 
 def cmd_serve_retrieval(args: argparse.Namespace) -> int:
-    from gather_envs.corpus.frozen import load_directory, load_frozen
-    from gather_envs.corpus.wiki18 import WIKI18_SUFFIX, load_wiki18
-
     require("uvicorn", "serve", "gather-envs serve-retrieval")
-    from gather_envs.serving import DEFAULT_TOPK, Retriever
     from gather_envs.serving.limits import ServiceLimits
     from gather_envs.serving.service import bind_socket, serve, server_url
 
@@ -45,6 +44,43 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
         send_timeout_s=args.send_timeout,
         max_connections=args.max_connections,
     )
+    # The index is built or opened before the workers fork, so they share it.
+    retriever, label = _index_retriever(args) if args.index is not None else _corpus_retriever(args)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        raise GatherError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+            "pick another --port (0 picks a free one) or --host"
+        ) from None
+    # The first line says the server is ready and where: scripts (and the tests) read it.
+    print(
+        f"serving {server_url(sock)}  {label} documents={len(retriever.documents)} workers={args.workers}",
+        flush=True,
+    )
+    try:
+        serve(retriever, sock, args.workers, limits)
+    finally:
+        sock.close()
+    return 0
+
+
+def _index_retriever(args: argparse.Namespace) -> tuple[Retriever, str]:
+    """A retriever over an on-disk index and its own documents."""
+    from gather_envs.retrieval import DiskIndex
+    from gather_envs.serving import DEFAULT_TOPK, Retriever
+
+    if args.env is not None or args.corpus is not None or args.kwarg:
+        raise GatherError("--index serves the index's own documents; drop --env, --corpus and --kwarg")
+    return Retriever(None, args.topk or DEFAULT_TOPK, index=DiskIndex.open(args.index)), f"index={args.index}"
+
+
+def _corpus_retriever(args: argparse.Namespace) -> tuple[Retriever, str]:
+    """A retriever over a corpus's (or an env's) world-scope index."""
+    from gather_envs.corpus.frozen import load_directory, load_frozen
+    from gather_envs.corpus.wiki18 import WIKI18_SUFFIX, load_wiki18
+    from gather_envs.serving import DEFAULT_TOPK, Retriever
+
     if args.env is None and args.corpus is not None and not args.kwarg:
         path = Path(args.corpus)
         if path.is_file() and path.suffix == WIKI18_SUFFIX:  # Search-R1's wiki-18 passages
@@ -69,25 +105,7 @@ def cmd_serve_retrieval(args: argparse.Namespace) -> int:
                 "drop the scope kwarg"
             )
         corpus, topk, split = env.corpus, env.top_k, env.split
-    retriever = Retriever(corpus, args.topk or topk, split=split)
-    try:
-        sock = bind_socket(args.host, args.port)
-    except OSError as exc:
-        raise GatherError(
-            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
-            "pick another --port (0 picks a free one) or --host"
-        ) from None
-    # The first line says the server is ready and where: scripts (and the tests) read it.
-    print(
-        f"serving {server_url(sock)}  corpus={corpus.name} split={split} "
-        f"documents={len(retriever.documents)} workers={args.workers}",
-        flush=True,
-    )
-    try:
-        serve(retriever, sock, args.workers, limits)
-    finally:
-        sock.close()
-    return 0
+    return Retriever(corpus, args.topk or topk, split=split), f"corpus={corpus.name} split={split}"
 
 
 def add_parser(sub: Any) -> None:
@@ -116,6 +134,11 @@ def add_parser(sub: Any) -> None:
         "--corpus",
         metavar="NAME_OR_DIR",
         help="a frozen corpus name or directory, or a wiki-18 passages file (.jsonl) (default: the env's)",
+    )
+    serve.add_argument(
+        "--index",
+        metavar="DIR",
+        help="an on-disk index (gather-envs index build) to serve with its own documents",
     )
     serve.add_argument(
         "--env", metavar="ENV_ID", help=f"serve this env's corpus (default {gather_envs.ENV_IDS[0]})"

@@ -14,7 +14,7 @@ import gymnasium as gym
 from gather_envs.corpus.corpus import Corpus, index_text
 from gather_envs.envs import prompts
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, Action, parse_calls
-from gather_envs.envs.sources import resolve_corpus
+from gather_envs.envs.sources import resolve_corpus, resolve_index
 from gather_envs.envs.spaces import MAX_ACTION_LENGTH, action_space, charset_for, fit, observation_space
 from gather_envs.errors import ConfigError, EnvStateError, RetrieverError
 from gather_envs.records.documents import Document
@@ -155,6 +155,10 @@ class GatherEnv(gym.Env[str, str]):
     - ``retriever`` (default ``None``): the URL of a retrieval server in Search-R1's protocol
       (``POST /retrieve``) that answers the searches instead of the env's own BM25; with
       ``scope='world'`` it must serve this corpus, with ``scope='open'`` any index.
+    - ``index`` (default ``None``): an on-disk BM25 index directory (``gather-envs index build``)
+      searched instead of the corpus's in-memory index; hits are its own documents. Built from
+      this corpus's split, it plays the same episodes; another index (wiki-18 with
+      ``scope='open'``) is named in every record.
     - ``render_mode`` (default ``None``): ``ansi`` (``render`` returns the last observation)
       or ``human`` (each observation is printed).
 
@@ -185,6 +189,7 @@ class GatherEnv(gym.Env[str, str]):
         world: dict[str, Any] | None = None,
         dataset: dict[str, Any] | None = None,
         retriever: str | None = None,
+        index: str | None = None,
         render_mode: str | None = None,
     ) -> None:
         if family not in FAMILIES:
@@ -201,14 +206,22 @@ class GatherEnv(gym.Env[str, str]):
                 "retriever= searches the server's index, not a task's own documents: use scope='world' "
                 "(the server serves this corpus) or scope='open' (any index)"
             )
-        if retriever is None and scope == SCOPE_OPEN:
-            raise ConfigError("scope='open' searches a foreign index: pass retriever=URL of a retrieval server")
+        if retriever is not None and index is not None:
+            raise ConfigError("retriever= and index= both replace the env's search: pass one of them")
+        if index is not None and scope == SCOPE_DISTRACTOR:
+            raise ConfigError("index= searches a whole index, not a task's own documents: use scope='world' or 'open'")
+        if retriever is None and index is None and scope == SCOPE_OPEN:
+            raise ConfigError(
+                "scope='open' searches a foreign index: pass retriever=URL of a retrieval server or index=DIR"
+            )
         if dialect not in DIALECTS:
             raise ConfigError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
         if max_invalid_actions < 0:
             raise ConfigError(f"max_invalid_actions must be >= 0, got {max_invalid_actions}")
         if max_turns is not None and (isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1):
             raise ConfigError(f"max_turns must be an int >= 1 or None (no limit), got {max_turns!r}")
+        if index is not None and scope != "world":
+            raise ConfigError(f"index= is searched with scope='world', not scope={scope!r}")
         if reward not in REWARD_KINDS:
             raise ConfigError(f"unknown reward {reward!r}; choose one of {REWARD_KINDS}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -226,6 +239,7 @@ class GatherEnv(gym.Env[str, str]):
         self.render_mode = render_mode
         self._source = {"corpus": corpus, "world": world, "dataset": dataset}
         self.retriever = retriever
+        self._index_dir = index
         self._attach()
         self.action_space = action_space()
         self._reset_episode_state()
@@ -241,18 +255,25 @@ class GatherEnv(gym.Env[str, str]):
             raise ConfigError(
                 f"corpus {self.corpus.name!r} has no {self.family!r} tasks in split {self.split!r}"
             )
+        self._disk = None if self._index_dir is None else resolve_index(self._index_dir, self.corpus, self.split)
+        self._disk_hash = None if self._disk is None else self._disk.manifest_hash
         self._charset = _corpus_charset(self.corpus)
         self.observation_space = observation_space(self._charset)
         self._remote = None if self.retriever is None else RemoteRetriever(self.retriever)
 
     @property
     def retriever_identity(self) -> str | None:
-        """The remote retriever's identity (``scheme:index hash``; asks its ``/health`` once), None in process."""
-        return None if self._remote is None else self._remote.identity()
+        """What answers the searches: a remote retriever (``scheme:index hash``, from its ``/health``), a
+        foreign on-disk index (``index:manifest hash``), or None for the env's own BM25."""
+        if self._remote is not None:
+            return self._remote.identity()
+        if self._disk is not None and self._disk.manifest.get("corpus", {}).get("content_hash") != self.corpus.content_hash:
+            return f"index:{self._disk_hash}"  # another corpus's documents: its own searches
+        return None  # the env's BM25, or an index of exactly its split's documents (the same searches)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space", "_remote"):
+        for shared in ("corpus", "tasks", "_task_ids", "_charset", "observation_space", "_remote", "_disk"):
             state.pop(shared, None)
         return state
 
@@ -464,6 +485,8 @@ class GatherEnv(gym.Env[str, str]):
     def _retrieve(self, query: str) -> list[Document]:
         if self._remote is not None:
             return [self._document(hit) for hit in self._remote.search(query, self.top_k)]
+        if self._disk is not None:
+            return [self._disk.document(i) for i, _ in self._disk.search(query, self.top_k)]
         hits = self._index().search(query, self.top_k)
         if self.scope == "world":
             own = self.corpus.documents_of(self.split)  # a synthetic split searches its own world

@@ -21,18 +21,22 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
-from gather_envs.retrieval.bm25 import BM25Index
+from gather_envs.retrieval.search import PostingsSearch
 
 MAX_CACHED_INDEXES = 1024
 """Most indexes kept at once; the least recently used beyond this are dropped."""
 
+IndexT = TypeVar("IndexT", bound=PostingsSearch)
+"""A BM25Index, or a memory-mapped DiskIndex (one per directory per process shares its scratch buffers)."""
+
 _lock = threading.Lock()
-_indexes: OrderedDict[str, BM25Index] = OrderedDict()
+_indexes: OrderedDict[str, PostingsSearch] = OrderedDict()
 _build_locks: dict[str, threading.Lock] = {}
 
 
-def get_index(key: str, build: Callable[[], BM25Index]) -> BM25Index:
+def get_index(key: str, build: Callable[[], IndexT]) -> IndexT:
     """The cached index for ``key``, calling ``build()`` once per process if it is missing.
 
     Thread-safe: concurrent callers with the same key wait for a single build. Callers with other
@@ -41,7 +45,7 @@ def get_index(key: str, build: Callable[[], BM25Index]) -> BM25Index:
     with _lock:
         index = _lookup(key)
         if index is not None:
-            return index
+            return index  # type: ignore[return-value]  # a key always names one kind of index
         build_lock = _build_locks.setdefault(key, threading.Lock())
     with build_lock:
         with _lock:
@@ -53,10 +57,10 @@ def get_index(key: str, build: Callable[[], BM25Index]) -> BM25Index:
                 while len(_indexes) > MAX_CACHED_INDEXES:
                     _indexes.popitem(last=False)
                 _build_locks.pop(key, None)
-    return index
+    return index  # type: ignore[return-value]
 
 
-def _lookup(key: str) -> BM25Index | None:
+def _lookup(key: str) -> PostingsSearch | None:
     """The cached index for ``key``, marked as just used; call with ``_lock`` held."""
     index = _indexes.get(key)
     if index is not None:

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from gather_envs.corpus.corpus import Corpus, documents_hash
 from gather_envs.errors import ConfigError, GatherError
 from gather_envs.records.documents import Document
-from gather_envs.retrieval import BM25Index, tokenize
+from gather_envs.retrieval import BM25Index, DiskIndex, tokenize
 
 DEFAULT_HOST = "127.0.0.1"
 """Loopback: the server answers only this machine unless told otherwise."""
@@ -61,6 +62,12 @@ SERVER_TIMING_NAME = "bm25"
 """A ``/retrieve`` answer's ``Server-Timing: bm25;dur=MS`` header: its searches' time, in ms."""
 INDEX_KIND = "bm25-memory"
 """``/health``'s name for the in-process index :meth:`Corpus.index` builds."""
+DISK_INDEX_KIND = "bm25-disk"
+"""``/health``'s name for an on-disk index (``gather-envs index build``)."""
+JSON_ESCAPE_BOUND = 6
+"""The most bytes JSON writes for one byte of text (a control character as ``\\uXXXX``)."""
+DOCUMENT_JSON_BYTES = 64
+"""A document's JSON beyond its fields' text: keys, quotes and separators."""
 
 
 class RetrievalRequestError(GatherError, ValueError):
@@ -92,10 +99,17 @@ class Retriever:
     """Answers ``/retrieve`` payloads from a corpus's world-scope BM25 index (thread-safe).
 
     ``split`` picks the documents an env of that split searches (a synthetic corpus keeps one
-    world per split); None serves every document.
+    world per split); None serves every document. With ``index`` (an on-disk index), that index
+    and its own documents are served instead, and ``corpus`` may be None.
     """
 
-    def __init__(self, corpus: Corpus, default_topk: int = DEFAULT_TOPK, split: str | None = None) -> None:
+    def __init__(
+        self,
+        corpus: Corpus | None,
+        default_topk: int = DEFAULT_TOPK,
+        split: str | None = None,
+        index: DiskIndex | None = None,
+    ) -> None:
         if isinstance(default_topk, bool) or not isinstance(default_topk, int):
             raise ConfigError(f"default_topk must be an int, got {default_topk!r}")
         if not 1 <= default_topk <= MAX_TOPK:
@@ -103,25 +117,39 @@ class Retriever:
         self.corpus = corpus
         self.split = split
         self.default_topk = default_topk
-        self.documents = corpus.documents_of(split)
-        self.index: BM25Index = corpus.index(split)
-        # Each document's JSON is encoded once: re-encoding the hits on every request cost a third
-        # of a 512-query request (10k documents: 8.9k queries/s before, 14.6k after).
-        self._encoded = [json.dumps(document_json(d), ensure_ascii=False) for d in self.documents]
-        self.max_hit_bytes = HIT_OVERHEAD_BYTES + max(
-            (len(e.encode("utf-8")) for e in self._encoded), default=0
-        )
+        self.index: BM25Index | DiskIndex
+        self._encode: Callable[[int], str]
+        if index is not None:
+            self.index, self.documents = index, index.documents
+            documents = index.documents  # encoded per hit: a wiki's JSON would not fit in memory
+            self._encode = lambda i: json.dumps(document_json(documents[i]), ensure_ascii=False)
+            # A bound, not a scan of 21M documents: the JSON holds the title and text twice (``contents``
+            # too), and escapes a byte into at most 6.
+            longest = DOCUMENT_JSON_BYTES + 2 * JSON_ESCAPE_BOUND * index.longest_document_bytes()
+            index_hash, kind = index.manifest_hash, DISK_INDEX_KIND
+        elif corpus is not None:
+            self.documents = corpus.documents_of(split)
+            self.index = corpus.index(split)
+            # Each document's JSON is encoded once: re-encoding the hits on every request cost a third
+            # of a 512-query request (10k documents: 8.9k queries/s before, 14.6k after).
+            encoded = [json.dumps(document_json(d), ensure_ascii=False) for d in self.documents]
+            self._encode = encoded.__getitem__
+            longest = max((len(e.encode("utf-8")) for e in encoded), default=0)
+            index_hash, kind = documents_hash(self.documents), INDEX_KIND
+        else:
+            raise ConfigError("a Retriever serves a corpus or an index; pass one")
+        self.max_hit_bytes = HIT_OVERHEAD_BYTES + longest
         """The longest encoded hit, in UTF-8 bytes: the unit of :data:`MAX_ANSWER_BYTES`."""
         self.identity = {
-            "kind": INDEX_KIND,
-            "hash": documents_hash(self.documents),
+            "kind": kind,
+            "hash": index_hash,
             "documents": len(self.documents),
             "k1": self.index.k1,
             "b": self.index.b,
             "epsilon": self.index.epsilon,
         }
-        """What ``/health`` says of the index: its kind, the sha256 of the documents it searches and
-        its BM25 parameters, so a client can tell two retrievers apart."""
+        """What ``/health`` says of the index: its kind, hash (the sha256 of the documents it
+        searches, or an on-disk index's manifest) and BM25 parameters, so clients tell retrievers apart."""
 
     def search(self, query: str, topk: int) -> list[tuple[int, float]]:
         """The env's BM25 hits for ``query`` as ``(document position, score)``; none without words."""
@@ -143,13 +171,13 @@ class Retriever:
         start = time.perf_counter()
         all_hits = [self.search(query, topk) for query in queries]
         bm25_seconds = time.perf_counter() - start
-        encoded = self._encoded
+        encode = self._encode
         lists = []
         for hits in all_hits:
             if return_scores:
-                items = [f'{{"document": {encoded[i]}, "score": {score!r}}}' for i, score in hits]
+                items = [f'{{"document": {encode(i)}, "score": {score!r}}}' for i, score in hits]
             else:
-                items = [encoded[i] for i, _ in hits]
+                items = [encode(i) for i, _ in hits]
             lists.append(f"[{', '.join(items)}]")
         return Retrieval(f'{{"result": [{", ".join(lists)}]}}', bm25_seconds)
 
@@ -169,8 +197,8 @@ class Retriever:
         """What ``GET /health`` answers: the corpus and index served and the default ``topk``."""
         return {
             "status": "ok",
-            "corpus": self.corpus.name,
-            "corpus_hash": self.corpus.content_hash,
+            "corpus": None if self.corpus is None else self.corpus.name,
+            "corpus_hash": None if self.corpus is None else self.corpus.content_hash,
             "split": self.split,
             "documents": len(self.documents),
             "default_topk": self.default_topk,

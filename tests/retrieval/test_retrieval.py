@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from gather_envs.errors import ConfigError
 from gather_envs.retrieval import BM25Index, get_index, tokenize
-from gather_envs.retrieval import bm25 as bm25_module
 from gather_envs.retrieval import cache as cache_module
+from gather_envs.retrieval import search as search_module
 from gather_envs.retrieval.cache import clear_cache, corpus_key
 
 ALPHABET = ["a", "b", "c", "d", "e", "f"]
@@ -61,11 +61,11 @@ def zipf_queries(rng: np.random.Generator, corpus: Corpus, count: int) -> list[l
 @pytest.fixture
 def large_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Send even small indexes down the large-index code: dense rows, pruning, sampled selection."""
-    monkeypatch.setattr(bm25_module, "SMALL_INDEX_DOCS", 0)
-    monkeypatch.setattr(bm25_module, "COST_PRUNING_OVERHEAD", 0.0)
-    monkeypatch.setattr(bm25_module, "SEED_DOCS", 4)
-    monkeypatch.setattr(bm25_module, "SAMPLED_SELECT_MIN", 16)
-    monkeypatch.setattr(bm25_module, "SELECT_SAMPLE_SIZE", 8)
+    monkeypatch.setattr(search_module, "SMALL_INDEX_DOCS", 0)
+    monkeypatch.setattr(search_module, "COST_PRUNING_OVERHEAD", 0.0)
+    monkeypatch.setattr(search_module, "SEED_DOCS", 4)
+    monkeypatch.setattr(search_module, "SAMPLED_SELECT_MIN", 16)
+    monkeypatch.setattr(search_module, "SELECT_SAMPLE_SIZE", 8)
     yield
 
 
@@ -185,8 +185,8 @@ def test_top_k_on_zipf_corpora_is_a_stable_sort(
     n_docs: int, pruning: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if pruning == "forced":
-        monkeypatch.setattr(bm25_module, "COST_PRUNING_OVERHEAD", 0.0)
-        monkeypatch.setattr(bm25_module, "SEED_DOCS", 8)
+        monkeypatch.setattr(search_module, "COST_PRUNING_OVERHEAD", 0.0)
+        monkeypatch.setattr(search_module, "SEED_DOCS", 8)
     rng = np.random.default_rng(n_docs)
     corpus = zipf_corpus(rng, n_docs)
     reference, index = rank_bm25.BM25Okapi(corpus), BM25Index(corpus)
@@ -281,7 +281,7 @@ def test_subset_rejects_bad_indices(bad: Sequence[int]) -> None:
 @pytest.mark.parametrize("kind", ["root", "subset", "large"])
 def test_pickle_round_trip_keeps_scores_and_rankings(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if kind == "large":
-        monkeypatch.setattr(bm25_module, "SMALL_INDEX_DOCS", 0)
+        monkeypatch.setattr(search_module, "SMALL_INDEX_DOCS", 0)
     rng = np.random.default_rng(3)
     corpus = zipf_corpus(rng, 300)
     index = BM25Index(corpus)
@@ -299,7 +299,7 @@ def test_pickle_round_trip_keeps_scores_and_rankings(kind: str, monkeypatch: pyt
 def test_concurrent_queries_from_threads_agree_with_serial_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bm25_module, "SMALL_INDEX_DOCS", 0)
+    monkeypatch.setattr(search_module, "SMALL_INDEX_DOCS", 0)
     rng = np.random.default_rng(11)
     corpus = zipf_corpus(rng, 500)
     index = BM25Index(corpus)
