@@ -24,21 +24,6 @@ WIKI18_FORMAT = "wiki18-jsonl"
 CUSTOM_FORMAT = "custom-jsonl"
 
 
-def wiki18_document(doc_id: str, contents: str) -> Document:
-    """A wiki-18 row as a Document: the first line, unquoted, is the title, the rest the text.
-
-    Search-R1 writes ``contents`` as ``'"' + title + '"\\n' + text``, which the retrieval server's
-    ``contents`` field rebuilds from these two exactly.
-
-    >>> wiki18_document("7", '"Ada Lovelace"\\nAda wrote the first program.')
-    Document(doc_id='7', title='Ada Lovelace', text='Ada wrote the first program.')
-    """
-    title, _, text = contents.partition("\n")
-    if len(title) >= 2 and title.startswith('"') and title.endswith('"'):
-        title = title[1:-1]
-    return Document(doc_id, title, text)
-
-
 def iter_passages(path: Path) -> Iterator[Document]:
     """The documents of a JSON-lines passages file (wiki-18 or custom rows), in file order."""
     for number, row in iter_json_lines(path, DataFileError):
@@ -56,7 +41,7 @@ def _passage(path: Path, number: int, row: Any) -> Document:
     if "contents" in row:
         if not isinstance(row["contents"], str):
             raise DataFileError(f"{where}: field 'contents' must be a string")
-        return wiki18_document(str(doc_id), row["contents"])
+        return Document.from_contents(str(doc_id), row["contents"])
     title, text = row.get("title"), row.get("text")
     if not (isinstance(title, str) and isinstance(text, str)):
         raise DataFileError(

@@ -12,8 +12,8 @@ import hashlib
 from pathlib import Path
 
 from gather_envs.corpus.corpus import Corpus
+from gather_envs.corpus.passages import iter_passages
 from gather_envs.errors import DataFileError
-from gather_envs.json_files import iter_json_lines
 from gather_envs.records.documents import Document
 
 WIKI18_SUFFIX = ".jsonl"
@@ -27,21 +27,12 @@ def load_wiki18(path: str | Path) -> Corpus:
     documents: list[Document] = []
     seen: set[str] = set()
     digest = hashlib.sha256()
-    for number, row in iter_json_lines(path, DataFileError):
-        where = f"{path}:{number}"
-        if not isinstance(row, dict):
-            raise DataFileError(f'{where}: each line must be an object {{"id": ..., "contents": ...}}')
-        doc_id, contents = row.get("id"), row.get("contents")
-        if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
-            raise DataFileError(f'{where}: field "id" must be a string or an integer, got {doc_id!r:.40}')
-        if not isinstance(contents, str):
-            raise DataFileError(f'{where}: field "contents" must be a string ("\\"Title\\"\\ntext")')
-        if str(doc_id) in seen:
-            raise DataFileError(f"{where}: id {str(doc_id)!r} is already used; ids must be unique")
-        seen.add(str(doc_id))
-        document = Document.from_contents(str(doc_id), contents)
+    for number, document in enumerate(iter_passages(path), start=1):
+        if document.doc_id in seen:
+            raise DataFileError(f"{path}: passage {number}: id {document.doc_id!r} is already used; ids must be unique")
+        seen.add(document.doc_id)
         documents.append(document)
-        digest.update(f"{document.doc_id}\0{contents}\0".encode())
+        digest.update(f"{document.doc_id}\0{document.title}\0{document.text}\0".encode())
     if not documents:
         raise DataFileError(f"{path}: no passages; put one JSON object per line")
     return Corpus(

@@ -166,12 +166,6 @@ class DiskIndex(PostingsSearch):
         return len(self._vocab_ids)
 
     @property
-    def identity(self) -> dict[str, Any]:
-        """What names this index: its hash (sha256 of the manifest), size, parameters and corpus."""
-        keys = ("k1", "b", "epsilon", "n_docs", "n_terms", "n_postings", "corpus")
-        return {"index_hash": self.manifest_hash, **{key: self.manifest[key] for key in keys}}
-
-    @property
     def manifest_hash(self) -> str:
         """sha256 of the manifest file: it names every array by its sha256, so it names the index."""
         return hashlib.sha256((self.directory / MANIFEST).read_bytes()).hexdigest()

@@ -127,6 +127,7 @@ class Retriever:
             # too), and escapes a byte into at most 6.
             longest = DOCUMENT_JSON_BYTES + 2 * JSON_ESCAPE_BOUND * index.longest_document_bytes()
             index_hash, kind = index.manifest_hash, DISK_INDEX_KIND
+            built_from: dict[str, Any] = {"built_from": index.manifest.get("corpus")}
         elif corpus is not None:
             self.documents = corpus.documents_of(split)
             self.index = corpus.index(split)
@@ -136,6 +137,7 @@ class Retriever:
             self._encode = encoded.__getitem__
             longest = max((len(e.encode("utf-8")) for e in encoded), default=0)
             index_hash, kind = documents_hash(self.documents), INDEX_KIND
+            built_from = {}
         else:
             raise ConfigError("a Retriever serves a corpus or an index; pass one")
         self.max_hit_bytes = HIT_OVERHEAD_BYTES + longest
@@ -147,6 +149,7 @@ class Retriever:
             "k1": self.index.k1,
             "b": self.index.b,
             "epsilon": self.index.epsilon,
+            **built_from,
         }
         """What ``/health`` says of the index: its kind, hash (the sha256 of the documents it
         searches, or an on-disk index's manifest) and BM25 parameters, so clients tell retrievers apart."""

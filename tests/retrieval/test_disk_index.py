@@ -414,7 +414,8 @@ def test_the_retriever_on_an_index_answers_as_on_the_corpus(test_split_index: Pa
     assert on_disk.retrieve(payload).text == in_memory.retrieve(payload).text
     health = on_disk.health()
     assert health["documents"] == len(in_memory.documents)
-    assert health["index"]["index_hash"] == DiskIndex.open(test_split_index).manifest_hash
+    assert health["index"]["hash"] == DiskIndex.open(test_split_index).manifest_hash
+    assert health["index"]["kind"] == "bm25-disk" and health["index"]["built_from"]["split"] == "test"
 
 
 def test_serve_retrieval_index_serves_it_over_http(test_split_index: Path) -> None:
