@@ -599,3 +599,23 @@ def test_batched_episodes_give_the_records_of_one_at_a_time_at_temperature_0(emb
     assert max(gathered.batch_sizes) > 1
     assert batched == one_at_a_time
     assert all(not r.is_infra_error for r in batched)
+
+
+@needs_embedded
+def test_faster_weights_are_converted_once_from_the_shipped_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedded: Any
+) -> None:
+    from gather_envs.agents.backends.llama_embedded import LlamaEmbeddedBackend
+
+    monkeypatch.setenv("GATHER_ENVS_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError, match="weights must be shipped or one of Q8_0"):
+        LlamaEmbeddedBackend(weights="Q2_K")
+    backend = LlamaEmbeddedBackend(n_threads=1, context_tokens=1024, weights="Q8_0")
+    path = backend.model_path
+    assert path.parent == tmp_path / "models" and path.name.endswith(".Q8_0.gguf")
+    assert backend.settings()["model_sha256"] != embedded.settings()["model_sha256"]
+    converted_at = path.stat().st_mtime_ns
+    again = LlamaEmbeddedBackend(n_threads=1, context_tokens=1024, weights="Q8_0")
+    assert again.model_path == path and path.stat().st_mtime_ns == converted_at
+    reply = again.chat_batch([(act_messages(BATCH_QUESTIONS[0]), act_sampling())])[0]
+    assert parse_action(reply.text).kind != INVALID

