@@ -43,6 +43,7 @@ SHARED_PREFIX_MIN_TOKENS = 32
 """A waiting prompt that shares this many more tokens with a prompt being read than with any
 slot waits for that prompt to be read and copies it, rather than reading them again."""
 UTF8_LEAD_PATTERNS = ((2, 192), (3, 224), (4, 240))  # (sequence length, lead-byte mask)
+COUNTS = ("prompt_tokens_read", "prompt_tokens_cached", "generated_tokens_read", "decode_calls")
 DEFAULT_TEMPLATE = "chat_template.default"
 """The chat format ``Llama`` picks for a GGUF with a template: the only one the decoder renders."""
 
@@ -126,6 +127,9 @@ class BatchDecoder:
         self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
         self._slots = [_Slot() for _ in range(self.slots)]
         self._calls = 0
+        self.counts = dict.fromkeys(COUNTS, 0)
+        """Totals since the decoder was built, for benchmarks: prompt tokens read and taken from
+        the slots' KV, generated tokens read back, ``llama_decode`` calls."""
 
     def close(self) -> None:
         """Free the batch and the context (the model belongs to ``llm``)."""
@@ -154,6 +158,7 @@ class BatchDecoder:
         while waiting or active:
             waiting = self._admit_waiting(waiting, active)
             batched = self._fill_batch(active)
+            self.counts["decode_calls"] += 1
             try:
                 self._ctx.decode(self._batch)
             except RuntimeError as error:  # the batch's sequences fail; their slots start empty
@@ -244,6 +249,7 @@ class BatchDecoder:
             del slot.tokens[keep:]
         slot.busy, slot.last_used = True, self._calls
         sequence.slot, sequence.todo = own, prompt[keep:]
+        self.counts["prompt_tokens_cached"] += keep
         return sequence
 
     def _fill_batch(self, active: list[_Sequence]) -> list[tuple[_Sequence, int | None]]:
@@ -272,6 +278,7 @@ class BatchDecoder:
                 batch.n_tokens += 1
             del sequence.todo[: len(take)]
             room -= len(take)
+            self.counts["generated_tokens_read" if sequence.completion else "prompt_tokens_read"] += len(take)
             logits_at = batch.n_tokens - 1 if not sequence.todo else None
             if logits_at is not None:
                 batch.logits[logits_at] = True

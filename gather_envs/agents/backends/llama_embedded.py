@@ -458,3 +458,8 @@ class LlamaEmbeddedBackend:
                 for index, result in zip(where, self._decoder().complete(compiled)):
                     results[index] = result
         return [result for result in results if result is not None]
+
+    def batch_counts(self) -> dict[str, int]:
+        """Tokens ``chat_batch`` has read and taken from kept KV so far (see ``BatchDecoder.counts``)."""
+        with self._model_lock:
+            return dict(self._decoder().counts)
