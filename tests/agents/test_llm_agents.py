@@ -500,9 +500,11 @@ def test_seeded_samples_repeat_from_the_same_state_and_follow_the_seed(embedded:
         decoder = BatchDecoder(embedded._llama_cpp, embedded._llm, slots=2, context_tokens=1024, n_threads=1)
         try:
             with embedded._model_lock:
-                return [result.text for result in decoder.complete(requests)]
+                results = decoder.complete(requests)
         finally:
             decoder.close()
+        assert all(isinstance(result, ChatResult) for result in results)
+        return [result.text for result in results if isinstance(result, ChatResult)]
 
     first = fresh_run()
     assert fresh_run() == first
@@ -618,4 +620,4 @@ def test_faster_weights_are_converted_once_from_the_shipped_file(
     again = LlamaEmbeddedBackend(n_threads=1, context_tokens=1024, weights="Q8_0")
     assert again.model_path == path and path.stat().st_mtime_ns == converted_at
     reply = again.chat_batch([(act_messages(BATCH_QUESTIONS[0]), act_sampling())])[0]
-    assert parse_action(reply.text).kind != INVALID
+    assert isinstance(reply, ChatResult) and parse_action(reply.text).kind != INVALID

@@ -23,6 +23,7 @@ tests compare batched and one-at-a-time completions on the real model.
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -95,8 +96,8 @@ class BatchDecoder:
     """
 
     def __init__(self, llama_cpp: Any, llm: Any, *, slots: int, context_tokens: int, n_threads: int) -> None:
-        from llama_cpp import _internals, llama_chat_format
-
+        internals = importlib.import_module("llama_cpp._internals")
+        chat_format = importlib.import_module("llama_cpp.llama_chat_format")
         if llm.chat_format != DEFAULT_TEMPLATE:
             raise BackendError(
                 f"batched decoding renders the GGUF's own chat template, but this model uses the "
@@ -109,7 +110,7 @@ class BatchDecoder:
         eos_id, bos_id = llm.token_eos(), llm.token_bos()
         eos_token = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
         bos_token = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
-        self._formatter = llama_chat_format.Jinja2ChatFormatter(
+        self._formatter = chat_format.Jinja2ChatFormatter(
             template=llm.metadata["tokenizer.chat_template"],
             eos_token=eos_token,
             bos_token=bos_token,
@@ -122,9 +123,9 @@ class BatchDecoder:
         params.n_ctx = self.context_tokens * self.slots
         params.kv_unified = False  # a stream per sequence: attention reads only its own tokens
         params.n_threads = params.n_threads_batch = int(n_threads)
-        self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self._ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.n_batch = int(params.n_batch)
-        self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._batch = internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
         self._slots = [_Slot() for _ in range(self.slots)]
         self._calls = 0
         self.counts = dict.fromkeys(COUNTS, 0)
