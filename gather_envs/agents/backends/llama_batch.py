@@ -173,7 +173,9 @@ class BatchDecoder:
                     results[sequence.index] = self._result(sequence)
                     self._release(sequence, keep=True)
             active = [s for s in active if results[s.index] is None]
-        return [result if result is not None else self._error(RuntimeError("no result")) for result in results]
+        finished = [result for result in results if result is not None]
+        assert len(finished) == len(requests), "every admitted sequence ends with a result"
+        return finished
 
     def _error(self, error: Exception) -> BackendError:
         return BackendError(f"llama.cpp failed on {self._llm.model_path}: {error}")
