@@ -37,6 +37,14 @@ except ImportError:  # pragma: no cover - exercised on Windows only
 PathLike = str | os.PathLike[str]
 """What every public function of the package accepts as a path."""
 
+CACHE_ENV = "GATHER_ENVS_CACHE"
+DEFAULT_CACHE = Path("~/.cache/gather-envs")
+
+
+def cache_root() -> Path:
+    """Where converted models live: ``$GATHER_ENVS_CACHE`` or ``~/.cache/gather-envs``."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
+
 HAVE_FLOCK = fcntl is not None
 
 

