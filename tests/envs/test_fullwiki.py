@@ -87,15 +87,15 @@ def test_the_world_scope_refuses_an_index_that_is_not_its_corpus(pool) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"id": "1"}', 'field "contents" must be a string'),
-        ('{"id": true, "contents": "x"}', 'field "id" must be a string or an integer'),
-        ('["1", "x"]', "each line must be an object"),
+        ('{"id": "1"}', "a row needs 'contents' \\(wiki-18\\)"),
+        ('{"id": true, "contents": "x"}', "field 'id' must be a non-empty string or an int"),
+        ('["1", "x"]', "each line must be a JSON object"),
         ('{"id": 0, "contents": "\\"A\\"\\nx"}\n{"id": "0", "contents": "y"}', "id '0' is already used"),
     ],
 )
 def test_a_bad_wiki18_row_is_one_line_naming_its_line(tmp_path, line: str, message: str) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text(line + "\n", encoding="utf-8")
-    with pytest.raises(DataFileError, match=rf"bad\.jsonl:\d: {message}") as caught:
+    with pytest.raises(DataFileError, match=rf"bad\.jsonl(:\d|: passage \d): {message}") as caught:
         load_wiki18(path)
     assert "\n" not in str(caught.value)
