@@ -23,7 +23,7 @@ from gather_envs.errors import BackendError
 from gather_envs.evaluation import evaluate
 
 SAMPLING = Sampling(temperature=0.0, top_p=1.0, max_tokens=16, seed=1)
-PATIENT_S = 30.0  # a wait the tests never reach: only the "every live caller waits" rule sends batches
+PATIENT_S = 30.0  # a wait the tests never reach: batches go when full or when every live caller waits
 MODEL_S = 0.02  # how long the scripted model takes per batch (callers arriving meanwhile wait for the next)
 
 
@@ -103,20 +103,18 @@ def call_from_threads(batcher: MicroBatcher, prompts: Sequence[Sequence[str]]) -
 
 def test_concurrent_calls_share_batches_and_each_caller_gets_its_own_reply() -> None:
     backend = ScriptedBatchBackend()
-    batcher = MicroBatcher(backend, max_wait_s=PATIENT_S)
+    batcher = MicroBatcher(backend, max_batch=8, max_wait_s=PATIENT_S)
     prompts = [[f"episode {i} turn {t}" for t in range(4)] for i in range(8)]
     answers = call_from_threads(batcher, prompts)
     for texts in prompts:
         for text in texts:
             assert answers[text] == backend.reply([{"role": "user", "content": text}])
-    assert sum(backend.batches) == 32 and backend.batches == batcher.batch_sizes
-    assert max(backend.batches) == 8  # once every caller is known, a batch holds one call of each
-    assert len(backend.batches) < 32
+    assert backend.batches == batcher.batch_sizes == [8, 8, 8, 8]  # lockstep: one call of each caller
 
 
 def test_a_failed_request_raises_in_its_own_caller_only() -> None:
     backend = ScriptedBatchBackend(fail="episode 3")
-    batcher = MicroBatcher(backend, max_wait_s=PATIENT_S)
+    batcher = MicroBatcher(backend, max_batch=6, max_wait_s=PATIENT_S)
     prompts = [[f"episode {i} turn {t}" for t in range(3)] for i in range(6)]
     answers = call_from_threads(batcher, prompts)
     for i, texts in enumerate(prompts):
@@ -125,20 +123,22 @@ def test_a_failed_request_raises_in_its_own_caller_only() -> None:
                 assert isinstance(answers[text], BackendError) and "injected failure" in str(answers[text])
             else:
                 assert answers[text] == backend.reply([{"role": "user", "content": text}])
-    assert max(backend.batches) > 1  # the failing request shared batches with the others
+    assert backend.batches == [6, 6, 6]  # the failing request shared every batch with the others
 
 
 def test_a_whole_batch_failure_reaches_every_caller_of_that_batch() -> None:
-    batcher = MicroBatcher(ScriptedBatchBackend(explode=True), max_wait_s=PATIENT_S)
+    batcher = MicroBatcher(ScriptedBatchBackend(explode=True), max_batch=4, max_wait_s=PATIENT_S)
     answers = call_from_threads(batcher, [[f"episode {i}"] for i in range(4)])
     assert all(isinstance(answer, BackendError) for answer in answers.values()) and len(answers) == 4
 
 
 def test_a_caller_whose_thread_ended_does_not_hold_the_next_batch_open() -> None:
-    batcher = MicroBatcher(ScriptedBatchBackend(), max_wait_s=PATIENT_S, idle_s=PATIENT_S)
-    call_from_threads(batcher, [["first caller, then gone"]])
-    answers = call_from_threads(batcher, [["second caller"]])  # would wait PATIENT_S if the dead one counted
-    assert answers["second caller"].startswith("search[")
+    batcher = MicroBatcher(ScriptedBatchBackend(), max_batch=2, max_wait_s=PATIENT_S, idle_s=PATIENT_S)
+    call_from_threads(batcher, [["first caller, then gone"], ["second caller, then gone"]])
+    answers = call_from_threads(
+        batcher, [["a later caller"]]
+    )  # would wait PATIENT_S if the dead ones counted
+    assert answers["a later caller"].startswith("search[") and batcher.batch_sizes == [2, 1]
 
 
 def test_only_batch_backends_are_wrapped_and_settings_are_the_backends_own() -> None:

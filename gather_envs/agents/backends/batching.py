@@ -7,10 +7,11 @@ waiting calls to the model as one ``chat_batch`` and then returns its own result
 error. A batch is sent as soon as
 
 * every live caller is waiting (a caller is live from its first call until its thread ends or it
-  has not called again for ``idle_s`` after its last reply), or
+  has not called again for ``idle_s`` after its last reply), or no caller is live any more, or
 * ``max_batch`` calls are waiting, or
 * ``max_wait_s`` has passed since the first waiting call arrived (or since the last batch ended,
-  whichever is later: callers coming back from that batch get the same window).
+  whichever is later: callers coming back from that batch get the same window). At the start of a
+  run no caller is known yet, so the first batch waits this long for the others' first calls.
 
 With every caller live and quick between calls, each batch holds one call per in-flight episode:
 the episodes advance in lockstep. One batch runs at a time (the model is one), and calls that
@@ -31,9 +32,9 @@ from gather_envs.errors import BackendError
 
 DEFAULT_MAX_BATCH = 64
 """Most calls in one batch (more in-flight episodes wait for the next)."""
-DEFAULT_MAX_WAIT_S = 0.05
-"""Longest a waiting call holds the batch open for a live caller that has not come back yet.
-An env step between two calls takes about a millisecond; one batch of a local model, seconds."""
+DEFAULT_MAX_WAIT_S = 0.1
+"""Longest a waiting call holds the batch open for a caller that has not come back (or, at the start,
+not come) yet. An env step between two calls takes about a millisecond; a batch of a local model, seconds."""
 DEFAULT_IDLE_S = 1.0
 """A thread that has not called again this long after its last reply no longer holds batches open."""
 
@@ -134,8 +135,10 @@ class MicroBatcher:
         for thread, replied in list(state.replied.items()):
             if not thread.is_alive() or now - replied > self.idle_s:
                 del state.replied[thread]  # gone, or no longer playing: it holds no batch open
-        if all(thread in waiting for thread in state.replied):
+        if state.replied and all(thread in waiting for thread in state.replied):
             return 0
+        if not state.replied and now - state.last_batch_end <= self.idle_s:
+            return 0  # every other caller is gone: nobody to wait for
         opened = max(state.pending[0].arrived, state.last_batch_end)
         return max(0.0, opened + self.max_wait_s - now)
 
