@@ -5,8 +5,22 @@ wrappers as any other agent: ``--agent-option backend=transformers --agent-optio
 (or the factories of :mod:`gather_envs.integrations.transformers_agent`, which default to the
 converted SmolLM2-135M). transformers and torch are optional (the ``trl`` extra), imported when a
 backend is built. Loaded models are shared per process (one per folder and device); calls into
-one model are serialized with a lock, and sampling is seeded per call. Grammars, regexes and
-native tool calls are not applied.
+one model are serialized with a lock. Grammars, regexes and native tool calls are not applied.
+
+It is a :class:`~gather_envs.agents.backends.base.BatchChatBackend`: ``chat_batch`` decodes many
+requests together (:mod:`.transformers_decode`), and the LLM agents put it behind the
+micro-batcher, so the runner's concurrent episodes share batches; ``chat`` is a batch of one.
+
+What is reproducible: each request samples with its own ``torch.Generator`` seeded from
+``Sampling.seed`` (temperature, then top-p; argmax at temperature 0), so its random draws do not
+depend on the rest of its batch. Its logits may, by float rounding only (padding, batch shape and
+a shared prefix change the order of the sums): a token differs only on a near tie (temperature 0)
+or a draw within rounding of a boundary. The tests find the same tokens alone and batched, greedy
+and sampled, and the same records with 8 episodes in flight as with 1. One at a time (concurrency
+1) on the same machine, torch build, device and settings, a rerun is bit-identical; with more in
+flight, batch membership depends on thread timing, so reruns agree up to that rounding. Sampled
+tokens are not those of
+the earlier ``generate()`` path for the same seed (its global seed and its own sampler).
 """
 
 from __future__ import annotations
