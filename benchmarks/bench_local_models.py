@@ -5,8 +5,8 @@ tokens a reply, no grammar on transformers) plays ``Gather-MultiHop-v0`` at T = 
 ``top_k=1`` through the real runner (records written, resume-ready), ``--concurrency`` episodes in
 flight; each row is one run of ``max(2 x in flight, --min-episodes)`` episodes (the tasks are the
 first of a seeded sample, one episode each). Beside them, the model's raw prompt and generation
-token rates, measured in the same process: one act prompt (the system prompt, the worked examples
-and a task, first turn) prefilled alone, then 32 tokens decoded one by one.
+token rates, measured in the same process after a warm-up pass: one act prompt (the system prompt,
+the worked examples and a task, first turn) prefilled alone, then 32 tokens decoded one by one.
 
 * ``--backend transformers`` (run it with torch installed): the converted checkpoint
   (:func:`gather_envs.integrations.models.smollm2_checkpoint`), fp32 on CPU. Rows: ``generate``,
@@ -122,7 +122,8 @@ def transformers_rates(backend: Any) -> tuple[int, float, float]:
     import transformers
 
     with torch.no_grad():
-        cache = batch_cache(transformers, model, len(ids) + DECODE_TOKENS + 1, None, 1)
+        model(input_ids=torch.tensor([ids]), logits_to_keep=1)  # warm-up: first-touch costs are not the rate
+        cache = batch_cache(transformers, model, len(ids) + DECODE_TOKENS + 1)
         started = time.perf_counter()
         logits = model(
             input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1, **{cache_argument(model): cache}
@@ -141,7 +142,7 @@ def embedded_rates(backend: Any) -> tuple[int, float, float]:
     messages = act_prompt(backend)
     prompt_tokens = backend.count_tokens(messages)
     timings = []
-    for i, max_tokens in enumerate((1, DECODE_TOKENS + 1)):
+    for i, max_tokens in enumerate((1, 1, DECODE_TOKENS + 1)):  # the first call warms up
         fresh = [
             {**messages[0], "content": f"[{time.time_ns()} {i}] " + messages[0]["content"]},
             *messages[1:],
@@ -149,7 +150,7 @@ def embedded_rates(backend: Any) -> tuple[int, float, float]:
         started = time.perf_counter()
         result = backend.chat(fresh, Sampling(temperature=1.0, top_p=1.0, max_tokens=max_tokens, seed=i))
         timings.append((time.perf_counter() - started, result.usage.get("completion_tokens", max_tokens)))
-    (prefill, _), (both, generated) = timings
+    _, (prefill, _), (both, generated) = timings
     return prompt_tokens, prompt_tokens / prefill, max(generated - 1, 1) / max(both - prefill, 1e-9)
 
 

@@ -98,14 +98,18 @@ def test_a_batch_gives_each_row_its_tokens_alone_greedy_and_sampled(checkpoint: 
     assert seeds[0] != seeds[1]  # the seed does reach the sampler
 
 
-def test_the_shared_prefix_changes_no_token(checkpoint: Path) -> None:
+def test_reused_prompt_caches_change_no_token(checkpoint: Path) -> None:
     samplings = [Sampling(0.8, 0.95, max_tokens=10, seed=i) for i in range(len(PROMPTS))]
     requests = list(zip(PROMPTS, samplings))
     shared = TransformersBackend(checkpoint).chat_batch(requests)
     assert shared == TransformersBackend(checkpoint, share_prefix=False).chat_batch(requests)
     backend = TransformersBackend(checkpoint)
+    assert backend.kv_store is not None
     backend.chat_batch(requests)
-    assert backend.chat_batch(requests[:1]) == shared[:1]  # a later batch of one reuses the stored prefix
+    first_batch = backend.kv_store.reused_tokens
+    assert first_batch > 0  # the second and third prompts reused the first one's system prompt
+    assert backend.chat_batch(requests[:1]) == shared[:1]  # a later batch of one reuses a whole prompt
+    assert backend.kv_store.reused_tokens - first_batch == backend.count_tokens(PROMPTS[0]) - 1
 
 
 def test_stop_strings_and_max_tokens_apply_to_their_own_row(checkpoint: Path) -> None:

@@ -1,15 +1,18 @@
-"""Batched decoding for the transformers backend: left padding, one KV cache, each row stopping on its own.
+"""Batched decoding for the transformers backend: one KV cache, each row stopping on its own.
 
-:func:`decode` runs the prompts of a batch through the model once (prefill, left-padded, with an
-attention mask and position ids that start at each row's first real token), then decodes one
-token per step for the rows still running, with the KV cache (``past_key_values``). A row ends
-at an end-of-sequence token, at its own ``max_tokens``, or when one of its own stop strings
-appears in its decoded text; it is then dropped from the batch and its cache rows freed.
+:func:`decode` prefills each prompt alone, reusing the longest token prefix it shares with a
+recent prompt (:class:`KVStore`: the system prompt and worked examples every episode shows, and
+the episode's own previous prompt, which the next one extends), so neither padding nor a shared
+prefix is computed again. The prompts' caches are then left-padded into one batch cache (the gaps
+masked) and the rows still running decode one token per step together. A row ends at an
+end-of-sequence token, at its own ``max_tokens``, or when one of its own stop strings appears in
+its decoded text; finished rows leave the batch.
 
 Each row samples with its own ``torch.Generator`` seeded from its ``Sampling.seed``
 (temperature, then top-p, as transformers' ``generate`` does; argmax at temperature 0), so a
-row's random draws do not depend on the other rows. Its logits can: padding and batch shape
-change how the matrix products round (see the backend's docstring for what is reproducible).
+row's random draws do not depend on the other rows. Its logits can, by float rounding: the batch's
+shape, its padding and a reused prefix change the order of the sums (see the backend's docstring
+for what is reproducible).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from os.path import commonprefix
 from typing import Any
 
 from gather_envs.agents.backends.base import ChatResult, Sampling
@@ -26,13 +28,12 @@ from gather_envs.optional import require
 
 EXTRA = "trl"
 FINISH_STOP, FINISH_LENGTH = "stop", "length"
-MIN_SHARED_TOKENS = 32
-"""A batch's common prompt prefix is computed once when it is at least this many tokens longer than
-a stored one (the act agent's system prompt and worked examples: 390 tokens of a 471-token first prompt)."""
-PREFIX_SLOTS = 4
+MIN_SHARED_TOKENS = 16
+"""A stored prompt is reused when it shares at least this many leading tokens with a new one."""
+KV_STORE_TOKENS = 40_000
+"""Prompt tokens whose KV caches a backend keeps (SmolLM2-135M in fp32: 46 KB a token, 1.8 GB in all)."""
 COMPACT_SHARE = 0.75
 """Finished rows leave the batch (a copy of its cache) once at most this share of it is still running."""
-"""Prefixes kept per backend (SmolLM2-135M: 46 KB of KV cache per token, 18 MB for 390 tokens)."""
 
 
 @dataclass(frozen=True)
@@ -128,107 +129,138 @@ def _preallocated_layer(transformers: Any) -> type:
     return PreallocatedLayer
 
 
-def batch_cache(transformers: Any, model: Any, capacity: int, prefix: Prefix | None, rows: int) -> Any:
-    """An empty KV cache for ``rows`` rows of up to ``capacity`` tokens, holding ``prefix`` when given."""
-    cache = transformers.DynamicCache(config=model.config)
-    layer = _preallocated_layer(transformers)
-    cache.layers = [layer(capacity) for _ in cache.layers]
-    if prefix is not None:
-        for target, (keys, values) in zip(cache.layers, prefix.layers):
-            target.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1))
-    return cache
-
-
-@dataclass(frozen=True)
-class Prefix:
-    """The KV cache of a token prefix that many prompts share (the system prompt and worked examples)."""
-
-    ids: tuple[int, ...]
-    layers: tuple[tuple[Any, Any], ...]  # (keys, values) per layer, batch size 1
-
-
 def cache_argument(model: Any) -> str:
     """The name ``forward`` takes the KV cache under (``cache`` from transformers 5.25, before that
     ``past_key_values``)."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def prefix_cache(model: Any, ids: Sequence[int], device: str) -> Prefix:
-    """Run ``ids`` through the model alone and keep its KV cache (call under ``torch.no_grad``)."""
+def batch_cache(transformers: Any, model: Any, capacity: int) -> Any:
+    """An empty KV cache whose layers hold up to ``capacity`` tokens a row without copying per step."""
+    cache = transformers.DynamicCache(config=model.config)
+    layer = _preallocated_layer(transformers)
+    cache.layers = [layer(capacity) for _ in cache.layers]
+    return cache
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A prompt's KV cache: its token ids and (keys, values) per layer, batch size 1."""
+
+    ids: tuple[int, ...]
+    layers: tuple[tuple[Any, Any], ...]
+
+
+def common_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """How many leading tokens ``a`` and ``b`` share (tuple slices compare in C)."""
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while low < high:  # the longest equal prefix, by bisection
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+class KVStore:
+    """The KV caches of recent prompts, so a prompt computes only what no stored prompt shares with it.
+
+    The act agent's prompts share their system prompt and worked examples (390 of 471 tokens on a
+    first turn), and an episode's next prompt extends its last one: a new prompt reuses the longest
+    common token prefix with any stored prompt and runs only the rest through the model. The least
+    recently used prompts go once more than ``max_tokens`` tokens are stored.
+    """
+
+    def __init__(self, max_tokens: int = KV_STORE_TOKENS) -> None:
+        self.max_tokens = max_tokens
+        self.reused_tokens = 0
+        """Prompt tokens whose KV came from the store instead of the model (a running total)."""
+        self.computed_tokens = 0
+        """Prompt tokens the model ran (a running total)."""
+        self._items: list[Stored] = []
+
+    def longest(self, ids: tuple[int, ...]) -> tuple[Stored | None, int]:
+        """The stored prompt sharing the most leading tokens with ``ids`` (at least one left to run)."""
+        best, shared = None, 0
+        for item in self._items:
+            length = min(common_length(item.ids, ids), len(ids) - 1)
+            if length > shared:
+                best, shared = item, length
+        if best is not None:
+            self._items.remove(best)
+            self._items.append(best)
+        return (best, shared) if shared >= MIN_SHARED_TOKENS else (None, 0)
+
+    def add(self, item: Stored) -> None:
+        self._items.append(item)
+        total = sum(len(stored.ids) for stored in self._items)
+        while total > self.max_tokens and len(self._items) > 1:
+            total -= len(self._items.pop(0).ids)
+
+
+def prefill_row(model: Any, ids: Sequence[int], device: str, store: KVStore | None) -> tuple[Any, Any]:
+    """One prompt's KV cache layers and last logits, reusing (and then adding to) ``store``."""
     torch = require("torch", EXTRA, what="the transformers backend")
     transformers = require("transformers", EXTRA, what="the transformers backend")
-    cache = transformers.DynamicCache(config=model.config)
-    model(
-        input_ids=torch.tensor([list(ids)], device=device),
+    key = tuple(ids)
+    stored, shared = store.longest(key) if store is not None else (None, 0)
+    cache = batch_cache(transformers, model, len(key))
+    if stored is not None:
+        for layer, (keys, values) in zip(cache.layers, stored.layers):
+            layer.update(keys[..., :shared, :], values[..., :shared, :])
+    logits = model(
+        input_ids=torch.tensor([key[shared:]], device=device),
+        position_ids=torch.arange(shared, len(key), device=device)[None],
         use_cache=True,
         logits_to_keep=1,
         **{cache_argument(model): cache},
-    )
-    return Prefix(tuple(ids), tuple((layer.keys, layer.values) for layer in cache.layers))
-
-
-class PrefixStore:
-    """The KV caches of the last few token prefixes that whole batches shared, newest last.
-
-    A batch of two or more prompts whose common prefix is at least ``min_tokens`` longer than any
-    stored one that fits computes that prefix once and stores it; any batch (one prompt included)
-    reuses the longest stored prefix that all its prompts extend.
-    """
-
-    def __init__(self, slots: int = PREFIX_SLOTS, min_tokens: int = MIN_SHARED_TOKENS) -> None:
-        self.slots = slots
-        self.min_tokens = min_tokens
-        self._items: list[Prefix] = []
-
-    def for_batch(self, model: Any, prompts: Sequence[Sequence[int]], device: str) -> Prefix | None:
-        """The prefix to reuse for these prompts (computed and stored when worth it), or None."""
-        common = tuple(commonprefix([list(ids) for ids in prompts]))[: min(len(ids) for ids in prompts) - 1]
-        fitting = [p for p in self._items if len(p.ids) <= len(common) and common[: len(p.ids)] == p.ids]
-        best = max(fitting, key=lambda p: len(p.ids), default=None)
-        known = len(best.ids) if best is not None else 0
-        if len(prompts) >= 2 and len(common) - known >= self.min_tokens:
-            best = prefix_cache(model, common, device)
-        if best is not None:
-            self._items = [p for p in self._items if p is not best][-(self.slots - 1) :] + [best]
-        return best
+    ).logits[0, -1, :]
+    layers = tuple((layer.keys, layer.values) for layer in cache.layers)
+    if store is not None:
+        store.add(Stored(key, layers))
+        store.reused_tokens += shared
+        store.computed_tokens += len(key) - shared
+    return layers, logits
 
 
 def decode(
-    model: Any, tokenizer: Any, rows: Sequence[Row], device: str, prefix: Prefix | None = None
+    model: Any, tokenizer: Any, rows: Sequence[Row], device: str, store: KVStore | None = None
 ) -> list[ChatResult]:
     """The completions of ``rows`` (in order), decoded as one batch (call under ``torch.no_grad``).
 
-    With ``prefix`` (which every row's ids must start with, and extend), only the rest of each
-    prompt is computed: the batch is laid out as [prefix][padding][rest of the prompt].
+    Each prompt is prefilled alone (no padding runs through the model), reusing what ``store``
+    holds; the prompts' caches are then left-padded into one batch cache (the gaps masked) and
+    decoded together.
     """
     torch = require("torch", EXTRA, what="the transformers backend")
     transformers = require("transformers", EXTRA, what="the transformers backend")
     eos = stop_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0)
-    shared = len(prefix.ids) if prefix is not None else 0
-    rests = [row.ids[shared:] for row in rows]
-    width = max(len(rest) for rest in rests)
-    input_ids = torch.tensor([[pad] * (width - len(rest)) + rest for rest in rests], device=device)
-    real = torch.tensor([[0] * (width - len(rest)) + [1] * len(rest) for rest in rests], device=device)
-    positions = shared + (real.cumsum(-1) - 1).clamp(min=0)
-    mask = torch.cat([real.new_ones((len(rows), shared)), real], dim=-1)
-    capacity = shared + width + max(row.max_new for row in rows)
-    cache = batch_cache(transformers, model, capacity, prefix, len(rows))
+    width = max(len(row.ids) for row in rows)
+    prefilled = [prefill_row(model, row.ids, device, store) for row in rows]
+    cache = batch_cache(transformers, model, width + max(row.max_new for row in rows))
+    for index, layer in enumerate(cache.layers):
+        batch = []
+        for part in (0, 1):  # keys, then values: each row's right-aligned, zeros (masked) before it
+            first = prefilled[0][0][index][part]
+            padded = first.new_zeros((len(rows), first.shape[1], width, first.shape[3]))
+            for j, (layers, _) in enumerate(prefilled):
+                states = layers[index][part]
+                padded[j, :, width - states.shape[-2] :, :] = states[0]
+            batch.append(padded)
+        layer.update(batch[0], batch[1])
+    logits = torch.stack([row_logits for _, row_logits in prefilled])
+    mask = torch.tensor([[0] * (width - len(r.ids)) + [1] * len(r.ids) for r in rows], device=device)
     cache_kwarg = cache_argument(model)
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-        **{cache_kwarg: cache},
-    ).logits[:, -1, :]
     streams = [generator(torch, row.sampling.seed, device) for row in rows]
     tokens: list[list[int]] = [[] for _ in rows]
     texts = [""] * len(rows)
     finish = [""] * len(rows)
     slots = list(range(len(rows)))  # batch position j holds row slots[j] (finished rows idle in it)
-    last = positions[:, -1]
+    last = torch.tensor([len(row.ids) - 1 for row in rows], device=device)
     while True:
         step: list[int] = []
         for j, r in enumerate(slots):

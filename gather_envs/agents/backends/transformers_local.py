@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from gather_envs.agents.backends.base import ChatResult, Message, Sampling
-from gather_envs.agents.backends.transformers_decode import PrefixStore, Row, decode
+from gather_envs.agents.backends.transformers_decode import KVStore, Row, decode
 from gather_envs.errors import BackendError, ConfigError
 from gather_envs.optional import require
 
@@ -80,7 +80,8 @@ class TransformersBackend:
         self.context_tokens = int(context_tokens)
         self.device = device
         self.share_prefix = bool(share_prefix)
-        self._prefixes = PrefixStore()
+        self.kv_store = KVStore() if self.share_prefix else None
+        """The KV caches of recent prompts (None with ``share_prefix=False``)."""
         self._model, self._tokenizer, self._lock = _load(self.model_path, device)
 
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
@@ -138,10 +139,7 @@ class TransformersBackend:
         if not rows:
             return []
         try:
-            prefix = None
-            if self.share_prefix:
-                prefix = self._prefixes.for_batch(self._model, [row.ids for row in rows], self.device)
-            return decode(self._model, self._tokenizer, rows, self.device, prefix)
+            return decode(self._model, self._tokenizer, rows, self.device, self.kv_store)
         except (RuntimeError, ValueError, IndexError) as error:
             if len(rows) == 1:
                 return [BackendError(f"transformers failed on {self.model_path}: {error}")]
