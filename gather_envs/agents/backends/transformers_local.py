@@ -13,12 +13,13 @@ micro-batcher, so the runner's concurrent episodes share batches; ``chat`` is a 
 
 What is reproducible: each request samples with its own ``torch.Generator`` seeded from
 ``Sampling.seed`` (temperature, then top-p; argmax at temperature 0), so its random draws do not
-depend on the rest of its batch. Its logits may, by float rounding only (padding, batch shape and
-a shared prefix change the order of the sums): a token differs only on a near tie (temperature 0)
+depend on the rest of its batch. Its logits may, by float rounding only (the batch's shape, its
+padding and a prefix reused from an earlier prompt change the order of the sums): a token differs only on a near tie (temperature 0)
 or a draw within rounding of a boundary. The tests find the same tokens alone and batched, greedy
 and sampled, and the same records with 8 episodes in flight as with 1. One at a time (concurrency
-1) on the same machine, torch build, device and settings, a rerun is bit-identical; with more in
-flight, batch membership depends on thread timing, so reruns agree up to that rounding. Sampled
+1) on the same machine, torch build, device and settings, a fresh rerun is bit-identical (the same
+calls in the same order reuse the same prefixes); with more in flight (batch membership depends on
+thread timing) or on resume, reruns agree up to that rounding. Sampled
 tokens are not those of
 the earlier ``generate()`` path for the same seed (its global seed and its own sampler).
 """
