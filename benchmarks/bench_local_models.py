@@ -138,20 +138,23 @@ def transformers_rates(backend: Any) -> tuple[int, float, float]:
 
 
 def embedded_rates(backend: Any) -> tuple[int, float, float]:
-    """The same rates for llama.cpp: a fresh prompt (no prefix reuse) with 1, then 1 + 32 tokens."""
+    """The same rates on the backend's llama.cpp model: ``eval`` of the prompt, then of 32 single tokens."""
     messages = act_prompt(backend)
-    prompt_tokens = backend.count_tokens(messages)
-    timings = []
-    for i, max_tokens in enumerate((1, 1, DECODE_TOKENS + 1)):  # the first call warms up
-        fresh = [
-            {**messages[0], "content": f"[{time.time_ns()} {i}] " + messages[0]["content"]},
-            *messages[1:],
-        ]
+    with backend._model_lock:
+        llm = backend._llm
+        tokens = llm.tokenize("\n".join(str(m["content"]) for m in messages).encode("utf-8"))
+        llm.reset()
+        llm.eval(tokens[:64])  # warm-up: first-touch costs are not the rate
+        llm.reset()
         started = time.perf_counter()
-        result = backend.chat(fresh, Sampling(temperature=1.0, top_p=1.0, max_tokens=max_tokens, seed=i))
-        timings.append((time.perf_counter() - started, result.usage.get("completion_tokens", max_tokens)))
-    _, (prefill, _), (both, generated) = timings
-    return prompt_tokens, prompt_tokens / prefill, max(generated - 1, 1) / max(both - prefill, 1e-9)
+        llm.eval(tokens)
+        prefill = time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(DECODE_TOKENS):
+            llm.eval([tokens[-1]])
+        decode = time.perf_counter() - started
+        llm.reset()  # the next call must not reuse this context's prefix
+    return len(tokens), len(tokens) / prefill, DECODE_TOKENS / decode
 
 
 def episodes_per_s(backend: ChatBackend, in_flight: int, episodes: int) -> tuple[float, float, str]:
