@@ -185,7 +185,7 @@ def load() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backend", choices=("transformers", "embedded"), required=True)
     parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 8, 16, 32])
     parser.add_argument("--min-episodes", type=int, default=8)

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from gather_envs.agents.backends import Sampling  # noqa: E402
+from gather_envs.agents.backends import ChatResult, Sampling  # noqa: E402
 from gather_envs.agents.backends.batching import MicroBatcher  # noqa: E402
 from gather_envs.agents.backends.transformers_local import TransformersBackend  # noqa: E402
 from gather_envs.errors import BackendError  # noqa: E402
@@ -127,6 +127,7 @@ def test_stop_strings_and_max_tokens_apply_to_their_own_row(checkpoint: Path) ->
         (PROMPTS[2], samplings[2]),
     ]
     cut, short, untouched = TransformersBackend(checkpoint).chat_batch(rows)
+    assert isinstance(cut, ChatResult) and isinstance(short, ChatResult)
     assert cut.text == text[:at] and cut.finish_reason == "stop"
     assert cut.usage["completion_tokens"] < free[0].usage["completion_tokens"]  # it stopped decoding there
     assert short.usage["completion_tokens"] == 5 and short.finish_reason == "length"

@@ -82,6 +82,8 @@ class MicroBatcher:
                 f"need max_batch >= 1, max_wait_s >= 0, idle_s >= 0 (got {max_batch}, {max_wait_s}, {idle_s})"
             )
         self.backend = backend
+        self.supports_tools = backend.supports_tools
+        self.context_tokens = backend.context_tokens
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_s)
         self.idle_s = float(idle_s)
@@ -89,14 +91,6 @@ class MicroBatcher:
         """The size of every batch sent, in order (for benchmarks and tests)."""
         self._state = _State()
         self._cond = threading.Condition()
-
-    @property
-    def supports_tools(self) -> bool:
-        return self.backend.supports_tools
-
-    @property
-    def context_tokens(self) -> int:
-        return self.backend.context_tokens
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """The wrapped backend's count (not batched: it does not touch the model)."""

@@ -140,7 +140,10 @@ class TransformersBackend:
         if not rows:
             return []
         try:
-            return decode(self._model, self._tokenizer, rows, self.device, self.kv_store)
+            results: list[ChatResult | BackendError] = list(
+                decode(self._model, self._tokenizer, rows, self.device, self.kv_store)
+            )
+            return results
         except (RuntimeError, ValueError, IndexError) as error:
             if len(rows) == 1:
                 return [BackendError(f"transformers failed on {self.model_path}: {error}")]
