@@ -44,6 +44,7 @@ from gather_envs.agents.backends import (
     make_backend,
     parse_bool,
 )
+from gather_envs.agents.backends.batching import micro_batched
 from gather_envs.agents.base import Agent, EpisodePolicy, register_agent
 from gather_envs.agents.scripted import action_text
 from gather_envs.envs.actions import ANSWER, SEARCH
@@ -327,7 +328,8 @@ class LLMAgent(Agent):
         self.system_prompt = render_prompt(load_prompt(self.prompt_name), self.dialect)
         self.examples_name = options.pop("examples", None) or style.examples
         self.examples = load_examples(self.examples_name)
-        self.backend = chat_backend if chat_backend is not None else make_backend(options)
+        # A local model that batches (chat_batch) answers the runner's concurrent episodes together.
+        self.backend = micro_batched(chat_backend if chat_backend is not None else make_backend(options))
         if options:
             raise ConfigError(f"agent {style.name!r} has no option(s) {sorted(options)}")
         self.uses_native_tools = bool(self.native_tools and self.backend.supports_tools)

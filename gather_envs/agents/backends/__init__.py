@@ -3,7 +3,9 @@
 :func:`make_backend` picks one from agent options: ``backend=http`` or a ``base_url`` option or
 the ``GATHER_BASE_URL`` variable selects the HTTP client; ``backend=transformers`` with
 ``model=FOLDER`` a local checkpoint; otherwise the embedded SmolLM2 model. Every backend's
-``chat`` takes the messages and one :class:`Sampling`.
+``chat`` takes the messages and one :class:`Sampling`; a local backend that also offers
+``chat_batch`` (:class:`BatchChatBackend`) is put behind a micro-batcher by the LLM agents
+(:mod:`.batching`), so concurrent episodes share its batches.
 ``base_url`` may name several endpoints (``URL1,URL2``); each episode then calls one of them
 through :func:`episode_backend`.
 """
@@ -14,6 +16,7 @@ import os
 from typing import Any
 
 from gather_envs.agents.backends.base import (
+    BatchChatBackend,
     ChatBackend,
     ChatResult,
     Message,
@@ -50,7 +53,7 @@ HTTP_OPTIONS: dict[str, Any] = {
 RENAMED_OPTIONS = {"concurrency": "max_connections"}
 """HTTP options that changed name: the old name is refused with the new one in the message."""
 EMBEDDED_OPTIONS = {"model_path": str, "context_tokens": int, "n_threads": int, "slots": int, "weights": str}
-TRANSFORMERS_OPTIONS = {"model": str, "context_tokens": int, "device": str}
+TRANSFORMERS_OPTIONS = {"model": str, "context_tokens": int, "device": str, "share_prefix": bool}
 _MINIMUMS = {
     "max_retries": 0,
     "backoff_s": 0,
@@ -125,6 +128,7 @@ def make_backend(options: dict[str, Any]) -> ChatBackend:
 
 __all__ = [
     "BACKENDS",
+    "BatchChatBackend",
     "ChatBackend",
     "ChatResult",
     "Message",

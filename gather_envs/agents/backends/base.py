@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast, runtime_checkable
 
+from gather_envs.errors import BackendError
+
 Message = dict[str, Any]
 """One chat message in the OpenAI format: ``{"role": ..., "content": ...}`` (plus tool fields)."""
 
@@ -113,6 +115,25 @@ class ChatBackend(Protocol):
 
     def settings(self) -> dict[str, Any]:
         """Everything needed to rerun with this backend (never a secret)."""
+        ...
+
+
+@runtime_checkable
+class BatchChatBackend(ChatBackend, Protocol):
+    """A ChatBackend that completes many chats in one call (a local model batching its sequences).
+
+    :func:`gather_envs.agents.backends.batching.micro_batched` wraps one as a plain ChatBackend whose
+    concurrent ``chat`` calls are gathered into ``chat_batch`` calls.
+    """
+
+    def chat_batch(
+        self, requests: Sequence[tuple[Sequence[Message], Sampling]]
+    ) -> list[ChatResult | BackendError]:
+        """One entry per request, in order: its result, or the BackendError of that request alone.
+
+        A failure of one sequence (a prompt over the context, a decode error) is returned in its
+        entry, never raised for the whole batch.
+        """
         ...
 
 

@@ -5,8 +5,23 @@ wrappers as any other agent: ``--agent-option backend=transformers --agent-optio
 (or the factories of :mod:`gather_envs.integrations.transformers_agent`, which default to the
 converted SmolLM2-135M). transformers and torch are optional (the ``trl`` extra), imported when a
 backend is built. Loaded models are shared per process (one per folder and device); calls into
-one model are serialized with a lock, and sampling is seeded per call. Grammars, regexes and
-native tool calls are not applied.
+one model are serialized with a lock. Grammars, regexes and native tool calls are not applied.
+
+It is a :class:`~gather_envs.agents.backends.base.BatchChatBackend`: ``chat_batch`` decodes many
+requests together (:mod:`.transformers_decode`), and the LLM agents put it behind the
+micro-batcher, so the runner's concurrent episodes share batches; ``chat`` is a batch of one.
+
+What is reproducible: each request samples with its own ``torch.Generator`` seeded from
+``Sampling.seed`` (temperature, then top-p; argmax at temperature 0), so its random draws do not
+depend on the rest of its batch. Its logits may, by float rounding only (the batch's shape, its
+padding and a prefix reused from an earlier prompt change the order of the sums): a token differs only on a near tie (temperature 0)
+or a draw within rounding of a boundary. The tests find the same tokens alone and batched, greedy
+and sampled, and the same records with 8 episodes in flight as with 1. One at a time (concurrency
+1) on the same machine, torch build, device and settings, a fresh rerun is bit-identical (the same
+calls in the same order reuse the same prefixes); with more in flight (batch membership depends on
+thread timing) or on resume, reruns agree up to that rounding. Sampled
+tokens are not those of
+the earlier ``generate()`` path for the same seed (its global seed and its own sampler).
 """
 
 from __future__ import annotations
@@ -14,16 +29,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gather_envs.agents.backends.base import ChatResult, Message, Sampling
-from gather_envs.errors import ConfigError
+from gather_envs.agents.backends.transformers_decode import KVStore, Row, decode
+from gather_envs.errors import BackendError, ConfigError
 from gather_envs.optional import require
 
 EXTRA = "trl"
 DEFAULT_CONTEXT_TOKENS = 2048
 DEFAULT_DEVICE = "cpu"
-FINISH_STOP, FINISH_LENGTH = "stop", "length"
 
 _MODELS: dict[tuple[str, str], tuple[Any, Any, threading.Lock]] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -53,6 +68,7 @@ class TransformersBackend:
         *,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         device: str = DEFAULT_DEVICE,
+        share_prefix: bool = True,
     ) -> None:
         if not model:
             raise ConfigError(
@@ -64,6 +80,9 @@ class TransformersBackend:
         self.model_path = str(model)
         self.context_tokens = int(context_tokens)
         self.device = device
+        self.share_prefix = bool(share_prefix)
+        self.kv_store = KVStore() if self.share_prefix else None
+        """The KV caches of recent prompts (None with ``share_prefix=False``)."""
         self._model, self._tokenizer, self._lock = _load(self.model_path, device)
 
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
@@ -79,31 +98,56 @@ class TransformersBackend:
         return len(self._prompt_ids(messages))
 
     def chat(self, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
-        """One sampled reply, cut at the first stop string (grammar and tools are not applied)."""
+        """One sampled reply: a batch of one (grammar and tools are not applied)."""
+        (result,) = self.chat_batch([(messages, sampling)])
+        if isinstance(result, BackendError):
+            raise result
+        return result
+
+    def chat_batch(
+        self, requests: Sequence[tuple[Sequence[Message], Sampling]]
+    ) -> list[ChatResult | BackendError]:
+        """One reply per request, decoded together; a request that cannot run gets its own BackendError.
+
+        A prompt that leaves no room in ``context_tokens`` fails alone. If the batched forward
+        pass itself fails (out of memory, a kernel error), each request is retried alone, so only
+        the ones that fail alone get an error.
+        """
         torch = require("torch", EXTRA, what="the transformers backend")
-        ids = self._prompt_ids(messages)
-        sample = sampling.temperature > 0
+        out: list[ChatResult | BackendError | None] = [None] * len(requests)
+        rows: list[Row] = []
+        for index, (messages, sampling) in enumerate(requests):
+            try:
+                ids = self._prompt_ids(messages)
+            except Exception as error:  # a chat template that refuses these messages
+                out[index] = BackendError(f"the chat template of {self.model_path} failed: {error}")
+                continue
+            room = self.context_tokens - len(ids)
+            if room < 1:
+                out[index] = BackendError(
+                    f"the prompt takes {len(ids)} tokens and leaves no room to reply in a context of "
+                    f"{self.context_tokens} tokens (context_tokens)"
+                )
+                continue
+            rows.append(Row(index, ids, sampling, min(sampling.max_tokens, room)))
         with self._lock, torch.no_grad():
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed)
-            output = self._model.generate(
-                input_ids=torch.tensor([ids], device=self.device),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device),
-                max_new_tokens=sampling.max_tokens,
-                do_sample=sample,
-                temperature=sampling.temperature if sample else None,
-                top_p=sampling.top_p if sample else None,
-                top_k=None,
-                pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
+            for row, result in zip(rows, self._decode_or_split(rows)):
+                out[row.index] = result
+        return cast("list[ChatResult | BackendError]", out)  # every entry is filled by now
+
+    def _decode_or_split(self, rows: list[Row]) -> list[ChatResult | BackendError]:
+        """The rows decoded together, or one at a time when the batch fails as a whole."""
+        if not rows:
+            return []
+        try:
+            results: list[ChatResult | BackendError] = list(
+                decode(self._model, self._tokenizer, rows, self.device, self.kv_store)
             )
-        new = output[0, len(ids) :].tolist()
-        text = self._tokenizer.decode(new, skip_special_tokens=True)
-        finish = FINISH_STOP if new and new[-1] == self._tokenizer.eos_token_id else FINISH_LENGTH
-        cuts = [text.index(s) for s in sampling.stop if s and s in text]
-        if cuts:
-            text, finish = text[: min(cuts)], FINISH_STOP
-        usage = {"prompt_tokens": len(ids), "completion_tokens": len(new), "total_tokens": len(ids) + len(new)}
-        return ChatResult(text=text, usage=usage, finish_reason=finish)
+            return results
+        except (RuntimeError, ValueError, IndexError) as error:
+            if len(rows) == 1:
+                return [BackendError(f"transformers failed on {self.model_path}: {error}")]
+        return [result for row in rows for result in self._decode_or_split([row])]
 
     def settings(self) -> dict[str, Any]:
         """What reruns this backend: the checkpoint, context size and device."""
@@ -112,4 +156,5 @@ class TransformersBackend:
             "model": self.model_path,
             "context_tokens": self.context_tokens,
             "device": self.device,
+            **({} if self.share_prefix else {"share_prefix": False}),  # absent by default, as before
         }
