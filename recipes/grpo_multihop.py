@@ -35,6 +35,8 @@ AGENTS = {  # the style's agent on a transformers checkpoint, for `gather-envs e
     "react": "gather_envs.integrations.transformers_agent:react",
     "act": "gather_envs.integrations.transformers_agent:act",
 }
+STATIC_TWINS = ("Gather-MultiHop-v0", "Gather-Compare-v0")
+"""The ids whose tasks have static twins (``Gather-Static-v0`` poses them closed-book)."""
 ORACLE_THOUGHT_SEARCH = "I need the document about {query}."
 ORACLE_THOUGHT_ANSWER = "The answer is {answer}."
 
@@ -211,6 +213,8 @@ def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
     records = out / f"{name}.jsonl"
     _eval(model, name, settings, records, settings.env_id, ("--tasks", str(settings.eval_tasks)))
     if settings.eval_static:
+        if settings.env_id not in STATIC_TWINS:
+            raise SystemExit(f"eval_static: {settings.env_id} has no static twins; use one of {STATIC_TWINS}")
         twins = out / f"{name}-static-tasks.txt"
         ids = sorted({json.loads(line)["task_id"] for line in records.read_text().splitlines() if line.strip()})
         twins.write_text("".join(f"static-{task_id}\n" for task_id in ids))
@@ -228,9 +232,14 @@ def evaluate(model: str, name: str, settings: Settings, out: Path) -> Path:
     return records
 
 
+def kwarg_text(value: Any) -> str:
+    """An env kwarg as ``--kwarg`` reads it: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _eval(model: str, name: str, settings: Settings, records: Path, env_id: str, tasks: tuple[str, str]) -> None:
     """One ``gather-envs eval`` of the style's agent on ``model`` (resumable) into ``records``."""
-    kwargs = [arg for key, value in settings.env_kwargs for arg in ("--kwarg", f"{key}={json.dumps(value)}")]
+    kwargs = [arg for key, value in settings.env_kwargs for arg in ("--kwarg", f"{key}={kwarg_text(value)}")]
     examples = ("--agent-option", f"examples={settings.examples}") if settings.examples else ()
     cli(
         "eval",

@@ -138,6 +138,7 @@ def row(name: str, out: Path) -> dict[str, Any] | None:
         counts = next(iter(count_episodes(read_records(signal)).values()))
         mixed = sum(0 < c < n for n, c in zip(counts.n, counts.c, strict=True))
         result["signal"] = mixed / len(counts.n)
+        result["signal_tasks"] = len(counts.n)
     return result
 
 
@@ -152,7 +153,13 @@ def gate(result: dict[str, Any]) -> str:
     if missing:
         return "not measured: " + ", ".join(missing)
     failed = [label for label, value, ok in checks if not ok(value)]
-    return "pass" if not failed else "fails " + ", ".join(failed)
+    verdict = "pass" if not failed else "fails " + ", ".join(failed)
+    short = [
+        f"{label} on {result.get(key, 0)} of {want}"
+        for label, key, want in (("T = 3", "tasks@3", COMMON.eval_tasks), ("signal", "signal_tasks", COMMON.signal_tasks))
+        if result.get(key, 0) < want
+    ]
+    return verdict if not short else f"{verdict} (preliminary: {', '.join(short)} tasks)"
 
 
 def table(out: Path) -> str:

@@ -119,6 +119,8 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
         "eval_budgets": "[1]",
         "eval_max_tokens": 12,
         "train_layers": 1,
+        "env_id": "Gather-MultiHop-v0",  # its bridge tasks have static twins
+        "train_budgets": "[4]",
         "eval_static": "true",
         "signal_tasks": 2,
         "signal_n": 2,
@@ -129,7 +131,7 @@ def test_every_stage_runs_end_to_end_at_a_tiny_size(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["env_id"] == "Gather-SingleHop-v0" and settings["grpo_steps"] == 1
+    assert settings["env_id"] == "Gather-MultiHop-v0" and settings["grpo_steps"] == 1
     for name in ("base", "sft", "grpo"):
         records = read_records(out / f"{name}.jsonl")
         assert len(records) == 2 and {r.agent_id for r in records} == {name}
