@@ -150,9 +150,9 @@ def gate(result: dict[str, Any]) -> str:
         ("signal", result.get("signal"), lambda v: v >= GATE["signal_min"]),
     ]
     missing = [label for label, value, _ in checks if value is None]
-    if missing:
+    failed = [label for label, value, ok in checks if value is not None and not ok(value)]
+    if missing and not failed:
         return "not measured: " + ", ".join(missing)
-    failed = [label for label, value, ok in checks if not ok(value)]
     verdict = "pass" if not failed else "fails " + ", ".join(failed)
     short = [
         f"{label} on {result.get(key, 0)} of {want}"
