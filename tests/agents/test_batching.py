@@ -17,7 +17,7 @@ import pytest
 
 from gather_envs.agents.backends import BatchChatBackend, ChatResult, Message, Sampling
 from gather_envs.agents.backends.base import estimate_tokens
-from gather_envs.agents.backends.batching import MicroBatcher, micro_batched
+from gather_envs.agents.backends.batching import MicroBatcher, chat_alone, micro_batched
 from gather_envs.agents.llm import STYLES, LLMAgent
 from gather_envs.errors import BackendError
 from gather_envs.evaluation import evaluate
@@ -44,10 +44,7 @@ class ScriptedBatchBackend:
         return f"search[{hashlib.sha256(text.encode()).hexdigest()[:8]}]"
 
     def chat(self, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
-        (result,) = self.chat_batch([(messages, sampling)])
-        if isinstance(result, BackendError):
-            raise result
-        return result
+        return chat_alone(self, messages, sampling)
 
     def chat_batch(
         self, requests: Sequence[tuple[Sequence[Message], Sampling]]

@@ -39,6 +39,14 @@ DEFAULT_IDLE_S = 1.0
 """A thread that has not called again this long after its last reply no longer holds batches open."""
 
 
+
+def chat_alone(backend: BatchChatBackend, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
+    """``chat`` as a batch of one: a backend that decodes batches itself answers single calls so."""
+    (result,) = backend.chat_batch([(messages, sampling)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
 @dataclass
 class _Call:
     """One waiting ``chat`` call: its request, its thread, and (once answered) its result or error."""

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from gather_envs.agents.backends.base import ChatResult, Message, Sampling
+from gather_envs.agents.backends.batching import chat_alone
 from gather_envs.agents.backends.transformers_decode import KVStore, Row, decode
 from gather_envs.errors import BackendError, ConfigError
 from gather_envs.optional import require
@@ -99,10 +100,7 @@ class TransformersBackend:
 
     def chat(self, messages: Sequence[Message], sampling: Sampling) -> ChatResult:
         """One sampled reply: a batch of one (grammar and tools are not applied)."""
-        (result,) = self.chat_batch([(messages, sampling)])
-        if isinstance(result, BackendError):
-            raise result
-        return result
+        return chat_alone(self, messages, sampling)
 
     def chat_batch(
         self, requests: Sequence[tuple[Sequence[Message], Sampling]]
