@@ -267,6 +267,8 @@ def _eval(model: str, name: str, settings: Settings, records: Path, env_id: str,
         str(settings.seed),
         "--concurrency",
         str(settings.eval_concurrency),
+        "--order",  # a task's episodes together: the model's prefix cache computes their prompt once
+        "cells",
         "--out",
         str(records),
         "--quiet",

@@ -89,6 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             tasks=read_task_ids(args.task_ids) if args.task_ids is not None else args.tasks,
             seed=args.seed,
             concurrency=args.concurrency,
+            order=args.order,
             out=args.out,
             env_kwargs=env_kwargs,
             agent_options=options,
@@ -182,6 +183,14 @@ def add_parser(sub: Any) -> None:
         metavar="N",
         default=1,
         help="episodes played at once, in threads (default %(default)s)",
+    )
+    evaluate.add_argument(
+        "--order",
+        choices=plan.ORDERS,
+        default=plan.ORDER_EPISODES,
+        help="play episode index first (balanced when stopped early; the default) or each (task, T)'s "
+        "n episodes together (a local model's prefix cache then computes their first prompt once); "
+        "the records are the same",
     )
     add_kwarg_option(evaluate)
     evaluate.add_argument(

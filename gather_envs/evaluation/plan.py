@@ -18,6 +18,9 @@ DEFAULT_BUDGETS = (0, 1, 2, 3, 5)
 DEFAULT_SEED = 0
 STATIC_FAMILY = "static"
 STATIC_BUDGET = 0
+ORDER_EPISODES = "episodes"
+ORDER_CELLS = "cells"
+ORDERS = (ORDER_EPISODES, ORDER_CELLS)
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,18 @@ class RunPlan:
         """Every cell sorted by task (split order), budget, then episode index."""
         return [Cell(t, b, i) for t in self.task_ids for b in self.budgets for i in range(self.n)]
 
-    def run_order(self) -> list[Cell]:
-        """Every cell in the order they are played: episode index first, so a partial run is balanced."""
+    def run_order(self, order: str = ORDER_EPISODES) -> list[Cell]:
+        """Every cell in the order they are played; the order changes no record, only what is done first.
+
+        ``"episodes"``: episode index first, so a partial run is balanced over tasks and budgets.
+        ``"cells"``: the ``n`` episodes of a (task, T) together, so episodes in flight share their
+        first prompt and a local model's prefix cache computes it once (a partial run is then
+        whole cells of the first tasks).
+        """
+        if order == ORDER_CELLS:
+            return self.grid_order()
+        if order != ORDER_EPISODES:
+            raise ConfigError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         return [Cell(t, b, i) for i in range(self.n) for t in self.task_ids for b in self.budgets]
 
     def seed_of(self, key: Cell) -> int:

@@ -33,6 +33,10 @@ JSON-lines file as soon as the episode ends.
 * **Secrets.** No record holds an API key: the agent option ``api_key`` and the keys in the
   environment (``GATHER_API_KEY``, ``OPENAI_API_KEY``) are scrubbed from every record before it is
   written, and credentials (``Authorization`` values, bearer tokens) from every ``infra_error``.
+* **Order.** ``order="episodes"`` (the default) plays episode index first, so a partial run is
+  balanced; ``order="cells"`` plays each (task, T)'s ``n`` episodes together, so a local model
+  whose backend keeps prompt prefixes (the transformers backend's KV store) computes their shared
+  first prompt once. Seeds belong to cells, so both orders give the same records.
 * **Static family.** It is closed-book: budgets other than T = 0 are skipped with a note.
 """
 
@@ -50,7 +54,15 @@ import gymnasium as gym
 from gather_envs.agents.backends.base import known_secrets
 from gather_envs.errors import ConfigError
 from gather_envs.evaluation.agent_spec import AgentSpec, resolve_agent
-from gather_envs.evaluation.plan import DEFAULT_BUDGETS, DEFAULT_N, DEFAULT_SEED, RunPlan, plan_run
+from gather_envs.evaluation.plan import (
+    DEFAULT_BUDGETS,
+    DEFAULT_N,
+    DEFAULT_SEED,
+    ORDER_EPISODES,
+    ORDERS,
+    RunPlan,
+    plan_run,
+)
 from gather_envs.evaluation.player import Player, PlayerSettings
 from gather_envs.evaluation.pool import Workers
 from gather_envs.evaluation.progress import Progress
@@ -102,6 +114,7 @@ def evaluate(
     ray_address: str | None = None,
     workers: int | None = None,
     ray_actor_options: Mapping[str, Any] | None = None,
+    order: str = ORDER_EPISODES,
 ) -> list[EpisodeRecord]:
     """Play every (task, T, i) of the grid (resuming ``out`` if it exists); the grid's records.
 
@@ -119,6 +132,8 @@ def evaluate(
         raise ConfigError("ray_address, workers and ray_actor_options need engine='ray'")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+    if order not in ORDERS:
+        raise ConfigError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
     if backoff < 0 or max_backoff < 0:
@@ -165,7 +180,7 @@ def evaluate(
     def execute(writer: RecordWriter | None, done: dict[Cell, EpisodeRecord]) -> list[EpisodeRecord]:
         player = Player(settings, agent_obj, tasks_by_id, writer, threading.Event())
         if engine == ENGINE_LOCAL:
-            return _run(plan, run, player, done, concurrency, progress)
+            return _run(plan, run, player, done, concurrency, progress, order=order)
         from gather_envs.evaluation import ray_engine  # optional: imports ray
 
         with ray_engine.RayEngine(ray_address, workers, concurrency, ray_actor_options) as cluster:
@@ -174,7 +189,7 @@ def evaluate(
             def pool(todo: Sequence[Cell]) -> Any:
                 return ray_engine.RayWorkers(cluster, worker, concurrency, todo, writer)
 
-            return _run(plan, run, player, done, concurrency, progress, pool)
+            return _run(plan, run, player, done, concurrency, progress, pool, order)
 
     if path is None:
         return execute(None, {})
@@ -193,6 +208,7 @@ def _run(
     concurrency: int,
     progress: bool,
     pool: Callable[[Sequence[Cell]], Any] | None = None,
+    order: str = ORDER_EPISODES,
 ) -> list[EpisodeRecord]:
     """Play the cells ``done`` lacks and return the whole grid's records in grid order.
 
@@ -201,7 +217,7 @@ def _run(
     """
     grid = plan.grid_order()
     in_grid = sum(1 for key in grid if key in done)
-    todo = [key for key in plan.run_order() if key not in done]
+    todo = [key for key in plan.run_order(order) if key not in done]
     label = f"eval {run.agent_id} on {run.env_id}"
     if progress and in_grid:
         print(f"{label}: resuming, {in_grid} of {plan.size} episodes already recorded", file=sys.stderr)

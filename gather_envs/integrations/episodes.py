@@ -9,6 +9,11 @@ A trainer can stop a rollout before the env ends it (length limit, no further to
 limit). :meth:`EpisodeDriver.cut` then ends the episode as ``truncated`` with reward 0 and
 ``termination="truncated"``, the way an outer time limit would, so such rollouts are recorded too.
 
+A remote retriever that fails (:class:`~gather_envs.errors.RetrieverError`, after its client's own
+connection retries) voids the episode: the error reaches the trainer unchanged, nothing is recorded
+and no reward is given (a made-up 0 would teach the policy that its search was wrong), and the
+driver is ready for its next ``reset``. The trainer's step fails; resume it from its checkpoint.
+
 Dataset rows name their episode with these keys, at the top level or inside ``extra_info`` (verl,
 SkyRL): ``env_id``, ``env_kwargs`` (a dict or its JSON string), ``task_id`` or ``task_index``,
 ``seed`` and ``max_tool_calls``. Other keys are ignored.
@@ -25,7 +30,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 
 import gather_envs  # noqa: F401  (registers the env ids)
-from gather_envs.errors import ConfigError
+from gather_envs.errors import ConfigError, RetrieverError
 from gather_envs.json_files import NotJson, loads_bounded
 from gather_envs.records import TERMINATION_TRUNCATED, EpisodeRecord
 from gather_envs.wrappers.record import RecordPassAtKT
@@ -36,6 +41,8 @@ ROW_KEYS = ("env_id", "env_kwargs", "task_id", "task_index", "seed", "max_tool_c
 CUTOFF_ACTION = "<the trainer ended this rollout>"
 """The action a cut-off episode's last trajectory step shows (never sent to the env)."""
 CUTOFF_OBSERVATION = "The episode is over: the trainer ended the rollout before an answer."
+TERMINATION_VOID = "retriever_error"
+"""The driver's termination for an episode a failing retriever voided (never in a record)."""
 EPISODE_OVER = "The episode is over ({termination}); no further actions are taken. Stop calling tools."
 KEPT_RECORDS = 1000  # finished records kept in memory per env (all of them are on disk with a path)
 
@@ -236,8 +243,12 @@ class EpisodeDriver:
         kwargs = {**self.env_kwargs, **parse_env_kwargs(row_value(row, "env_kwargs"))}
         self._env, self._cutoff = self._env_for(str(env_id), kwargs)
         seed, options = reset_arguments(row)
-        self.observation, self.info = self._env.reset(seed=seed, options=options)
         self.total_reward = 0.0
+        try:
+            self.observation, self.info = self._env.reset(seed=seed, options=options)
+        except RetrieverError:
+            self._void()
+            raise
         self.done = False
         self.started = True
         self.termination = ""
@@ -249,9 +260,25 @@ class EpisodeDriver:
             raise ConfigError("no episode yet: call reset(row) first")
         if self.done:
             return StepResult(self.episode_over_message(), 0.0, False, False, dict(self.info))
-        observation, reward, terminated, truncated, info = self.env.step(action)
+        try:
+            observation, reward, terminated, truncated, info = self.env.step(action)
+        except RetrieverError:
+            self._void()
+            raise
         self._after_step(observation, float(reward), terminated, truncated, info)
         return StepResult(observation, float(reward), terminated, truncated, info)
+
+    def void(self) -> None:
+        """Drop an unfinished episode unrecorded: a failure elsewhere abandoned its rollout (a group's)."""
+        if self.started and not self.done:
+            self._void()
+
+    def _void(self) -> None:
+        """End an episode a failing retriever voided: unrecorded, no reward, nothing left to cut."""
+        self.started = True
+        self.done = True
+        self.total_reward = 0.0
+        self.termination = TERMINATION_VOID
 
     def step_calls(self, calls: Sequence[tuple[str, Any]]) -> tuple[StepResult, list[str]]:
         """Apply one message's native tool calls as one turn; the step and each call's result.
@@ -294,7 +321,7 @@ class EpisodeDriver:
     @property
     def last_record(self) -> EpisodeRecord | None:
         """The record of the current episode once it has ended, else None."""
-        if not self.done or self._env is None or not self._env.records:
+        if not self.done or self.termination == TERMINATION_VOID or self._env is None or not self._env.records:
             return None
         return self._env.records[-1]
 

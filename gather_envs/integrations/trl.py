@@ -51,7 +51,7 @@ from typing import Any
 import gymnasium as gym
 
 from gather_envs.envs.actions import ANSWER, SEARCH
-from gather_envs.errors import ConfigError
+from gather_envs.errors import ConfigError, RetrieverError
 from gather_envs.integrations import chat
 from gather_envs.integrations.episodes import (
     DEFAULT_ENV_ID,
@@ -410,7 +410,20 @@ class RolloutFunction:
         return [record for driver in self._drivers for record in driver.records]
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
-        """Play one episode per prompt; TRL's rollout output plus ``env_mask`` and ``env_reward``."""
+        """Play one episode per prompt; TRL's rollout output plus ``env_mask`` and ``env_reward``.
+
+        A failing remote retriever ends the batch (a GRPO group needs all of its rollouts): its
+        unfinished episodes are dropped unrecorded, none with a made-up reward, and the
+        RetrieverError reaches the trainer (resume it from its checkpoint).
+        """
+        try:
+            return self._play(prompts, trainer)
+        except RetrieverError:
+            for driver in self._drivers[: len(prompts)]:
+                driver.void()
+            raise
+
+    def _play(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         tokenizer = _tokenizer(trainer)
         template_kwargs = dict(getattr(trainer, "chat_template_kwargs", None) or {})
         rollouts: list[_Rollout] = []

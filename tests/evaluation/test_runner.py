@@ -306,6 +306,21 @@ def test_concurrency_gives_the_same_records_as_a_serial_run() -> None:
     ]
 
 
+def test_the_cells_order_plays_each_cell_together_and_gives_the_same_records(tmp_path: Path) -> None:
+    by_episode = run(tmp_path, name="episodes.jsonl", n=3, budgets=(1, 3), tasks=2)
+    by_cell = run(tmp_path, name="cells.jsonl", n=3, budgets=(1, 3), tasks=2, order="cells")
+    assert comparable(by_cell) == comparable(by_episode)
+
+    def written(name: str) -> list[tuple[str, int, int]]:
+        return [(r.task_id, r.budget, r.episode_index) for r in read_records(tmp_path / name)]
+
+    grid = [(r.task_id, r.budget, r.episode_index) for r in by_cell]  # returned in grid order
+    assert written("cells.jsonl") == grid  # played cell by cell: a cell's 3 episodes, then the next cell
+    assert [c[2] for c in written("episodes.jsonl")] == [0] * 4 + [1] * 4 + [2] * 4  # episode index first
+    with pytest.raises(ConfigError, match="order must be one of episodes, cells"):
+        run(None, order="tasks")
+
+
 def test_static_family_runs_closed_book_only(capsys: pytest.CaptureFixture[str]) -> None:
     records = run(None, n=2, budgets=(0, 1, 2), tasks=3, env_kwargs={"world": SMALL_WORLD, "family": "static"},
                   progress=True)  # fmt: skip

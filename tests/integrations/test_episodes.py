@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from gather_envs.errors import ConfigError
+from gather_envs.errors import ConfigError, RetrieverError
 from gather_envs.integrations import MissingExtraError
 from gather_envs.integrations.episodes import (
     CUTOFF_ACTION,
+    TERMINATION_VOID,
     EpisodeDriver,
     parse_env_kwargs,
     reset_arguments,
@@ -121,3 +122,29 @@ def test_the_gem_adapter_imports_without_gem_and_names_its_extra(monkeypatch, ca
             gather_gem.register() if call == "register" else gather_gem.GatherGEMEnv  # noqa: B018
     finally:
         gather_gem.CLASSES.clear()
+
+
+
+def test_a_failing_retriever_voids_the_episode_unrecorded_and_the_driver_plays_on(tmp_path, flaky_retriever):
+    url, handler = flaky_retriever
+    records = tmp_path / "train.jsonl"
+    driver = EpisodeDriver(env_kwargs={"retriever": url, "scope": "open"}, records_path=records)
+    row = {"env_id": ENV_ID, "seed": 1, "max_tool_calls": 2}
+    try:
+        driver.reset(row)
+        with pytest.raises(RetrieverError, match="HTTP 503: index is reloading$"):
+            driver.step("search[far isle]")
+        assert driver.done and driver.termination == TERMINATION_VOID
+        assert driver.total_reward == 0.0 and driver.last_record is None
+        driver.cut()  # nothing to cut: the env is not stepped again (it would refuse: EnvStateError)
+        assert "is over (retriever_error)" in driver.step("answer[x]").observation
+        handler.failing = False  # the retriever is back: the same driver and env play the next episode
+        driver.reset(row)
+        observation = driver.step("search[far isle]").observation
+        assert "It is far away." in observation
+        driver.step("answer[Far Isle]")
+        assert driver.done and driver.last_record is not None
+    finally:
+        driver.close()
+    (record,) = read_records(records)  # the voided episode left no record, not even a failed one
+    assert record.tool_calls == 1 and record.queries == ("far isle",) and record.answer == "Far Isle"

