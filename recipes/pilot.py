@@ -18,6 +18,10 @@ evaluation from the records already written. Commands (each resumes; ``all`` run
     python recipes/pilot.py --out runs/pilot train sft-top8
     python recipes/pilot.py --out runs/pilot eval sft-top8-e1
     python recipes/pilot.py --out runs/pilot table > recipes/pilot-table.md
+
+The contrast (``contrast.md``) runs from here too: ``train grpo`` trains the GRPO arm from the warm
+start ``WARM_START`` with the settings of ``CONTRAST``, ``eval grpo`` evaluates it like every pilot
+model, and ``contrast.py`` tests the endpoints on the records.
 """
 
 from __future__ import annotations
@@ -71,6 +75,16 @@ TRAININGS = {
 """The SFT warm starts: name -> settings (each trains in ``OUT/name``). A fine-tuned model needs no
 worked examples: its transcripts and evaluations leave them out, which halves every prompt."""
 
+WARM_START = ("sft-top8", 1)
+"""The contrast's base W: sft-top8 after epoch 1 (see contrast.md). Its epoch-2 model is the SFT arm:
+W plus one more epoch on the same 600 training tasks' oracle transcripts."""
+CONTRAST = {
+    "grpo": replace(TRAININGS["sft-top8"], grpo_steps=150, grpo_max_minutes=None),
+}
+"""The contrast's GRPO arm from W (trains in ``OUT/grpo``): the recipe's CPU settings (8 rollouts of one
+training prompt a step, lr 3e-5, temperature 0.8, beta 0, top 8 layers) for 150 steps, on the pilot's
+world and 600 training tasks at T = 3, binary reward. Fixed before its first step (contrast.md)."""
+
 GATE = {"pass_16_3_min": 0.2, "pass_1_3_max": 0.5, "signal_min": 0.3}
 """A base for the contrast: PASS@(16,3) >= 0.2, PASS@(1,3) <= 0.5, samples disagree on >= 30% of prompts."""
 
@@ -84,14 +98,30 @@ def models(out: Path) -> dict[str, tuple[str | None, recipe.Settings]]:
     for name, settings in TRAININGS.items():
         for epoch in (1, 2):
             found[f"{name}-e{epoch}"] = (str(out / name / f"sft-epoch-{epoch}"), settings)
+    for name, settings in CONTRAST.items():
+        found[name] = (str(out / name / "grpo-model"), settings)
     return found
 
 
+def warm_start(out: Path) -> Path:
+    """The contrast's base W (a trained SFT epoch model)."""
+    name, epoch = WARM_START
+    return out / name / f"sft-epoch-{epoch}"
+
+
 def train(name: str, out: Path) -> Path:
-    """Train one SFT warm start (resumes); its folder."""
-    settings = TRAININGS[name]
+    """Train one SFT warm start, or the contrast's GRPO arm from W (each resumes); its folder."""
+    settings = TRAININGS.get(name) or CONTRAST[name]
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
+    if name in CONTRAST:
+        base = warm_start(out)
+        if not (base / recipe.DONE).exists():
+            raise SystemExit(f"{name}: the warm start {base} is not trained yet: run `train {WARM_START[0]}` first")
+        settings = replace(settings, model=str(base))
+        (folder / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
+        recipe.train_grpo(str(base), settings, folder)
+        return folder
     (folder / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
     recipe.train_sft(recipe.base_model(settings), settings, folder)
     return folder
@@ -186,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/pilot"))
     parser.add_argument("stage", choices=("train", "eval", "table", "all"))
-    parser.add_argument("names", nargs="*", help="trainings (train) or models (eval); default: all")
+    parser.add_argument("names", nargs="*", help="trainings (train: sft-top8, sft-all, grpo) or models (eval); default: all")
     args = parser.parse_args(argv)
     if args.stage in ("train", "all"):
-        for name in args.names if args.stage == "train" and args.names else TRAININGS:
+        for name in args.names if args.stage == "train" and args.names else [*TRAININGS, *CONTRAST]:
             train(name, args.out)
     if args.stage in ("eval", "all"):
         for name in args.names if args.stage == "eval" and args.names else models(args.out):
