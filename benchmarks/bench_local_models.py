@@ -4,7 +4,8 @@ The act agent (SmolLM2-135M-Instruct, default sampling: temperature 0.7, top_p 0
 tokens a reply, no grammar on transformers) plays ``Gather-MultiHop-v0`` at T = 3 with
 ``top_k=1`` through the real runner (records written, resume-ready), ``--concurrency`` episodes in
 flight; each row is one run of ``max(2 x in flight, --min-episodes)`` episodes (the tasks are the
-first of a seeded sample, one episode each). Beside them, the model's raw prompt and generation
+first of a seeded sample, one episode each; with ``--n N``, N episodes of each task played cell by
+cell, the way a PASS@(k,T) evaluation with ``--order cells`` plays them). Beside them, the model's raw prompt and generation
 token rates, measured in the same process after a warm-up pass: one act prompt (the system prompt,
 the worked examples and a task, first turn) prefilled alone, then 32 tokens decoded one by one.
 
@@ -157,19 +158,24 @@ def embedded_rates(backend: Any) -> tuple[int, float, float]:
     return len(tokens), len(tokens) / prefill, DECODE_TOKENS / decode
 
 
-def episodes_per_s(backend: ChatBackend, in_flight: int, episodes: int) -> tuple[float, float, str]:
-    """(episodes/s, mean calls per batch, batch sizes seen) of one run of ``episodes`` episodes."""
+def episodes_per_s(backend: ChatBackend, in_flight: int, episodes: int, n: int = 1) -> tuple[float, float, str]:
+    """(episodes/s, mean calls per batch, batch sizes seen) of one run of ``episodes`` episodes.
+
+    ``n`` > 1: ``episodes / n`` tasks × ``n`` episodes each, played cell by cell (``order="cells"``),
+    as a PASS@(k,T) evaluation plays them: the episodes in flight share their first prompt.
+    """
     env = gym.make(ENV_ID, **ENV_KWARGS)
     agent = LLMAgent(env.unwrapped, STYLES["act"], chat_backend=backend, grammar=False)
     started = time.perf_counter()
     records = evaluate(
         ENV_ID,
         agent,
-        n=1,
+        n=n,
         budgets=(BUDGET,),
-        tasks=episodes,
+        tasks=episodes // n,
         seed=SEED,
         concurrency=in_flight,
+        order="cells" if n > 1 else "episodes",
         env_kwargs=ENV_KWARGS,
         progress=False,
         retries=0,
@@ -189,6 +195,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=("transformers", "embedded"), required=True)
     parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 8, 16, 32])
     parser.add_argument("--min-episodes", type=int, default=8)
+    parser.add_argument(
+        "--n", type=int, default=1, help="episodes per task, played cell by cell (an evaluation's n); default 1"
+    )
     parser.add_argument("--no-share-prefix", action="store_true", help="also run the batched rows without it")
     parser.add_argument("--skip-generate", action="store_true", help="skip the pre-batching generate() row")
     args = parser.parse_args()
@@ -223,8 +232,8 @@ def main() -> None:
         for in_flight in args.in_flight:
             if label.startswith("generate") and in_flight > 1:
                 continue  # one at a time under a lock: more in flight only queue
-            episodes = max(2 * in_flight, args.min_episodes)
-            rate, per_batch, sizes = episodes_per_s(build(), in_flight, episodes)
+            episodes = -(-max(2 * in_flight, args.min_episodes) // args.n) * args.n  # whole tasks
+            rate, per_batch, sizes = episodes_per_s(build(), in_flight, episodes, args.n)
             print(
                 f"{label:38} {in_flight:>9} {episodes:>8} {rate:>10.3f} {per_batch:>11.1f}  {load()} ({sizes})",
                 flush=True,
