@@ -305,7 +305,9 @@ def _comparison_legend(figure: Any, axes: Any) -> None:
         for ax in row:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 seen.setdefault(label, handle)
-    figure.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=len(seen))
+    # At most three entries a row: a one-budget comparison is one panel wide, and five entries
+    # in one row ran past both edges of the figure.
+    figure.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(3, len(seen)))
 
 
 def save_figure(figure: Any, path: PathLike) -> Path:

@@ -379,6 +379,27 @@ def test_comparison_panels_share_one_y_scale_per_row_and_show_the_floor() -> Non
 
 
 @needs_matplotlib
+def test_a_one_budget_comparison_keeps_its_whole_legend_inside_the_figure() -> None:
+    def crossing(agent: str, rates: list[float]) -> list[EpisodeRecord]:
+        return [
+            EpisodeRecord(env_id="Gather-MultiHop-v0", corpus_hash="sha256:abc", task_id=f"task-{t:02d}",
+                          family="bridge", budget=3, episode_index=i, success=i < round(16 * rate), agent_id=agent)
+            for t, rate in enumerate(rates) for i in range(16)
+        ]  # fmt: skip
+
+    # Sure on half the tasks against middling on all: the curves cross, so every legend entry shows.
+    result = compare_runs(crossing("sure-on-half-epoch-1", [0.9] * 8 + [0.0] * 8), crossing("middling-epoch-2", [0.3] * 16), bootstrap=50,
+                          chance_floor=FLOOR)  # fmt: skip
+    assert result.per_budget[0].k_star is not None
+    figure = comparison_figure(result)
+    figure.canvas.draw()
+    (legend,) = figure.legends
+    box = legend.get_window_extent(figure.canvas.get_renderer())
+    width, height = figure.canvas.get_width_height()
+    assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height
+
+
+@needs_matplotlib
 def test_heatmap_has_a_floor_row_below_t_0() -> None:
     results = results_from_records(run("base", 0.3, seed=1), bootstrap=0, chance_floor=FLOOR)
     figure = heatmap_figure(results.overall)
