@@ -13,15 +13,14 @@ import re
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import pytest
+from _support.retriever_stub import serve_stub
 
 import gather_envs
 from gather_envs.errors import ConfigError, EnvStateError, RecordsError, RetrieverError
@@ -181,56 +180,9 @@ def test_resume_refuses_a_records_file_of_another_retriever(server, tmp_path) ->
 # Failures are infrastructure errors
 
 
-class _Stub(BaseHTTPRequestHandler):
-    """A misbehaving retrieval server: ``/health`` answers without an index hash, ``/retrieve`` as ``mode`` says."""
-
-    protocol_version = "HTTP/1.1"
-    mode = "500"
-
-    def do_GET(self) -> None:
-        self._send(200, b'{"status": "ok"}')
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        if self.mode == "500":
-            self._send(503, b'{"error": "index is reloading,\\n try later"}')
-        elif self.mode == "garbage":
-            self._send(200, b"<html>not json</html>")
-        elif self.mode == "shape":
-            self._send(200, b'{"result": [[{"document": {"id": "d1"}, "score": 1.0}]]}')
-        elif self.mode == "anonymous":  # Search-R1's BM25 path: documents without an id
-            self._send(200, b'{"result": [[{"document": {"contents": "\\"Far Isle\\"\\nIt is far away."}, "score": 2.5}]]}')
-        elif self.mode == "slow":  # the headers at once, then a byte now and then: no deadline renewal
-            self.send_response(200)
-            self.send_header("Content-Length", "200")
-            self.end_headers()
-            for _ in range(200):
-                self.wfile.write(b" ")
-                self.wfile.flush()
-                time.sleep(0.1)
-        elif self.mode == "refuse":  # the server goes away: this connection drops, the next are refused
-            stopper = threading.Thread(target=self.server.shutdown)
-            stopper.start()
-            stopper.join()
-            self.server.server_close()
-            self.close_connection = True
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def stub_url(mode: str) -> tuple[ThreadingHTTPServer, str]:
-    handler = type("Stub", (_Stub,), {"mode": mode})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/retrieve"
+    server, url, _ = serve_stub(mode)
+    return server, url
 
 
 FAILURES = {

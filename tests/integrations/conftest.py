@@ -9,13 +9,12 @@ libraries live in their own virtual environment: see docs/integrations.md for th
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import gymnasium as gym
 import pytest
+from _support.retriever_stub import StubRetriever, serve_stub
 
 import gather_envs  # noqa: F401  (registers the ids)
 from gather_envs.agents.scripted import action_text
@@ -97,39 +96,10 @@ def text_path_record(env_id: str, env_kwargs: dict[str, Any], row: dict[str, Any
 Replay = Callable[[str, dict[str, Any], dict[str, Any], list[str]], list[Any]]
 
 
-class FlakyRetriever(BaseHTTPRequestHandler):
-    """A Search-R1-protocol retriever: 503 while ``failing``, else one passage without an id."""
-
-    protocol_version = "HTTP/1.1"
-    failing = True
-
-    def do_GET(self) -> None:
-        self._send(200, b'{"status": "ok"}')
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        if type(self).failing:
-            self._send(503, b'{"error": "index is reloading"}')
-        else:
-            self._send(200, b'{"result": [[{"document": {"contents": "\\"Far Isle\\"\\nIt is far away."}, "score": 2.5}]]}')
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture()
-def flaky_retriever() -> Iterator[tuple[str, type[FlakyRetriever]]]:
-    """A real HTTP retriever, failing until the test sets ``handler.failing = False``: (URL, handler)."""
-    handler = type("Flaky", (FlakyRetriever,), {"failing": True})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/retrieve", handler
+def flaky_retriever() -> Iterator[tuple[str, type[StubRetriever]]]:
+    """A real HTTP retriever answering 503 until the test sets ``handler.mode = "anonymous"``: (URL, handler)."""
+    server, url, handler = serve_stub("500")
+    yield url, handler
     server.shutdown()
     server.server_close()

@@ -132,13 +132,13 @@ def test_a_failing_retriever_voids_the_episode_unrecorded_and_the_driver_plays_o
     row = {"env_id": ENV_ID, "seed": 1, "max_tool_calls": 2}
     try:
         driver.reset(row)
-        with pytest.raises(RetrieverError, match="HTTP 503: index is reloading$"):
+        with pytest.raises(RetrieverError, match="HTTP 503: index is reloading, try later$"):
             driver.step("search[far isle]")
         assert driver.done and driver.termination == TERMINATION_VOID
         assert driver.total_reward == 0.0 and driver.last_record is None
         driver.cut()  # nothing to cut: the env is not stepped again (it would refuse: EnvStateError)
         assert "is over (retriever_error)" in driver.step("answer[x]").observation
-        handler.failing = False  # the retriever is back: the same driver and env play the next episode
+        handler.mode = "anonymous"  # the retriever is back: the same driver and env play the next episode
         driver.reset(row)
         observation = driver.step("search[far isle]").observation
         assert "It is far away." in observation

@@ -346,7 +346,7 @@ def test_a_failing_retriever_drops_the_batch_unrecorded_and_the_next_batch_plays
     trainer = _fake_trainer(tokenizer, processes=1)
     with pytest.raises(RetrieverError, match="HTTP 503"):
         rollout([rows[0]["prompt"]] * GROUP, trainer)
-    handler.failing = False
+    handler.mode = "anonymous"
     out = rollout([rows[0]["prompt"]] * GROUP, trainer)
     assert out["env_reward"] == [1.0] * GROUP
     played = read_records(records)
