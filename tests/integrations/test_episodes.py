@@ -136,7 +136,7 @@ def test_a_failing_retriever_voids_the_episode_unrecorded_and_the_driver_plays_o
             driver.step("search[far isle]")
         assert driver.done and driver.termination == TERMINATION_VOID
         assert driver.total_reward == 0.0 and driver.last_record is None
-        driver.cut()  # nothing to cut: the env is not stepped again (it would refuse: EnvStateError)
+        driver.cut()  # nothing to cut: a cut would record the void episode as a truncated failure
         assert "is over (retriever_error)" in driver.step("answer[x]").observation
         handler.mode = "anonymous"  # the retriever is back: the same driver and env play the next episode
         driver.reset(row)
