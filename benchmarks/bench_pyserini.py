@@ -25,7 +25,9 @@ search module imports its dense-retrieval stack, so the environment needs more t
         venv-pyserini/bin/python benchmarks/bench_pyserini.py --corpus wiki-1m.jsonl --work bench-1m
 
 (``OPENAI_API_KEY``: Pyserini 0.23 builds an OpenAI client at import; nothing is sent.) Prints
-one summary; asserts nothing. Figures are in benchmarks/README.md.
+one summary; asserts nothing. Figures are in benchmarks/README.md. The script stands alone (its
+own ``memory``, ``percentiles`` and stage runner, the same shape as ``bench_disk_index.py``'s):
+Pyserini's environment has no gather-envs to import them from.
 """
 
 from __future__ import annotations
